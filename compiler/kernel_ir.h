@@ -1,0 +1,118 @@
+// The SIMT kernel IR: what lowering produces and every emitter (nvptx, spirv) reads.
+//
+// A kernel is run by a 1-D grid of invocations, kWorkgroupSize per workgroup. Its body
+// is a flat list of SSA instructions; an instruction's id is its index. The body runs
+// for invocations whose guard value is true; instructions before `guardEnd` are the
+// prologue that computes the guard (every invocation runs them), the rest run only
+// under the guard. Stores appear only after the prologue.
+//
+// Parameters: buffers 0..N-1 (storage elements of `MemType`), then the dims info
+// buffer (int32 values of the graph's symbolic dims, in declaration order).
+//   SPIR-V: descriptor set 0, binding i for buffer i, binding N for the dims buffer.
+//   PTX:    one `.param .u64` global pointer per buffer, then the dims pointer.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ir/support.h"
+
+namespace kiln::compiler {
+
+constexpr int kWorkgroupSize = 256;
+
+// Types of values computed in registers.
+enum class KType : uint8_t { Bool, I32, F32 };
+
+// Element types of buffers in memory. F16 and BF16 load to and store from F32;
+// I32 loads and stores I32.
+enum class MemType : uint8_t { F32, F16, BF16, I32 };
+
+enum class KOp : uint8_t {
+  // Leaves.
+  GlobalId, // I32: the invocation's global id (x).
+  Dim,      // I32: value of symbolic dim `imm` read from the dims buffer.
+  ConstI,   // I32 `imm`.
+  ConstF,   // F32 `fimm` (exactly representable in f32; NaN and infinities allowed).
+  ConstB,   // Bool `imm != 0`.
+  // Integer arithmetic on I32 (operands non-negative for IDiv and IRem).
+  IAdd, ISub, IMul, IDiv, IRem,
+  ILt,      // Bool: a < b (signed).
+  // Float arithmetic on F32, IEEE semantics.
+  FAdd, FSub, FMul, FDiv, FNeg, FAbs,
+  FMax, FMin, // NaN-propagating: NaN if either operand is NaN.
+  FSqrt, FRsqrt, FExp, FLog, FSin, FCos, FTanh, FPow, FErf,
+  FLt, FLe, FEq, FNe, // Bool; ordered compares except FNe (true when unordered).
+  // Logic.
+  And, Or, Not, // Bool.
+  Select,       // args: cond (Bool), a, b of one type.
+  Cast,         // to `type` from the operand's type: I32<->F32 (F32->I32 truncates), Bool->I32/F32
+                // (0 or 1), I32/F32->Bool (!= 0).
+  // Memory: `buffer` names the parameter; args[0] is the element index (I32).
+  Load,  // type: the buffer's register type.
+  Store, // args: index, value; no result.
+};
+
+struct KInst {
+  KOp op;
+  KType type = KType::I32; // result type (unused for Store)
+  std::vector<int> args;   // ids of earlier instructions
+  int64_t imm = 0;
+  float fimm = 0;
+  int buffer = -1;
+};
+
+struct KBuffer {
+  std::string name; // for comments and debugging only
+  MemType elem = MemType::F32;
+  bool written = false; // read-only when false
+};
+
+struct Kernel {
+  std::string name; // a valid identifier in PTX and SPIR-V
+  std::vector<KBuffer> buffers;
+  int numDims = 0; // entries in the dims buffer
+  std::vector<KInst> body;
+  int guard = -1;    // id of a Bool instruction in the prologue
+  int guardEnd = 0;  // body[0, guardEnd) is the prologue
+};
+
+// Builds a kernel body, keeping ids; the lowering uses it and so do the emitter tests.
+class KernelBuilder {
+public:
+  explicit KernelBuilder(Kernel &k) : k_(k) {}
+  int emit(KInst inst) {
+    k_.body.push_back(std::move(inst));
+    return static_cast<int>(k_.body.size()) - 1;
+  }
+  int globalId() { return emit({KOp::GlobalId, KType::I32}); }
+  int dim(int index) { return emit({KOp::Dim, KType::I32, {}, index}); }
+  int constI(int64_t v) { return emit({KOp::ConstI, KType::I32, {}, v}); }
+  int constF(float v) { return emit({KOp::ConstF, KType::F32, {}, 0, v}); }
+  int op(KOp op, KType t, std::vector<int> args) { return emit({op, t, std::move(args)}); }
+  int load(int buffer, KType t, int index) { return emit({KOp::Load, t, {index}, 0, 0, buffer}); }
+  void store(int buffer, int index, int value) {
+    emit({KOp::Store, KType::I32, {index, value}, 0, 0, buffer});
+  }
+  // Ends the prologue: instructions after this run only where `cond` holds.
+  void guard(int cond) {
+    k_.guard = cond;
+    k_.guardEnd = static_cast<int>(k_.body.size());
+  }
+
+private:
+  Kernel &k_;
+};
+
+// Register type of a buffer's elements.
+inline KType registerType(MemType m) { return m == MemType::I32 ? KType::I32 : KType::F32; }
+
+// Checks the kernel's own invariants (ids defined before use, types agree, stores after
+// the prologue); the emitters may assume a verified kernel.
+Status verifyKernel(const Kernel &k);
+
+// Text form for debugging and lit tests (kiln-opt --emit=kernel-ir).
+std::string printKernel(const Kernel &k);
+
+} // namespace kiln::compiler

@@ -1,0 +1,39 @@
+// Host tensors in float64: packing to device bytes, seeded random data, and comparison.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ir/types.h"
+
+namespace kiln::ir {
+
+struct HostTensor {
+  DType dtype = DType::F32;
+  Extents shape;
+  std::vector<double> data; // row-major
+};
+
+// Storage bytes of `t` in its dtype (little-endian, as the devices read them).
+std::vector<uint8_t> toBytes(const HostTensor &t);
+HostTensor fromBytes(DType dtype, Extents shape, const std::vector<uint8_t> &bytes);
+
+// Deterministic data for `seed`: floats uniform in [-1, 1), integers uniform in
+// [0, intBound), bools fair coins; every value exactly representable in the dtype.
+HostTensor randomTensor(DType dtype, Extents shape, uint64_t seed, int64_t intBound = 16);
+
+// Normalized mean squared error of `got` against `want`, after checking that NaN and
+// infinities sit in the same places.
+struct Comparison {
+  double nmse = 0;
+  int64_t specialMismatches = 0; // elements where NaN/Inf disagree
+  int64_t firstMismatch = -1;    // index of the first such element
+  bool shapeMismatch = false;
+};
+Comparison compare(const HostTensor &got, const HostTensor &want);
+
+// Largest NMSE accepted for outputs of this dtype (integers and bools must be exact).
+double nmseLimit(DType t);
+
+} // namespace kiln::ir

@@ -1,0 +1,34 @@
+// A graph pass and the registry that names every pass.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "ir/graph.h"
+#include "ir/support.h"
+
+namespace kiln::passes {
+
+class Pass {
+public:
+  virtual ~Pass() = default;
+  // Rewrites `g`; returns whether anything changed. A pass keeps no state between runs
+  // and never prints: dumping is the pass manager's job.
+  virtual Expected<bool> run(ir::Graph &g) = 0;
+};
+
+struct PassInfo {
+  std::string_view name;
+  std::string_view summary;
+  std::unique_ptr<Pass> (*create)();
+};
+
+// Every pass, in the order of the default pipeline.
+std::span<const PassInfo> allPasses();
+const PassInfo *findPass(std::string_view name);
+
+// The default pipeline, as a comma-separated list of pass names.
+std::string_view defaultPipeline();
+
+} // namespace kiln::passes

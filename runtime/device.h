@@ -1,0 +1,43 @@
+// The Device and Plan interfaces every backend implements.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ir/support.h"
+#include "runtime/executable.h"
+
+namespace kiln::runtime {
+
+// Host bytes of one buffer, in its storage dtype, row-major and contiguous.
+using Bytes = std::vector<uint8_t>;
+
+struct RunStats {
+  double deviceMicros = 0; // time of the kernels alone, as the device measured it (0 if unknown)
+  double hostMicros = 0;   // submit to completion, as the host saw it
+};
+
+// An Executable loaded on a device, ready to run at any dims within their ranges.
+class Plan {
+public:
+  virtual ~Plan() = default;
+  // `dims` binds every symbolic dim (Executable::dims order); `inputs` follows
+  // Executable::inputs; `outputs` is resized to follow Executable::outputs.
+  virtual Status run(std::span<const int64_t> dims, std::span<const Bytes> inputs,
+                     std::vector<Bytes> &outputs, RunStats *stats) = 0;
+};
+
+class Device {
+public:
+  virtual ~Device() = default;
+  virtual std::string describe() const = 0;
+  virtual Expected<std::unique_ptr<Plan>> load(const Executable &exe) = 0;
+};
+
+// Byte size of a buffer at bound dims.
+int64_t bufferBytes(const ExecBuffer &b, std::span<const int64_t> dims);
+
+} // namespace kiln::runtime

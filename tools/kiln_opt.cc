@@ -1,0 +1,152 @@
+// kiln-opt: reads a .kir graph, runs passes, and emits IR, Graphviz, kernel IR or code.
+#include <cstdio>
+#include <iostream>
+
+#include "compiler/kernel_ir.h"
+#include "compiler/lower.h"
+#include "compiler/nvptx/emit_nvptx.h"
+#include "compiler/spirv/emit_spirv.h"
+#include "ir/parser.h"
+#include "ir/printer.h"
+#include "passes/pass_manager.h"
+#include "tools/tool_common.h"
+
+using namespace kiln;
+
+namespace {
+
+constexpr const char *kUsage = R"(usage: kiln-opt FILE.kir|- [options]
+
+Reads a graph, runs a pass pipeline on it and writes what --emit asks for.
+
+options:
+  --passes=A,B,...         passes to run, in order (default: the default pipeline;
+                           --passes= runs none)
+  --list-passes            print every pass with a one-line summary and exit
+  --print-ir-after-all     print the graph after every pass (to stderr)
+  --print-ir-after=NAME    print the graph after pass NAME (repeatable)
+  --print-ir-after-change  print the graph after each pass that changed it
+  --time-passes            print the time each pass took (to stderr)
+  --no-verify-each         do not run the verifier after every pass
+  --emit=KIND              ir (default), dot, kernel-ir, ptx, spirv, spirv-asm
+  --sm=ARCH                PTX target for --emit=ptx: sm_80 (default) or sm_90
+  -o FILE                  write the output to FILE (default: stdout)
+  -h, --help               print this help
+)";
+
+struct Options {
+  std::string input;
+  std::string pipeline{passes::defaultPipeline()};
+  passes::Instrumentation inst;
+  std::string emit = "ir";
+  std::string sm = "sm_80";
+  std::string output;
+};
+
+// Emits every kernel of the lowered graph for the chosen target, concatenated.
+Expected<std::string> emitKernels(const ir::Graph &g, const Options &o) {
+  auto lowered = compiler::lowerGraph(g);
+  if (!lowered)
+    return lowered.error();
+  std::string out;
+  for (const compiler::Kernel &k : lowered->kernels) {
+    if (o.emit == "kernel-ir") {
+      out += compiler::printKernel(k);
+    } else if (o.emit == "ptx") {
+      auto ptx = compiler::emitPtx(k, o.sm);
+      if (!ptx)
+        return makeError("error: kernel " + k.name + ": " + ptx.message());
+      out += *ptx;
+    } else {
+      auto words = compiler::emitSpirv(k);
+      if (!words)
+        return makeError("error: kernel " + k.name + ": " + words.message());
+      if (o.emit == "spirv-asm")
+        out += compiler::disassembleSpirv(*words);
+      else
+        out.append(reinterpret_cast<const char *>(words->data()), words->size() * 4);
+    }
+  }
+  return out;
+}
+
+int run(const Options &o) {
+  auto text = tools::readInput(o.input);
+  if (!text)
+    return tools::fail(text.message());
+  auto graph = ir::parseGraph(*text, o.input == "-" ? "<stdin>" : o.input);
+  if (!graph)
+    return tools::fail(graph.message());
+  passes::PassManager pm(o.inst);
+  if (Status s = pm.addPipeline(o.pipeline); s.failed())
+    return tools::fail(s.message());
+  if (Status s = pm.run(*graph); s.failed())
+    return tools::fail(s.message());
+
+  std::string out;
+  if (o.emit == "ir") {
+    out = ir::printGraph(*graph);
+  } else if (o.emit == "dot") {
+    out = ir::printDot(*graph);
+  } else {
+    auto code = emitKernels(*graph, o);
+    if (!code)
+      return tools::fail(code.message());
+    out = std::move(*code);
+  }
+  if (Status s = tools::writeOutput(o.output, out); s.failed())
+    return tools::fail(s.message());
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  Options o;
+  tools::ArgReader args(argc, argv);
+  while (args.more()) {
+    std::string_view a = args.next();
+    std::string_view v;
+    if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (a == "--list-passes") {
+      for (const passes::PassInfo &p : passes::allPasses())
+        std::printf("%-16.*s %.*s\n", static_cast<int>(p.name.size()), p.name.data(),
+                    static_cast<int>(p.summary.size()), p.summary.data());
+      return 0;
+    } else if (args.value(a, "--passes", v)) {
+      o.pipeline = v;
+    } else if (a == "--print-ir-after-all") {
+      o.inst.printAfterAll = true;
+    } else if (args.value(a, "--print-ir-after", v)) {
+      o.inst.printAfter.insert(std::string(v));
+    } else if (a == "--print-ir-after-change") {
+      o.inst.printAfterChange = true;
+    } else if (a == "--time-passes") {
+      o.inst.timePasses = true;
+    } else if (a == "--no-verify-each") {
+      o.inst.verifyEach = false;
+    } else if (args.value(a, "--emit", v)) {
+      if (v != "ir" && v != "dot" && v != "kernel-ir" && v != "ptx" && v != "spirv" &&
+          v != "spirv-asm")
+        return tools::usageError("kiln-opt", "unknown --emit kind '" + std::string(v) + "'");
+      o.emit = v;
+    } else if (args.value(a, "--sm", v)) {
+      o.sm = v;
+    } else if (args.value(a, "-o", v)) {
+      o.output = v;
+    } else if (a.size() > 1 && a[0] == '-') {
+      return tools::usageError("kiln-opt", "unknown option '" + std::string(a) + "'");
+    } else if (!o.input.empty()) {
+      return tools::usageError("kiln-opt", "more than one input file");
+    } else {
+      o.input = a;
+    }
+    if (!args.ok())
+      return tools::usageError("kiln-opt", args.error());
+  }
+  if (o.input.empty())
+    return tools::usageError("kiln-opt", "no input file (use - for stdin)");
+  return run(o);
+}

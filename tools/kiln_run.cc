@@ -1,0 +1,287 @@
+// kiln-run: compiles a .kir graph, runs it on a device with seeded random inputs, and
+// checks it against the reference interpreter.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+
+#include "compiler/compile.h"
+#include "ir/interpreter.h"
+#include "ir/parser.h"
+#include "passes/pass_manager.h"
+#include "runtime/vulkan/vulkan_device.h"
+#include "tools/tool_common.h"
+
+using namespace kiln;
+
+namespace {
+
+constexpr const char *kUsage = R"(usage: kiln-run FILE.kir [options]
+
+Compiles a graph, runs it on a device with random inputs from a fixed seed and
+prints the time; with --check, compares every output with the reference
+interpreter (float64).
+
+options:
+  --device=D           auto (default: the best Vulkan device, else ref), ref (the
+                       reference interpreter), vulkan[:N], cuda[:N]
+  --dims N=V[,N=V...]  bind symbolic dims; each --dims is one run of the same
+                       compiled plan (needed when the graph has symbolic dims)
+  --check              print each output's NMSE against the reference and one line
+                       PASS or FAIL per run; the exit code is 0 only if all passed
+  --iters N            run N times per --dims and report the median (default 1)
+  --seed S             seed for the random inputs (default 1)
+  -h, --help           print this help
+)";
+
+struct Options {
+  std::string input;
+  std::string device = "auto";
+  std::vector<std::string> dims;
+  bool check = false;
+  int iters = 1;
+  uint64_t seed = 1;
+};
+
+Expected<std::vector<int64_t>> parseDims(const ir::Graph &g, std::string_view text) {
+  std::vector<int64_t> vals(g.dims.size(), -1);
+  while (!text.empty()) {
+    size_t comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+    size_t eq = item.find('=');
+    std::string name(item.substr(0, eq));
+    int d = eq == std::string_view::npos ? -1 : g.findDim(name);
+    if (d < 0)
+      return makeError("error: --dims: '" + std::string(item) + "' does not name a dim of @" +
+                       g.name + " as NAME=VALUE");
+    std::string value(item.substr(eq + 1));
+    char *end = nullptr;
+    long long v = std::strtoll(value.c_str(), &end, 10);
+    if (value.empty() || *end != '\0')
+      return makeError("error: --dims: '" + value + "' is not an integer");
+    vals[d] = v;
+  }
+  for (size_t i = 0; i < vals.size(); ++i)
+    if (vals[i] < 0)
+      return makeError("error: --dims: no value for dim " + g.dims[i].name);
+  if (Status s = ir::checkDims(g, vals); s.failed())
+    return makeError("error: --dims: " + s.message());
+  return vals;
+}
+
+// Random inputs; integer inputs used as gather indices stay within the table.
+std::vector<ir::HostTensor> makeInputs(const ir::Graph &g, const std::vector<int64_t> &dims,
+                                       uint64_t seed) {
+  std::map<int, int64_t> bound;
+  for (const ir::Node &n : g.nodes)
+    if (n.op == ir::Op::Gather) {
+      int64_t rows = g.typeOf(n.operands[0]).shape[0].eval(dims);
+      auto [it, fresh] = bound.try_emplace(n.operands[1], rows);
+      if (!fresh)
+        it->second = std::min(it->second, rows);
+    }
+  std::vector<ir::HostTensor> in;
+  for (size_t i = 0; i < g.inputs.size(); ++i) {
+    const ir::Node &n = g.nodes[g.inputs[i]];
+    auto b = bound.find(g.inputs[i]);
+    in.push_back(ir::randomTensor(n.type.dtype, ir::evalShape(n.type.shape, dims), seed + i,
+                                  b == bound.end() ? 16 : b->second));
+  }
+  return in;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// Runs the graph once per iteration; returns its outputs and the median time in µs.
+struct Runner {
+  const ir::Graph &g;
+  std::unique_ptr<runtime::Plan> plan; // null: the reference interpreter
+  const runtime::Executable *exe = nullptr;
+
+  Expected<std::vector<ir::HostTensor>> run(const std::vector<int64_t> &dims,
+                                            const std::vector<ir::HostTensor> &in, int iters,
+                                            double &us) {
+    std::vector<double> times;
+    std::vector<ir::HostTensor> outs;
+    std::vector<runtime::Bytes> bytes;
+    if (plan)
+      for (const ir::HostTensor &t : in)
+        bytes.push_back(ir::toBytes(t));
+    for (int it = 0; it < iters; ++it) {
+      auto start = std::chrono::steady_clock::now();
+      if (!plan) {
+        auto r = ir::interpret(g, dims, in);
+        if (!r)
+          return r.error();
+        outs = std::move(*r);
+        times.push_back(
+            std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+                .count());
+        continue;
+      }
+      std::vector<runtime::Bytes> outBytes;
+      runtime::RunStats stats;
+      if (Status s = plan->run(dims, bytes, outBytes, &stats); s.failed())
+        return makeError("error: " + s.message());
+      times.push_back(stats.deviceMicros > 0 ? stats.deviceMicros : stats.hostMicros);
+      outs.clear();
+      for (size_t i = 0; i < outBytes.size(); ++i) {
+        const ir::TensorType &t = g.typeOf(g.outputs[i]);
+        outs.push_back(ir::fromBytes(t.dtype, ir::evalShape(t.shape, dims), outBytes[i]));
+      }
+    }
+    us = median(times);
+    return outs;
+  }
+};
+
+std::string dimsText(const ir::Graph &g, const std::vector<int64_t> &dims) {
+  std::string s;
+  for (size_t i = 0; i < dims.size(); ++i)
+    s += (i ? "," : "") + g.dims[i].name + "=" + std::to_string(dims[i]);
+  return s.empty() ? "static" : s;
+}
+
+int run(const Options &o) {
+  auto text = tools::readInput(o.input);
+  if (!text)
+    return tools::fail(text.message());
+  auto parsed = ir::parseGraph(*text, o.input == "-" ? "<stdin>" : o.input);
+  if (!parsed)
+    return tools::fail(parsed.message());
+  const ir::Graph &ref = *parsed;
+
+  std::vector<std::vector<int64_t>> runs;
+  for (const std::string &d : o.dims) {
+    auto v = parseDims(ref, d);
+    if (!v)
+      return tools::fail(v.message());
+    runs.push_back(*v);
+  }
+  if (runs.empty()) {
+    if (!ref.dims.empty()) {
+      std::string names;
+      for (const ir::SymDim &d : ref.dims)
+        names += " " + d.name + " in [" + std::to_string(d.lo) + ", " + std::to_string(d.hi) + "]";
+      return tools::fail("error: @" + ref.name + " has symbolic dims (" + names.substr(1) +
+                         "); bind them with --dims NAME=VALUE");
+    }
+    runs.push_back({});
+  }
+
+  ir::Graph g = ref;
+  passes::PassManager pm;
+  if (Status s = pm.addPipeline(passes::defaultPipeline()); s.failed())
+    return tools::fail(s.message());
+  if (Status s = pm.run(g); s.failed())
+    return tools::fail(s.message());
+
+  Runner runner{g};
+  runtime::Executable exe;
+  std::string deviceName = "ref (reference interpreter)";
+  std::string dev = o.device;
+  if (dev == "cuda" || dev.starts_with("cuda:"))
+    return tools::fail("error: --device=" + dev +
+                       ": the CUDA runtime is not part of kiln yet; use vulkan or ref");
+  if (dev != "ref") {
+    int index = -1;
+    if (dev.starts_with("vulkan:"))
+      index = std::atoi(dev.c_str() + 7);
+    else if (dev != "vulkan" && dev != "auto")
+      return tools::usageError("kiln-run", "unknown --device '" + dev + "'");
+    auto device = runtime::openVulkanDevice(index);
+    if (!device && dev == "auto") {
+      std::fprintf(stderr, "kiln-run: no Vulkan device (%s); using the reference interpreter\n",
+                   device.message().c_str());
+    } else if (!device) {
+      return tools::fail("error: --device=" + dev + ": " + device.message());
+    } else {
+      auto compiled = compiler::compileGraph(g, {});
+      if (!compiled)
+        return tools::fail(compiled.message());
+      exe = std::move(*compiled);
+      auto plan = (*device)->load(exe);
+      if (!plan)
+        return tools::fail("error: " + plan.message());
+      runner.plan = std::move(*plan);
+      deviceName = (*device)->describe();
+    }
+  }
+  std::printf("device: %s\n", deviceName.c_str());
+
+  bool allPassed = true;
+  for (size_t r = 0; r < runs.size(); ++r) {
+    const std::vector<int64_t> &dims = runs[r];
+    std::vector<ir::HostTensor> in = makeInputs(ref, dims, o.seed);
+    double us = 0;
+    auto outs = runner.run(dims, in, o.iters, us);
+    if (!outs)
+      return tools::fail(outs.message());
+    std::printf("run %zu (%s): %.1f us median of %d\n", r, dimsText(ref, dims).c_str(), us,
+                o.iters);
+    if (!o.check)
+      continue;
+    auto want = ir::interpret(ref, dims, in);
+    if (!want)
+      return tools::fail("error: reference interpreter: " + want.message());
+    bool passed = true;
+    for (size_t i = 0; i < want->size(); ++i) {
+      const ir::Node &n = ref.nodes[ref.outputs[i]];
+      ir::Comparison c = ir::compare((*outs)[i], (*want)[i]);
+      double limit = ir::nmseLimit(n.type.dtype);
+      bool ok = !c.shapeMismatch && c.specialMismatches == 0 && c.nmse <= limit;
+      passed &= ok;
+      std::printf("  output %zu %%%s: nmse %.3g (limit %.0e)", i, n.name.c_str(), c.nmse, limit);
+      if (c.specialMismatches)
+        std::printf(", %lld NaN/Inf mismatches (first at %lld)",
+                    static_cast<long long>(c.specialMismatches),
+                    static_cast<long long>(c.firstMismatch));
+      std::printf("%s\n", ok ? "" : "  <-- exceeds");
+    }
+    std::printf("%s\n", passed ? "PASS" : "FAIL");
+    allPassed &= passed;
+  }
+  return allPassed ? 0 : 1;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  Options o;
+  tools::ArgReader args(argc, argv);
+  while (args.more()) {
+    std::string_view a = args.next();
+    std::string_view v;
+    if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (args.value(a, "--device", v)) {
+      o.device = v;
+    } else if (args.value(a, "--dims", v)) {
+      o.dims.emplace_back(v);
+    } else if (a == "--check") {
+      o.check = true;
+    } else if (args.value(a, "--iters", v)) {
+      o.iters = std::atoi(std::string(v).c_str());
+      if (o.iters < 1)
+        return tools::usageError("kiln-run", "--iters needs a positive count");
+    } else if (args.value(a, "--seed", v)) {
+      o.seed = std::strtoull(std::string(v).c_str(), nullptr, 10);
+    } else if (a.size() > 1 && a[0] == '-') {
+      return tools::usageError("kiln-run", "unknown option '" + std::string(a) + "'");
+    } else if (!o.input.empty()) {
+      return tools::usageError("kiln-run", "more than one input file");
+    } else {
+      o.input = a;
+    }
+    if (!args.ok())
+      return tools::usageError("kiln-run", args.error());
+  }
+  if (o.input.empty())
+    return tools::usageError("kiln-run", "no input file");
+  return run(o);
+}
