@@ -24,7 +24,8 @@ HostTensor fromBytes(DType dtype, Extents shape, const std::vector<uint8_t> &byt
 HostTensor randomTensor(DType dtype, Extents shape, uint64_t seed, int64_t intBound = 16);
 
 // Normalized mean squared error of `got` against `want`, after checking that NaN and
-// infinities sit in the same places.
+// infinities sit in the same places (`want` rounded to its dtype, so that a value past
+// the dtype's range counts as an infinity).
 struct Comparison {
   double nmse = 0;
   int64_t specialMismatches = 0; // elements where NaN/Inf disagree

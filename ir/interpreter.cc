@@ -46,12 +46,21 @@ std::vector<int64_t> broadcastIndex(const Extents &out, const Extents &in) {
   return stridedIndex(out, strides);
 }
 
+// Integer results wrap like two's complement registers; values too large for double
+// precision are already approximate, so only their low bits matter here.
 double wrap(double x, DType t) {
-  if (t == DType::I32)
-    return static_cast<double>(static_cast<int32_t>(static_cast<uint32_t>(static_cast<int64_t>(x))));
   if (t == DType::Bool)
     return x != 0;
-  return x;
+  if (t != DType::I32)
+    return x;
+  if (!std::isfinite(x))
+    return 0;
+  double m = std::fmod(std::trunc(x), 4294967296.0);
+  if (m >= 2147483648.0)
+    m -= 4294967296.0;
+  if (m < -2147483648.0)
+    m += 4294967296.0;
+  return m;
 }
 
 double nanMax(double a, double b) { return std::isnan(a) || std::isnan(b) ? NAN : std::max(a, b); }

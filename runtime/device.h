@@ -40,4 +40,9 @@ public:
 // Byte size of a buffer at bound dims.
 int64_t bufferBytes(const ExecBuffer &b, std::span<const int64_t> dims);
 
+// The checks every Plan::run makes first: one value per dim, within its range; one input
+// per Executable::inputs entry, of its byte size at those dims.
+Status checkRunArgs(const Executable &exe, std::span<const int64_t> dims,
+                    std::span<const Bytes> inputs);
+
 } // namespace kiln::runtime

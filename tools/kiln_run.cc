@@ -31,6 +31,7 @@ options:
                        PASS or FAIL per run; the exit code is 0 only if all passed
   --iters N            run N times per --dims and report the median (default 1)
   --seed S             seed for the random inputs (default 1)
+  --list-devices       print the devices found, one per line, and exit
   -h, --help           print this help
 )";
 
@@ -248,6 +249,18 @@ int run(const Options &o) {
   return allPassed ? 0 : 1;
 }
 
+int listDevices() {
+  std::printf("ref: the reference interpreter (CPU, float64)\n");
+  auto devices = runtime::listVulkanDevices();
+  if (!devices) {
+    std::printf("(no Vulkan: %s)\n", devices.message().c_str());
+    return 0;
+  }
+  for (size_t i = 0; i < devices->size(); ++i)
+    std::printf("vulkan:%zu: %s (%s)\n", i, (*devices)[i].name.c_str(), (*devices)[i].type.c_str());
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -259,6 +272,8 @@ int main(int argc, char **argv) {
     if (a == "-h" || a == "--help") {
       std::fputs(kUsage, stdout);
       return 0;
+    } else if (a == "--list-devices") {
+      return listDevices();
     } else if (args.value(a, "--device", v)) {
       o.device = v;
     } else if (args.value(a, "--dims", v)) {

@@ -13,3 +13,17 @@ config.substitutions.append(("%examples", os.path.join(config.kiln_src_dir, "exa
 config.substitutions.append(("FileCheck", config.filecheck))
 config.substitutions.append(("not ", os.path.join(os.path.dirname(config.filecheck), "not") + " "))
 config.environment["PATH"] = os.pathsep.join([config.kiln_bin_dir, config.environment.get("PATH", "")])
+
+# Features: tools and devices a test may require; without them it is UNSUPPORTED (skipped).
+import shutil
+if shutil.which("spirv-val"):
+    config.available_features.add("spirv-val")
+if os.path.exists(os.path.join(config.kiln_bin_dir, "kiln-run")):
+    import subprocess
+    probe = subprocess.run([os.path.join(config.kiln_bin_dir, "kiln-run"), "--list-devices"],
+                           capture_output=True, text=True)
+    if probe.returncode == 0 and "vulkan:" in probe.stdout:
+        config.available_features.add("vulkan")
+    elif os.environ.get("KILN_REQUIRE_VULKAN") == "1":
+        lit_config.fatal("KILN_REQUIRE_VULKAN=1 but kiln-run found no Vulkan device: " +
+                         probe.stdout + probe.stderr)

@@ -1,0 +1,469 @@
+// Kernel IR verifier and text printer.
+#include "compiler/kernel_ir.h"
+
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
+namespace kiln::compiler {
+namespace {
+
+const char *opName(KOp op) {
+  switch (op) {
+  case KOp::GlobalId:
+    return "global_id";
+  case KOp::Dim:
+    return "dim";
+  case KOp::ConstI:
+  case KOp::ConstF:
+  case KOp::ConstB:
+    return "const";
+  case KOp::IAdd:
+    return "iadd";
+  case KOp::ISub:
+    return "isub";
+  case KOp::IMul:
+    return "imul";
+  case KOp::IDiv:
+    return "idiv";
+  case KOp::IRem:
+    return "irem";
+  case KOp::ILt:
+    return "ilt";
+  case KOp::FAdd:
+    return "fadd";
+  case KOp::FSub:
+    return "fsub";
+  case KOp::FMul:
+    return "fmul";
+  case KOp::FDiv:
+    return "fdiv";
+  case KOp::FNeg:
+    return "fneg";
+  case KOp::FAbs:
+    return "fabs";
+  case KOp::FMax:
+    return "fmax";
+  case KOp::FMin:
+    return "fmin";
+  case KOp::FSqrt:
+    return "fsqrt";
+  case KOp::FRsqrt:
+    return "frsqrt";
+  case KOp::FExp:
+    return "fexp";
+  case KOp::FLog:
+    return "flog";
+  case KOp::FSin:
+    return "fsin";
+  case KOp::FCos:
+    return "fcos";
+  case KOp::FTanh:
+    return "ftanh";
+  case KOp::FPow:
+    return "fpow";
+  case KOp::FErf:
+    return "ferf";
+  case KOp::FLt:
+    return "flt";
+  case KOp::FLe:
+    return "fle";
+  case KOp::FEq:
+    return "feq";
+  case KOp::FNe:
+    return "fne";
+  case KOp::And:
+    return "and";
+  case KOp::Or:
+    return "or";
+  case KOp::Not:
+    return "not";
+  case KOp::Select:
+    return "select";
+  case KOp::Cast:
+    return "cast";
+  case KOp::Load:
+    return "load";
+  case KOp::Store:
+    return "store";
+  }
+  return "?";
+}
+
+const char *typeName(KType t) {
+  switch (t) {
+  case KType::Bool:
+    return "bool";
+  case KType::I32:
+    return "i32";
+  case KType::F32:
+    return "f32";
+  }
+  return "?";
+}
+
+const char *memTypeName(MemType m) {
+  switch (m) {
+  case MemType::F32:
+    return "f32";
+  case MemType::F16:
+    return "f16";
+  case MemType::BF16:
+    return "bf16";
+  case MemType::I32:
+    return "i32";
+  }
+  return "?";
+}
+
+// Operand and result types an op requires. `Any` marks the operands of Select and Cast, and the
+// value of Store, which are checked separately.
+enum class Want : uint8_t { Bool, I32, F32, Any };
+
+struct Signature {
+  std::vector<Want> operands;
+  Want result;
+};
+
+Signature signatureOf(KOp op) {
+  constexpr Want B = Want::Bool, I = Want::I32, F = Want::F32, A = Want::Any;
+  switch (op) {
+  case KOp::GlobalId:
+  case KOp::Dim:
+  case KOp::ConstI:
+    return {{}, I};
+  case KOp::ConstF:
+    return {{}, F};
+  case KOp::ConstB:
+    return {{}, B};
+  case KOp::IAdd:
+  case KOp::ISub:
+  case KOp::IMul:
+  case KOp::IDiv:
+  case KOp::IRem:
+    return {{I, I}, I};
+  case KOp::ILt:
+    return {{I, I}, B};
+  case KOp::FAdd:
+  case KOp::FSub:
+  case KOp::FMul:
+  case KOp::FDiv:
+  case KOp::FMax:
+  case KOp::FMin:
+  case KOp::FPow:
+    return {{F, F}, F};
+  case KOp::FNeg:
+  case KOp::FAbs:
+  case KOp::FSqrt:
+  case KOp::FRsqrt:
+  case KOp::FExp:
+  case KOp::FLog:
+  case KOp::FSin:
+  case KOp::FCos:
+  case KOp::FTanh:
+  case KOp::FErf:
+    return {{F}, F};
+  case KOp::FLt:
+  case KOp::FLe:
+  case KOp::FEq:
+  case KOp::FNe:
+    return {{F, F}, B};
+  case KOp::And:
+  case KOp::Or:
+    return {{B, B}, B};
+  case KOp::Not:
+    return {{B}, B};
+  case KOp::Select:
+    return {{B, A, A}, A};
+  case KOp::Cast:
+    return {{A}, A};
+  case KOp::Load:
+    return {{I}, A};
+  case KOp::Store:
+    return {{I, A}, A};
+  }
+  return {{}, A};
+}
+
+bool matches(Want w, KType t) {
+  switch (w) {
+  case Want::Bool:
+    return t == KType::Bool;
+  case Want::I32:
+    return t == KType::I32;
+  case Want::F32:
+    return t == KType::F32;
+  case Want::Any:
+    return true;
+  }
+  return false;
+}
+
+const char *wantName(Want w) {
+  switch (w) {
+  case Want::Bool:
+    return "bool";
+  case Want::I32:
+    return "i32";
+  case Want::F32:
+    return "f32";
+  case Want::Any:
+    return "any";
+  }
+  return "?";
+}
+
+bool isIdentifier(const std::string &s) {
+  if (s.empty() || (s[0] >= '0' && s[0] <= '9'))
+    return false;
+  for (char c : s)
+    if (!(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+      return false;
+  return true;
+}
+
+class Verifier {
+public:
+  explicit Verifier(const Kernel &k) : k_(k) {}
+
+  Status run() {
+    if (!isIdentifier(k_.name))
+      return fail("name is not a valid identifier");
+    if (k_.numDims < 0)
+      return fail("numDims is negative");
+    int n = static_cast<int>(k_.body.size());
+    if (k_.guardEnd < 0 || k_.guardEnd > n)
+      return fail("guardEnd " + std::to_string(k_.guardEnd) + " is outside the body (" +
+                  std::to_string(n) + " instructions)");
+    if (k_.guard < 0 || k_.guard >= k_.guardEnd)
+      return fail("guard %" + std::to_string(k_.guard) + " is not in the prologue [0, " +
+                  std::to_string(k_.guardEnd) + ")");
+    const KInst &g = k_.body[k_.guard];
+    if (g.op == KOp::Store || g.type != KType::Bool)
+      return fail("guard %" + std::to_string(k_.guard) + " (" + opName(g.op) + ") is not a bool");
+    for (int id = 0; id < n; ++id)
+      if (Status s = verifyInst(id); s.failed())
+        return s;
+    return Status::ok();
+  }
+
+private:
+  Status fail(const std::string &msg) const { return makeError("kernel @" + k_.name + ": " + msg); }
+  Status failAt(int id, const std::string &msg) const {
+    return fail("%" + std::to_string(id) + " (" + opName(k_.body[id].op) + "): " + msg);
+  }
+
+  Status verifyInst(int id) {
+    const KInst &in = k_.body[id];
+    Signature sig = signatureOf(in.op);
+    if (in.args.size() != sig.operands.size())
+      return failAt(id, "expects " + std::to_string(sig.operands.size()) + " operands, has " +
+                            std::to_string(in.args.size()));
+    for (size_t i = 0; i < in.args.size(); ++i) {
+      int a = in.args[i];
+      if (a < 0 || a >= id)
+        return failAt(id, "operand " + std::to_string(i) + " is %" + std::to_string(a) +
+                              ", not an earlier instruction");
+      if (k_.body[a].op == KOp::Store)
+        return failAt(id, "operand " + std::to_string(i) + " is %" + std::to_string(a) +
+                              ", a store, which has no result");
+      KType t = k_.body[a].type;
+      if (!matches(sig.operands[i], t))
+        return failAt(id, "operand " + std::to_string(i) + " %" + std::to_string(a) + " is " +
+                              typeName(t) + ", expected " + wantName(sig.operands[i]));
+    }
+    if (in.op != KOp::Store && !matches(sig.result, in.type))
+      return failAt(id, std::string("result type is ") + typeName(in.type) + ", expected " +
+                            wantName(sig.result));
+    return verifySpecific(id, in);
+  }
+
+  // The checks a signature cannot express.
+  Status verifySpecific(int id, const KInst &in) {
+    auto argType = [&](int i) { return k_.body[in.args[i]].type; };
+    switch (in.op) {
+    case KOp::Dim:
+      if (in.imm < 0 || in.imm >= k_.numDims)
+        return failAt(id, "dim index " + std::to_string(in.imm) + " is outside [0, " +
+                              std::to_string(k_.numDims) + ")");
+      return Status::ok();
+    case KOp::ConstI:
+      if (in.imm < std::numeric_limits<int32_t>::min() ||
+          in.imm > std::numeric_limits<int32_t>::max())
+        return failAt(id, "constant " + std::to_string(in.imm) + " does not fit in i32");
+      return Status::ok();
+    case KOp::Select:
+      if (argType(1) != argType(2) || argType(1) != in.type)
+        return failAt(id, std::string("operands are ") + typeName(argType(1)) + " and " +
+                              typeName(argType(2)) + ", result is " + typeName(in.type) +
+                              "; all must agree");
+      return Status::ok();
+    case KOp::Cast:
+      // Every pair of distinct types converts; a same-type cast is a lowering bug.
+      if (argType(0) == in.type)
+        return failAt(id, std::string("casts ") + typeName(in.type) + " to itself");
+      return Status::ok();
+    case KOp::Load:
+    case KOp::Store:
+      return verifyMemory(id, in);
+    case KOp::GlobalId:
+    case KOp::ConstF:
+    case KOp::ConstB:
+    case KOp::IAdd:
+    case KOp::ISub:
+    case KOp::IMul:
+    case KOp::IDiv:
+    case KOp::IRem:
+    case KOp::ILt:
+    case KOp::FAdd:
+    case KOp::FSub:
+    case KOp::FMul:
+    case KOp::FDiv:
+    case KOp::FNeg:
+    case KOp::FAbs:
+    case KOp::FMax:
+    case KOp::FMin:
+    case KOp::FSqrt:
+    case KOp::FRsqrt:
+    case KOp::FExp:
+    case KOp::FLog:
+    case KOp::FSin:
+    case KOp::FCos:
+    case KOp::FTanh:
+    case KOp::FPow:
+    case KOp::FErf:
+    case KOp::FLt:
+    case KOp::FLe:
+    case KOp::FEq:
+    case KOp::FNe:
+    case KOp::And:
+    case KOp::Or:
+    case KOp::Not:
+      return Status::ok();
+    }
+    return Status::ok();
+  }
+
+  Status verifyMemory(int id, const KInst &in) {
+    int nb = static_cast<int>(k_.buffers.size());
+    if (in.buffer < 0 || in.buffer >= nb)
+      return failAt(id, "buffer " + std::to_string(in.buffer) + " is outside [0, " +
+                            std::to_string(nb) + ")");
+    const KBuffer &b = k_.buffers[in.buffer];
+    KType reg = registerType(b.elem);
+    std::string buf = "buffer " + std::to_string(in.buffer) + " (" + memTypeName(b.elem) + ")";
+    if (in.op == KOp::Load) {
+      if (in.type != reg)
+        return failAt(id, std::string("loads ") + typeName(in.type) + " from " + buf +
+                              ", expected " + typeName(reg));
+      return Status::ok();
+    }
+    if (id < k_.guardEnd)
+      return failAt(id, "store in the prologue (guardEnd is " + std::to_string(k_.guardEnd) + ")");
+    if (!b.written)
+      return failAt(id, "stores to read-only " + buf);
+    KType vt = k_.body[in.args[1]].type;
+    if (vt != reg)
+      return failAt(id, std::string("stores ") + typeName(vt) + " to " + buf + ", expected " +
+                            typeName(reg));
+    return Status::ok();
+  }
+
+  const Kernel &k_;
+};
+
+std::string floatText(float v) {
+  if (std::isnan(v))
+    return "nan";
+  if (std::isinf(v))
+    return v < 0 ? "-inf" : "inf";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(v));
+  return buf;
+}
+
+std::string ref(int id) { return "%" + std::to_string(id); }
+
+std::string printInst(const Kernel &k, int id) {
+  const KInst &in = k.body[id];
+  std::string buf = in.buffer >= 0 ? "buf" + std::to_string(in.buffer) : "buf?";
+  auto arg = [&](size_t i) { return i < in.args.size() ? ref(in.args[i]) : std::string("%?"); };
+  if (in.op == KOp::Store)
+    return "store " + buf + "[" + arg(0) + "], " + arg(1);
+  std::string s = ref(id) + " = " + opName(in.op) + " " + typeName(in.type);
+  switch (in.op) {
+  case KOp::Dim:
+  case KOp::ConstI:
+    return s + " " + std::to_string(in.imm);
+  case KOp::ConstF:
+    return s + " " + floatText(in.fimm);
+  case KOp::ConstB:
+    return s + (in.imm != 0 ? " true" : " false");
+  case KOp::Load:
+    return s + " " + buf + "[" + arg(0) + "]";
+  case KOp::GlobalId:
+  case KOp::IAdd:
+  case KOp::ISub:
+  case KOp::IMul:
+  case KOp::IDiv:
+  case KOp::IRem:
+  case KOp::ILt:
+  case KOp::FAdd:
+  case KOp::FSub:
+  case KOp::FMul:
+  case KOp::FDiv:
+  case KOp::FNeg:
+  case KOp::FAbs:
+  case KOp::FMax:
+  case KOp::FMin:
+  case KOp::FSqrt:
+  case KOp::FRsqrt:
+  case KOp::FExp:
+  case KOp::FLog:
+  case KOp::FSin:
+  case KOp::FCos:
+  case KOp::FTanh:
+  case KOp::FPow:
+  case KOp::FErf:
+  case KOp::FLt:
+  case KOp::FLe:
+  case KOp::FEq:
+  case KOp::FNe:
+  case KOp::And:
+  case KOp::Or:
+  case KOp::Not:
+  case KOp::Select:
+  case KOp::Cast:
+  case KOp::Store:
+    break;
+  }
+  for (size_t i = 0; i < in.args.size(); ++i)
+    s += (i == 0 ? " " : ", ") + arg(i);
+  return s;
+}
+
+} // namespace
+
+Status verifyKernel(const Kernel &k) { return Verifier(k).run(); }
+
+std::string printKernel(const Kernel &k) {
+  std::string s = "kernel @" + k.name + "(";
+  for (size_t i = 0; i < k.buffers.size(); ++i) {
+    const KBuffer &b = k.buffers[i];
+    s += (i == 0 ? "" : ", ") + std::string("buf") + std::to_string(i);
+    if (!b.name.empty())
+      s += " \"" + b.name + "\"";
+    s += std::string(": ") + memTypeName(b.elem) + (b.written ? " write" : " read");
+  }
+  s += ") dims=" + std::to_string(k.numDims) + " {\n";
+  int n = static_cast<int>(k.body.size());
+  for (int id = 0; id <= n; ++id) {
+    if (id == k.guardEnd)
+      s += "  guard " + ref(k.guard) + "\n";
+    if (id < n)
+      s += "  " + printInst(k, id) + "\n";
+  }
+  return s + "}\n";
+}
+
+} // namespace kiln::compiler

@@ -1,0 +1,338 @@
+// PTX emitter: kernel IR to LLVM IR, optimised at O3, then PTX through LLVM's NVPTX back end.
+#include "compiler/nvptx/emit_nvptx.h"
+
+#include <algorithm>
+#include <array>
+#include <memory>
+#include <mutex>
+
+#include "compiler/nvptx/nvptx_math.h"
+#include "llvm/ADT/APFloat.h"
+#include "llvm/ADT/SmallString.h"
+#include "llvm/IR/IRBuilder.h"
+#include "llvm/IR/IntrinsicsNVPTX.h"
+#include "llvm/IR/LLVMContext.h"
+#include "llvm/IR/LegacyPassManager.h"
+#include "llvm/IR/Metadata.h"
+#include "llvm/IR/Module.h"
+#include "llvm/IR/Verifier.h"
+#include "llvm/MC/TargetRegistry.h"
+#include "llvm/Passes/PassBuilder.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/raw_ostream.h"
+#include "llvm/Target/TargetMachine.h"
+#include "llvm/Target/TargetOptions.h"
+
+namespace kiln::compiler {
+namespace {
+
+constexpr const char *kTriple = "nvptx64-nvidia-cuda";
+// PTX ISA 7.8 (CUDA 11.8) is the first that knows sm_89 and sm_90; the oldest ISA keeps the
+// oldest drivers able to JIT the module, and max.NaN (FMax/FMin) needs only 7.0.
+constexpr const char *kPtxFeatures = "+ptx78";
+constexpr std::array<std::string_view, 5> kArchs = {"sm_80", "sm_86", "sm_87", "sm_89", "sm_90"};
+
+void initNvptxTarget() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    LLVMInitializeNVPTXTargetInfo();
+    LLVMInitializeNVPTXTarget();
+    LLVMInitializeNVPTXTargetMC();
+    LLVMInitializeNVPTXAsmPrinter();
+  });
+}
+
+class KernelEmitter {
+public:
+  KernelEmitter(const Kernel &k, llvm::Module &m) : k_(k), m_(m), ctx_(m.getContext()), b_(ctx_) {}
+
+  void emit() {
+    llvm::Type *ptr = llvm::PointerType::get(ctx_, 1);
+    std::vector<llvm::Type *> params(k_.buffers.size() + 1, ptr);
+    fn_ = llvm::Function::Create(llvm::FunctionType::get(b_.getVoidTy(), params, false),
+                                 llvm::GlobalValue::ExternalLinkage, k_.name, m_);
+    fn_->setCallingConv(llvm::CallingConv::PTX_Kernel);
+    for (size_t i = 0; i < k_.buffers.size(); ++i)
+      if (!k_.buffers[i].written)
+        fn_->addParamAttr(static_cast<unsigned>(i), llvm::Attribute::ReadOnly);
+    annotate("kernel", 1);
+    annotate("maxntidx", kWorkgroupSize);
+
+    auto *entry = llvm::BasicBlock::Create(ctx_, "entry", fn_);
+    auto *body = llvm::BasicBlock::Create(ctx_, "body", fn_);
+    auto *exit = llvm::BasicBlock::Create(ctx_, "exit", fn_);
+    vals_.assign(k_.body.size(), nullptr);
+    b_.SetInsertPoint(entry);
+    for (int id = 0; id < k_.guardEnd; ++id)
+      vals_[id] = emitInst(k_.body[id]);
+    b_.CreateCondBr(vals_[k_.guard], body, exit);
+    b_.SetInsertPoint(body);
+    for (int id = k_.guardEnd; id < static_cast<int>(k_.body.size()); ++id)
+      vals_[id] = emitInst(k_.body[id]);
+    b_.CreateRetVoid();
+    b_.SetInsertPoint(exit);
+    b_.CreateRetVoid();
+  }
+
+private:
+  // NVPTX in LLVM 19 reads kernel-ness and launch bounds from !nvvm.annotations.
+  void annotate(const char *key, int value) {
+    llvm::Metadata *ops[] = {llvm::ValueAsMetadata::get(fn_), llvm::MDString::get(ctx_, key),
+                             llvm::ConstantAsMetadata::get(b_.getInt32(value))};
+    m_.getOrInsertNamedMetadata("nvvm.annotations")->addOperand(llvm::MDNode::get(ctx_, ops));
+  }
+
+  llvm::Value *arg(const KInst &in, int i) { return vals_[in.args[i]]; }
+  llvm::Value *f32(float v) { return llvm::ConstantFP::get(ctx_, llvm::APFloat(v)); }
+
+  llvm::Value *sreg(llvm::Intrinsic::ID id) { return b_.CreateIntrinsic(id, {}, {}); }
+
+  llvm::Value *intrinsic(llvm::Intrinsic::ID id, const KInst &in) {
+    std::vector<llvm::Value *> args;
+    for (size_t i = 0; i < in.args.size(); ++i)
+      args.push_back(arg(in, static_cast<int>(i)));
+    return b_.CreateIntrinsic(id, {b_.getFloatTy()}, args);
+  }
+
+  llvm::Value *math(nvptx::MathFn fn, const KInst &in) {
+    std::vector<llvm::Value *> args;
+    for (size_t i = 0; i < in.args.size(); ++i)
+      args.push_back(arg(in, static_cast<int>(i)));
+    return b_.CreateCall(nvptx::getMathFunction(m_, fn), args);
+  }
+
+  llvm::Value *elementPtr(const KInst &in, llvm::Type *elemTy) {
+    llvm::Value *idx = b_.CreateSExt(arg(in, 0), b_.getInt64Ty());
+    return b_.CreateInBoundsGEP(elemTy, fn_->getArg(in.buffer), idx);
+  }
+
+  llvm::Value *load(const KInst &in) {
+    llvm::Type *i16 = b_.getInt16Ty();
+    switch (k_.buffers[in.buffer].elem) {
+    case MemType::F32:
+      return b_.CreateAlignedLoad(b_.getFloatTy(), elementPtr(in, b_.getFloatTy()), llvm::Align(4));
+    case MemType::I32:
+      return b_.CreateAlignedLoad(b_.getInt32Ty(), elementPtr(in, b_.getInt32Ty()), llvm::Align(4));
+    case MemType::F16:
+      return b_.CreateFPExt(
+          b_.CreateAlignedLoad(b_.getHalfTy(), elementPtr(in, b_.getHalfTy()), llvm::Align(2)),
+          b_.getFloatTy());
+    case MemType::BF16: {
+      llvm::Value *bits = b_.CreateAlignedLoad(i16, elementPtr(in, i16), llvm::Align(2));
+      return b_.CreateBitCast(b_.CreateShl(b_.CreateZExt(bits, b_.getInt32Ty()), 16),
+                              b_.getFloatTy());
+    }
+    }
+    return nullptr;
+  }
+
+  // f32 to bf16 bits, rounding to nearest even; a NaN keeps its sign and top payload bits and
+  // is made quiet, since truncation alone could turn it into an infinity.
+  llvm::Value *toBf16(llvm::Value *v) {
+    llvm::Value *bits = b_.CreateBitCast(v, b_.getInt32Ty());
+    llvm::Value *hi = b_.CreateLShr(bits, 16);
+    llvm::Value *bias = b_.CreateAdd(b_.CreateAnd(hi, b_.getInt32(1)), b_.getInt32(0x7fff));
+    llvm::Value *rounded = b_.CreateLShr(b_.CreateAdd(bits, bias), 16);
+    llvm::Value *quiet = b_.CreateOr(hi, b_.getInt32(0x40));
+    llvm::Value *h = b_.CreateSelect(b_.CreateFCmpUNO(v, v), quiet, rounded);
+    return b_.CreateTrunc(h, b_.getInt16Ty());
+  }
+
+  void store(const KInst &in) {
+    llvm::Value *v = arg(in, 1);
+    switch (k_.buffers[in.buffer].elem) {
+    case MemType::F32:
+      b_.CreateAlignedStore(v, elementPtr(in, b_.getFloatTy()), llvm::Align(4));
+      return;
+    case MemType::I32:
+      b_.CreateAlignedStore(v, elementPtr(in, b_.getInt32Ty()), llvm::Align(4));
+      return;
+    case MemType::F16:
+      b_.CreateAlignedStore(b_.CreateFPTrunc(v, b_.getHalfTy()), elementPtr(in, b_.getHalfTy()),
+                            llvm::Align(2));
+      return;
+    case MemType::BF16:
+      b_.CreateAlignedStore(toBf16(v), elementPtr(in, b_.getInt16Ty()), llvm::Align(2));
+      return;
+    }
+  }
+
+  llvm::Value *cast(const KInst &in) {
+    llvm::Value *v = arg(in, 0);
+    KType from = k_.body[in.args[0]].type;
+    switch (in.type) {
+    case KType::Bool:
+      return from == KType::F32 ? b_.CreateFCmpUNE(v, f32(0.0f))
+                                : b_.CreateICmpNE(v, b_.getInt32(0));
+    case KType::I32:
+      // The saturating form defines NaN and out-of-range inputs (plain fptosi gives poison);
+      // it is what cvt.rzi.s32.f32 does anyway.
+      if (from == KType::F32)
+        return b_.CreateIntrinsic(llvm::Intrinsic::fptosi_sat, {b_.getInt32Ty(), b_.getFloatTy()},
+                                  {v});
+      return b_.CreateZExt(v, b_.getInt32Ty());
+    case KType::F32:
+      return from == KType::I32 ? b_.CreateSIToFP(v, b_.getFloatTy())
+                                : b_.CreateUIToFP(v, b_.getFloatTy());
+    }
+    return nullptr;
+  }
+
+  llvm::Value *emitInst(const KInst &in) {
+    switch (in.op) {
+    case KOp::GlobalId: {
+      llvm::Value *ctaid = sreg(llvm::Intrinsic::nvvm_read_ptx_sreg_ctaid_x);
+      llvm::Value *ntid = sreg(llvm::Intrinsic::nvvm_read_ptx_sreg_ntid_x);
+      llvm::Value *tid = sreg(llvm::Intrinsic::nvvm_read_ptx_sreg_tid_x);
+      return b_.CreateAdd(b_.CreateMul(ctaid, ntid), tid);
+    }
+    case KOp::Dim: {
+      llvm::Value *dims = fn_->getArg(static_cast<unsigned>(k_.buffers.size()));
+      llvm::Value *p = b_.CreateInBoundsGEP(b_.getInt32Ty(), dims, b_.getInt64(in.imm));
+      return b_.CreateAlignedLoad(b_.getInt32Ty(), p, llvm::Align(4));
+    }
+    case KOp::ConstI:
+      return b_.getInt32(static_cast<uint32_t>(in.imm));
+    case KOp::ConstF:
+      return f32(in.fimm);
+    case KOp::ConstB:
+      return b_.getInt1(in.imm != 0);
+    case KOp::IAdd:
+      return b_.CreateAdd(arg(in, 0), arg(in, 1));
+    case KOp::ISub:
+      return b_.CreateSub(arg(in, 0), arg(in, 1));
+    case KOp::IMul:
+      return b_.CreateMul(arg(in, 0), arg(in, 1));
+    // Operands are non-negative by contract, and unsigned division is cheaper.
+    case KOp::IDiv:
+      return b_.CreateUDiv(arg(in, 0), arg(in, 1));
+    case KOp::IRem:
+      return b_.CreateURem(arg(in, 0), arg(in, 1));
+    case KOp::ILt:
+      return b_.CreateICmpSLT(arg(in, 0), arg(in, 1));
+    case KOp::FAdd:
+      return b_.CreateFAdd(arg(in, 0), arg(in, 1));
+    case KOp::FSub:
+      return b_.CreateFSub(arg(in, 0), arg(in, 1));
+    case KOp::FMul:
+      return b_.CreateFMul(arg(in, 0), arg(in, 1));
+    case KOp::FDiv:
+      return b_.CreateFDiv(arg(in, 0), arg(in, 1));
+    case KOp::FNeg:
+      return b_.CreateFNeg(arg(in, 0));
+    case KOp::FAbs:
+      return intrinsic(llvm::Intrinsic::fabs, in);
+    case KOp::FMax:
+      return intrinsic(llvm::Intrinsic::maximum, in);
+    case KOp::FMin:
+      return intrinsic(llvm::Intrinsic::minimum, in);
+    case KOp::FSqrt:
+      return intrinsic(llvm::Intrinsic::sqrt, in);
+    // Two correctly rounded steps (<= 1 ulp); rsqrt.approx would be less accurate.
+    case KOp::FRsqrt:
+      return b_.CreateFDiv(f32(1.0f), intrinsic(llvm::Intrinsic::sqrt, in));
+    case KOp::FExp:
+      return math(nvptx::MathFn::Exp, in);
+    case KOp::FLog:
+      return math(nvptx::MathFn::Log, in);
+    case KOp::FSin:
+      return math(nvptx::MathFn::Sin, in);
+    case KOp::FCos:
+      return math(nvptx::MathFn::Cos, in);
+    case KOp::FTanh:
+      return math(nvptx::MathFn::Tanh, in);
+    case KOp::FPow:
+      return math(nvptx::MathFn::Pow, in);
+    case KOp::FErf:
+      return math(nvptx::MathFn::Erf, in);
+    case KOp::FLt:
+      return b_.CreateFCmpOLT(arg(in, 0), arg(in, 1));
+    case KOp::FLe:
+      return b_.CreateFCmpOLE(arg(in, 0), arg(in, 1));
+    case KOp::FEq:
+      return b_.CreateFCmpOEQ(arg(in, 0), arg(in, 1));
+    case KOp::FNe:
+      return b_.CreateFCmpUNE(arg(in, 0), arg(in, 1));
+    case KOp::And:
+      return b_.CreateAnd(arg(in, 0), arg(in, 1));
+    case KOp::Or:
+      return b_.CreateOr(arg(in, 0), arg(in, 1));
+    case KOp::Not:
+      return b_.CreateNot(arg(in, 0));
+    case KOp::Select:
+      return b_.CreateSelect(arg(in, 0), arg(in, 1), arg(in, 2));
+    case KOp::Cast:
+      return cast(in);
+    case KOp::Load:
+      return load(in);
+    case KOp::Store:
+      store(in);
+      return nullptr;
+    }
+    return nullptr;
+  }
+
+  const Kernel &k_;
+  llvm::Module &m_;
+  llvm::LLVMContext &ctx_;
+  llvm::IRBuilder<> b_;
+  llvm::Function *fn_ = nullptr;
+  std::vector<llvm::Value *> vals_;
+};
+
+void optimize(llvm::Module &m, llvm::TargetMachine &tm) {
+  llvm::LoopAnalysisManager lam;
+  llvm::FunctionAnalysisManager fam;
+  llvm::CGSCCAnalysisManager cgam;
+  llvm::ModuleAnalysisManager mam;
+  llvm::PassBuilder pb(&tm);
+  pb.registerModuleAnalyses(mam);
+  pb.registerCGSCCAnalyses(cgam);
+  pb.registerFunctionAnalyses(fam);
+  pb.registerLoopAnalyses(lam);
+  pb.crossRegisterProxies(lam, fam, cgam, mam);
+  pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3).run(m, mam);
+}
+
+} // namespace
+
+Expected<std::string> emitPtx(const Kernel &k, std::string_view smArch) {
+  if (Status s = verifyKernel(k); s.failed())
+    return s;
+  if (std::find(kArchs.begin(), kArchs.end(), smArch) == kArchs.end())
+    return makeError("emitPtx: unsupported architecture '" + std::string(smArch) +
+                     "' (expected sm_80, sm_86, sm_87, sm_89 or sm_90)");
+  initNvptxTarget();
+  std::string err;
+  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(kTriple, err);
+  if (!target)
+    return makeError("emitPtx: " + err);
+  // Default TargetOptions keep IEEE division, square root and denormals, and fuse a multiply
+  // and an add only where the IR says fma, so results match the reference interpreter.
+  std::unique_ptr<llvm::TargetMachine> tm(
+      target->createTargetMachine(kTriple, smArch, kPtxFeatures, llvm::TargetOptions(),
+                                  std::nullopt, std::nullopt, llvm::CodeGenOptLevel::Aggressive));
+  if (!tm)
+    return makeError("emitPtx: cannot create the NVPTX target machine for " + std::string(smArch));
+
+  llvm::LLVMContext ctx;
+  llvm::Module m(k.name, ctx);
+  m.setTargetTriple(kTriple);
+  m.setDataLayout(tm->createDataLayout());
+  KernelEmitter(k, m).emit();
+  std::string verifyErrors;
+  llvm::raw_string_ostream verifyOs(verifyErrors);
+  if (llvm::verifyModule(m, &verifyOs))
+    return makeError("emitPtx: kernel @" + k.name + " gave invalid LLVM IR: " + verifyErrors);
+
+  optimize(m, *tm);
+  llvm::SmallString<0> ptx;
+  llvm::raw_svector_ostream os(ptx);
+  llvm::legacy::PassManager codegen;
+  if (tm->addPassesToEmitFile(codegen, os, nullptr, llvm::CodeGenFileType::AssemblyFile))
+    return makeError("emitPtx: the NVPTX target cannot emit assembly");
+  codegen.run(m);
+  return std::string(ptx.str());
+}
+
+} // namespace kiln::compiler

@@ -1,0 +1,36 @@
+// What every backend shares: buffer sizes and the checks made before a run.
+#include "runtime/device.h"
+
+namespace kiln::runtime {
+
+int64_t bufferBytes(const ExecBuffer &b, std::span<const int64_t> dims) {
+  return ir::numElements(ir::evalShape(b.type.shape, dims)) * ir::dtypeBytes(b.type.dtype);
+}
+
+Status checkRunArgs(const Executable &exe, std::span<const int64_t> dims,
+                    std::span<const Bytes> inputs) {
+  if (dims.size() != exe.dims.size())
+    return makeError("run: expected " + std::to_string(exe.dims.size()) + " dim values, got " +
+                     std::to_string(dims.size()));
+  for (size_t i = 0; i < dims.size(); ++i) {
+    const ir::SymDim &d = exe.dims[i];
+    if (dims[i] < d.lo || dims[i] > d.hi)
+      return makeError("run: dim " + d.name + " = " + std::to_string(dims[i]) +
+                       " is outside its range [" + std::to_string(d.lo) + ", " +
+                       std::to_string(d.hi) + "]");
+  }
+  if (inputs.size() != exe.inputs.size())
+    return makeError("run: expected " + std::to_string(exe.inputs.size()) + " inputs, got " +
+                     std::to_string(inputs.size()));
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const ExecBuffer &b = exe.buffers[exe.inputs[i]];
+    int64_t want = bufferBytes(b, dims);
+    if (static_cast<int64_t>(inputs[i].size()) != want)
+      return makeError("run: input " + std::to_string(i) + " (" + b.name + ": " +
+                       ir::typeToString(b.type, exe.dims) + ") needs " + std::to_string(want) +
+                       " bytes at these dims, got " + std::to_string(inputs[i].size()));
+  }
+  return Status::ok();
+}
+
+} // namespace kiln::runtime

@@ -1,0 +1,443 @@
+// An Executable loaded on a Vulkan device: buffers, pipelines and one command buffer per run.
+#include <algorithm>
+#include <chrono>
+#include <limits>
+
+#include "runtime/vulkan/vulkan_context.h"
+
+namespace kiln::runtime::vk {
+
+namespace {
+
+constexpr uint32_t kWorkgroupSize = 256; // compiler::kWorkgroupSize; the runtime cannot see it
+constexpr const char *kEntryPoint = "main";
+constexpr uint64_t kFenceTimeoutNs = 60ull * 1000 * 1000 * 1000;
+constexpr uint32_t kCapabilityStorageBuffer16BitAccess = 4433;
+
+// Workgroups in x and y for `invocations`: one row while the device allows, else rows of
+// equal width (the shader linearizes the id, and its guard drops the surplus).
+std::pair<uint32_t, uint32_t> workgroups(int64_t invocations, uint32_t maxX) {
+  int64_t groups = (invocations + kWorkgroupSize - 1) / kWorkgroupSize;
+  int64_t rows = (groups + maxX - 1) / maxX;
+  return {static_cast<uint32_t>((groups + rows - 1) / rows), static_cast<uint32_t>(rows)};
+}
+
+// Invocations of a kernel at bound dims.
+int64_t invocations(const ExecKernel &k, std::span<const int64_t> dims) {
+  int64_t n = 1;
+  for (const ir::Dim &d : k.grid)
+    n *= d.eval(dims);
+  return n;
+}
+
+// What the runtime checks in a module before handing it to the driver.
+struct ModuleFacts {
+  bool storage16 = false;  // declares StorageBuffer16BitAccess
+  int64_t maxBinding = -1; // highest Binding decoration
+};
+
+ModuleFacts scan(const std::vector<uint32_t> &words) {
+  constexpr uint32_t kOpCapability = 17, kOpDecorate = 71, kDecorationBinding = 33;
+  ModuleFacts f;
+  for (size_t i = 5; i < words.size();) {
+    uint32_t count = words[i] >> 16, opcode = words[i] & 0xffff;
+    if (count == 0 || i + count > words.size())
+      break;
+    if (opcode == kOpCapability && count == 2 &&
+        words[i + 1] == kCapabilityStorageBuffer16BitAccess)
+      f.storage16 = true;
+    if (opcode == kOpDecorate && count == 4 && words[i + 2] == kDecorationBinding)
+      f.maxBinding = std::max<int64_t>(f.maxBinding, words[i + 3]);
+    i += count;
+  }
+  return f;
+}
+
+class VulkanPlan : public Plan {
+public:
+  VulkanPlan(std::shared_ptr<Context> ctx, const Executable &exe)
+      : ctx_(std::move(ctx)), api_(ctx_->api), exe_(exe) {}
+  ~VulkanPlan() override;
+
+  Status init();
+  Status run(std::span<const int64_t> dims, std::span<const Bytes> inputs,
+             std::vector<Bytes> &outputs, RunStats *stats) override;
+
+private:
+  // Host-visible, coherent memory for every buffer: the simplest correct choice. A
+  // discrete GPU would want device-local buffers and staging copies.
+  struct Buffer {
+    VkBuffer buffer = VK_NULL_HANDLE;
+    VkDeviceMemory memory = VK_NULL_HANDLE;
+    void *mapped = nullptr;
+  };
+  struct Pipeline {
+    VkShaderModule module = VK_NULL_HANDLE;
+    VkDescriptorSetLayout setLayout = VK_NULL_HANDLE;
+    VkPipelineLayout layout = VK_NULL_HANDLE;
+    VkPipeline pipeline = VK_NULL_HANDLE;
+    VkDescriptorSet set = VK_NULL_HANDLE;
+  };
+
+  Status checkExecutable() const;
+  Status createBuffer(int64_t bytes, Buffer &out);
+  Status createPipeline(const ExecKernel &k, Pipeline &out);
+  void bindBuffers(const ExecKernel &k, const Pipeline &p);
+  Status record(std::span<const int64_t> dims);
+  void destroyBuffer(Buffer &b);
+
+  std::shared_ptr<Context> ctx_;
+  const Api &api_;
+  Executable exe_;
+  std::vector<Buffer> buffers_;
+  Buffer dims_;
+  std::vector<Pipeline> pipelines_;
+  VkDescriptorPool pool_ = VK_NULL_HANDLE;
+  VkCommandPool commandPool_ = VK_NULL_HANDLE;
+  VkCommandBuffer commands_ = VK_NULL_HANDLE;
+  VkFence fence_ = VK_NULL_HANDLE;
+  VkQueryPool timestamps_ = VK_NULL_HANDLE;
+};
+
+VulkanPlan::~VulkanPlan() {
+  VkDevice d = ctx_->device;
+  api_.vkDestroyQueryPool(d, timestamps_, nullptr);
+  api_.vkDestroyFence(d, fence_, nullptr);
+  api_.vkDestroyCommandPool(d, commandPool_, nullptr); // frees commands_
+  api_.vkDestroyDescriptorPool(d, pool_, nullptr);     // frees the sets
+  for (Pipeline &p : pipelines_) {
+    api_.vkDestroyPipeline(d, p.pipeline, nullptr);
+    api_.vkDestroyPipelineLayout(d, p.layout, nullptr);
+    api_.vkDestroyDescriptorSetLayout(d, p.setLayout, nullptr);
+    api_.vkDestroyShaderModule(d, p.module, nullptr);
+  }
+  for (Buffer &b : buffers_)
+    destroyBuffer(b);
+  destroyBuffer(dims_);
+}
+
+void VulkanPlan::destroyBuffer(Buffer &b) {
+  if (b.mapped)
+    api_.vkUnmapMemory(ctx_->device, b.memory);
+  api_.vkDestroyBuffer(ctx_->device, b.buffer, nullptr);
+  api_.vkFreeMemory(ctx_->device, b.memory, nullptr);
+}
+
+Status VulkanPlan::checkExecutable() const {
+  for (const ExecKernel &k : exe_.kernels) {
+    if (k.spirv.empty())
+      return makeError("vulkan: kernel " + k.name + " was not compiled to SPIR-V");
+    ModuleFacts facts = scan(k.spirv);
+    if (facts.storage16 && !ctx_->storage16)
+      return makeError("vulkan: kernel " + k.name +
+                       " uses f16/bf16 buffers but the device lacks storageBuffer16BitAccess");
+    // Binding N is the dims buffer, so a module for N buffers binds 0..N.
+    if (facts.maxBinding != static_cast<int64_t>(k.buffers.size()))
+      return makeError("vulkan: kernel " + k.name + " lists " + std::to_string(k.buffers.size()) +
+                       " buffers but its SPIR-V binds " + std::to_string(facts.maxBinding + 1) +
+                       " (dims included)");
+    for (int b : k.buffers)
+      if (b < 0 || b >= static_cast<int>(exe_.buffers.size()))
+        return makeError("vulkan: kernel " + k.name + " names buffer " + std::to_string(b) +
+                         " of " + std::to_string(exe_.buffers.size()));
+    // Global ids are int32 in the kernel IR; 2^31 invocations take at most 129 rows of
+    // workgroups, within every device's maxComputeWorkGroupCount[1] (at least 65535).
+    int64_t most = 1;
+    for (const ir::Dim &d : k.grid)
+      most *= d.max(exe_.dims);
+    if (most > std::numeric_limits<int32_t>::max())
+      return makeError("vulkan: kernel " + k.name + " may need " + std::to_string(most) +
+                       " invocations, more than 32-bit ids can number");
+  }
+  return Status::ok();
+}
+
+Status VulkanPlan::createBuffer(int64_t bytes, Buffer &out) {
+  auto info = zeroed<VkBufferCreateInfo>(VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO);
+  info.size = static_cast<VkDeviceSize>(std::max<int64_t>(bytes, 4)); // no empty buffers in Vulkan
+  info.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
+  info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+  if (Status s =
+          check(api_.vkCreateBuffer(ctx_->device, &info, nullptr, &out.buffer), "vkCreateBuffer");
+      s.failed())
+    return s;
+  VkMemoryRequirements req;
+  api_.vkGetBufferMemoryRequirements(ctx_->device, out.buffer, &req);
+  VkMemoryPropertyFlags want =
+      VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+  uint32_t type = std::numeric_limits<uint32_t>::max();
+  for (uint32_t i = 0; i < ctx_->memory.memoryTypeCount; ++i) {
+    bool allowed = req.memoryTypeBits & (1u << i);
+    if (allowed && (ctx_->memory.memoryTypes[i].propertyFlags & want) == want) {
+      type = i;
+      break;
+    }
+  }
+  if (type == std::numeric_limits<uint32_t>::max())
+    return makeError("vulkan: no host-visible coherent memory for a storage buffer");
+  auto alloc = zeroed<VkMemoryAllocateInfo>(VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO);
+  alloc.allocationSize = req.size;
+  alloc.memoryTypeIndex = type;
+  if (Status s = check(api_.vkAllocateMemory(ctx_->device, &alloc, nullptr, &out.memory),
+                       "vkAllocateMemory");
+      s.failed())
+    return s;
+  if (Status s = check(api_.vkBindBufferMemory(ctx_->device, out.buffer, out.memory, 0),
+                       "vkBindBufferMemory");
+      s.failed())
+    return s;
+  return check(api_.vkMapMemory(ctx_->device, out.memory, 0, VK_WHOLE_SIZE, 0, &out.mapped),
+               "vkMapMemory");
+}
+
+Status VulkanPlan::createPipeline(const ExecKernel &k, Pipeline &out) {
+  VkDevice d = ctx_->device;
+  auto module = zeroed<VkShaderModuleCreateInfo>(VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO);
+  module.codeSize = k.spirv.size() * sizeof(uint32_t);
+  module.pCode = k.spirv.data();
+  if (Status s = check(api_.vkCreateShaderModule(d, &module, nullptr, &out.module),
+                       "vkCreateShaderModule");
+      s.failed())
+    return s;
+
+  // Bindings 0..N-1 are the kernel's buffers, N the dims buffer.
+  std::vector<VkDescriptorSetLayoutBinding> bindings(k.buffers.size() + 1);
+  for (uint32_t i = 0; i < bindings.size(); ++i)
+    bindings[i] = {i, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1, VK_SHADER_STAGE_COMPUTE_BIT, nullptr};
+  auto setInfo =
+      zeroed<VkDescriptorSetLayoutCreateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO);
+  setInfo.bindingCount = static_cast<uint32_t>(bindings.size());
+  setInfo.pBindings = bindings.data();
+  if (Status s = check(api_.vkCreateDescriptorSetLayout(d, &setInfo, nullptr, &out.setLayout),
+                       "vkCreateDescriptorSetLayout");
+      s.failed())
+    return s;
+
+  auto layout = zeroed<VkPipelineLayoutCreateInfo>(VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO);
+  layout.setLayoutCount = 1;
+  layout.pSetLayouts = &out.setLayout;
+  if (Status s = check(api_.vkCreatePipelineLayout(d, &layout, nullptr, &out.layout),
+                       "vkCreatePipelineLayout");
+      s.failed())
+    return s;
+
+  auto pipeline =
+      zeroed<VkComputePipelineCreateInfo>(VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO);
+  pipeline.stage =
+      zeroed<VkPipelineShaderStageCreateInfo>(VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO);
+  pipeline.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
+  pipeline.stage.module = out.module;
+  pipeline.stage.pName = kEntryPoint;
+  pipeline.layout = out.layout;
+  if (Status s = check(
+          api_.vkCreateComputePipelines(d, VK_NULL_HANDLE, 1, &pipeline, nullptr, &out.pipeline),
+          ("vkCreateComputePipelines for kernel " + k.name).c_str());
+      s.failed())
+    return s;
+
+  auto alloc = zeroed<VkDescriptorSetAllocateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO);
+  alloc.descriptorPool = pool_;
+  alloc.descriptorSetCount = 1;
+  alloc.pSetLayouts = &out.setLayout;
+  return check(api_.vkAllocateDescriptorSets(d, &alloc, &out.set), "vkAllocateDescriptorSets");
+}
+
+// Buffers are sized for the largest dims, so descriptors are written once, at load.
+void VulkanPlan::bindBuffers(const ExecKernel &k, const Pipeline &p) {
+  std::vector<VkDescriptorBufferInfo> infos;
+  for (int b : k.buffers)
+    infos.push_back({buffers_[b].buffer, 0, VK_WHOLE_SIZE});
+  infos.push_back({dims_.buffer, 0, VK_WHOLE_SIZE});
+  std::vector<VkWriteDescriptorSet> writes(infos.size());
+  for (uint32_t i = 0; i < writes.size(); ++i) {
+    writes[i] = zeroed<VkWriteDescriptorSet>(VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET);
+    writes[i].dstSet = p.set;
+    writes[i].dstBinding = i;
+    writes[i].descriptorCount = 1;
+    writes[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+    writes[i].pBufferInfo = &infos[i];
+  }
+  api_.vkUpdateDescriptorSets(ctx_->device, static_cast<uint32_t>(writes.size()), writes.data(), 0,
+                              nullptr);
+}
+
+Status VulkanPlan::init() {
+  if (Status s = checkExecutable(); s.failed())
+    return s;
+  VkDevice d = ctx_->device;
+  std::vector<int64_t> most;
+  for (const ir::SymDim &sd : exe_.dims)
+    most.push_back(sd.hi);
+  buffers_.resize(exe_.buffers.size());
+  for (size_t i = 0; i < exe_.buffers.size(); ++i)
+    if (Status s = createBuffer(bufferBytes(exe_.buffers[i], most), buffers_[i]); s.failed())
+      return s;
+  if (Status s = createBuffer(static_cast<int64_t>(exe_.dims.size()) * 4, dims_); s.failed())
+    return s;
+
+  uint32_t descriptors = 0;
+  for (const ExecKernel &k : exe_.kernels)
+    descriptors += static_cast<uint32_t>(k.buffers.size()) + 1;
+  VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, std::max(descriptors, 1u)};
+  auto pool = zeroed<VkDescriptorPoolCreateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO);
+  pool.maxSets = std::max<uint32_t>(static_cast<uint32_t>(exe_.kernels.size()), 1);
+  pool.poolSizeCount = 1;
+  pool.pPoolSizes = &size;
+  if (Status s =
+          check(api_.vkCreateDescriptorPool(d, &pool, nullptr, &pool_), "vkCreateDescriptorPool");
+      s.failed())
+    return s;
+
+  pipelines_.resize(exe_.kernels.size());
+  for (size_t i = 0; i < exe_.kernels.size(); ++i) {
+    if (Status s = createPipeline(exe_.kernels[i], pipelines_[i]); s.failed())
+      return s;
+    bindBuffers(exe_.kernels[i], pipelines_[i]);
+  }
+
+  auto commandPool = zeroed<VkCommandPoolCreateInfo>(VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO);
+  commandPool.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
+  commandPool.queueFamilyIndex = ctx_->queueFamily;
+  if (Status s = check(api_.vkCreateCommandPool(d, &commandPool, nullptr, &commandPool_),
+                       "vkCreateCommandPool");
+      s.failed())
+    return s;
+  auto alloc = zeroed<VkCommandBufferAllocateInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO);
+  alloc.commandPool = commandPool_;
+  alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+  alloc.commandBufferCount = 1;
+  if (Status s =
+          check(api_.vkAllocateCommandBuffers(d, &alloc, &commands_), "vkAllocateCommandBuffers");
+      s.failed())
+    return s;
+  auto fence = zeroed<VkFenceCreateInfo>(VK_STRUCTURE_TYPE_FENCE_CREATE_INFO);
+  if (Status s = check(api_.vkCreateFence(d, &fence, nullptr, &fence_), "vkCreateFence");
+      s.failed())
+    return s;
+  if (ctx_->timestampBits) {
+    auto query = zeroed<VkQueryPoolCreateInfo>(VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO);
+    query.queryType = VK_QUERY_TYPE_TIMESTAMP;
+    query.queryCount = 2;
+    if (Status s =
+            check(api_.vkCreateQueryPool(d, &query, nullptr, &timestamps_), "vkCreateQueryPool");
+        s.failed())
+      return s;
+  }
+  return ctx_->takeMessages("load");
+}
+
+// Dispatch counts depend on the dims, so the command buffer is recorded per run.
+Status VulkanPlan::record(std::span<const int64_t> dims) {
+  VkCommandBuffer cb = commands_;
+  if (Status s = check(api_.vkResetCommandBuffer(cb, 0), "vkResetCommandBuffer"); s.failed())
+    return s;
+  auto begin = zeroed<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
+  begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  if (Status s = check(api_.vkBeginCommandBuffer(cb, &begin), "vkBeginCommandBuffer"); s.failed())
+    return s;
+  if (timestamps_) {
+    api_.vkCmdResetQueryPool(cb, timestamps_, 0, 2);
+    api_.vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, timestamps_, 0);
+  }
+  for (size_t i = 0; i < exe_.kernels.size(); ++i) {
+    const ExecKernel &k = exe_.kernels[i];
+    if (i > 0) {
+      // Kernel i runs after kernel i-1 finished and sees its writes. The execution
+      // dependency orders every earlier dispatch (write-after-read included); the memory
+      // dependency covers what the previous kernel may have written.
+      std::vector<VkBufferMemoryBarrier> barriers;
+      for (int b : exe_.kernels[i - 1].buffers) {
+        auto m = zeroed<VkBufferMemoryBarrier>(VK_STRUCTURE_TYPE_BUFFER_MEMORY_BARRIER);
+        m.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
+        m.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
+        m.srcQueueFamilyIndex = m.dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
+        m.buffer = buffers_[b].buffer;
+        m.size = VK_WHOLE_SIZE;
+        barriers.push_back(m);
+      }
+      api_.vkCmdPipelineBarrier(
+          cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0,
+          nullptr, static_cast<uint32_t>(barriers.size()), barriers.data(), 0, nullptr);
+    }
+    int64_t n = invocations(k, dims);
+    if (n <= 0)
+      continue;
+    api_.vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipelines_[i].pipeline);
+    api_.vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipelines_[i].layout, 0, 1,
+                                 &pipelines_[i].set, 0, nullptr);
+    auto [x, y] = workgroups(n, ctx_->properties.limits.maxComputeWorkGroupCount[0]);
+    api_.vkCmdDispatch(cb, x, y, 1);
+  }
+  // The host reads outputs after the fence; make the shader writes visible to it.
+  auto toHost = zeroed<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
+  toHost.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
+  toHost.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
+  api_.vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0,
+                            1, &toHost, 0, nullptr, 0, nullptr);
+  if (timestamps_)
+    api_.vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, timestamps_, 1);
+  return check(api_.vkEndCommandBuffer(cb), "vkEndCommandBuffer");
+}
+
+Status VulkanPlan::run(std::span<const int64_t> dims, std::span<const Bytes> inputs,
+                       std::vector<Bytes> &outputs, RunStats *stats) {
+  if (Status s = checkRunArgs(exe_, dims, inputs); s.failed())
+    return s;
+  auto *dimValues = static_cast<int32_t *>(dims_.mapped);
+  for (size_t i = 0; i < dims.size(); ++i)
+    dimValues[i] = static_cast<int32_t>(dims[i]);
+  for (size_t i = 0; i < inputs.size(); ++i)
+    std::copy(inputs[i].begin(), inputs[i].end(),
+              static_cast<uint8_t *>(buffers_[exe_.inputs[i]].mapped));
+  if (Status s = record(dims); s.failed())
+    return s;
+
+  auto start = std::chrono::steady_clock::now();
+  auto submit = zeroed<VkSubmitInfo>(VK_STRUCTURE_TYPE_SUBMIT_INFO);
+  submit.commandBufferCount = 1;
+  submit.pCommandBuffers = &commands_;
+  if (Status s = check(api_.vkQueueSubmit(ctx_->queue, 1, &submit, fence_), "vkQueueSubmit");
+      s.failed())
+    return s;
+  Status waited = check(api_.vkWaitForFences(ctx_->device, 1, &fence_, VK_TRUE, kFenceTimeoutNs),
+                        "vkWaitForFences");
+  auto end = std::chrono::steady_clock::now();
+  if (waited.failed())
+    return waited; // the fence stays pending; this plan cannot run again
+  if (Status s = check(api_.vkResetFences(ctx_->device, 1, &fence_), "vkResetFences"); s.failed())
+    return s;
+
+  if (stats) {
+    stats->hostMicros = std::chrono::duration<double, std::micro>(end - start).count();
+    stats->deviceMicros = 0;
+    uint64_t ticks[2] = {0, 0};
+    if (timestamps_ && api_.vkGetQueryPoolResults(
+                           ctx_->device, timestamps_, 0, 2, sizeof(ticks), ticks, sizeof(uint64_t),
+                           VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS) {
+      uint64_t mask = ctx_->timestampBits >= 64 ? ~0ull : (1ull << ctx_->timestampBits) - 1;
+      uint64_t elapsed = ((ticks[1] & mask) - (ticks[0] & mask)) & mask;
+      stats->deviceMicros =
+          static_cast<double>(elapsed) * ctx_->properties.limits.timestampPeriod / 1000.0;
+    }
+  }
+
+  outputs.resize(exe_.outputs.size());
+  for (size_t i = 0; i < exe_.outputs.size(); ++i) {
+    int b = exe_.outputs[i];
+    outputs[i].resize(static_cast<size_t>(bufferBytes(exe_.buffers[b], dims)));
+    std::copy_n(static_cast<const uint8_t *>(buffers_[b].mapped), outputs[i].size(),
+                outputs[i].begin());
+  }
+  return ctx_->takeMessages("run");
+}
+
+} // namespace
+
+Expected<std::unique_ptr<Plan>> createPlan(std::shared_ptr<Context> ctx, const Executable &exe) {
+  auto plan = std::make_unique<VulkanPlan>(std::move(ctx), exe);
+  if (Status s = plan->init(); s.failed())
+    return s;
+  return std::unique_ptr<Plan>(std::move(plan));
+}
+
+} // namespace kiln::runtime::vk

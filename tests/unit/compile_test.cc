@@ -1,0 +1,193 @@
+// End-to-end tests of the walking skeleton: .kir -> passes -> one fused kernel -> SPIR-V
+// (spirv-val, then run on Vulkan) and PTX (ptxas), checked against the reference.
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "compiler/compile.h"
+#include "compiler/lower.h"
+#include "compiler/spirv/emit_spirv.h"
+#include "ir/interpreter.h"
+#include "ir/parser.h"
+#include "passes/pass_manager.h"
+#include "runtime/vulkan/vulkan_device.h"
+
+namespace kiln::compiler {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string readExample(const std::string &name) {
+  std::ifstream in(std::string(KILN_SOURCE_DIR) + "/examples/" + name);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+ir::Graph prepare(const std::string &text) {
+  auto g = ir::parseGraph(text);
+  EXPECT_TRUE(g) << g.message();
+  if (!g)
+    return {};
+  passes::PassManager pm;
+  EXPECT_FALSE(pm.addPipeline(passes::defaultPipeline()).failed());
+  EXPECT_FALSE(pm.run(*g).failed());
+  return *g;
+}
+
+// A tool from PATH or a known folder; empty when absent.
+std::string findTool(const std::string &name, const std::string &fallbackDir) {
+  for (const std::string &dir : {std::string("/usr/bin"), fallbackDir})
+    if (std::filesystem::exists(dir + "/" + name))
+      return dir + "/" + name;
+  return "";
+}
+
+std::string tempFile(const std::string &name, const std::string &data) {
+  std::string path = (std::filesystem::temp_directory_path() /
+                      ("kiln_" + std::to_string(::getpid()) + "_" + name))
+                         .string();
+  std::ofstream(path, std::ios::binary).write(data.data(), static_cast<std::streamsize>(data.size()));
+  return path;
+}
+
+TEST(Compile, PointwiseChainBecomesOneKernel) {
+  ir::Graph g = prepare(readExample("pointwise_chain.kir"));
+  auto lowered = lowerGraph(g);
+  ASSERT_TRUE(lowered) << lowered.message();
+  EXPECT_EQ(lowered->kernels.size(), 1u);
+  EXPECT_EQ(lowered->kernels[0].buffers.size(), 4u); // x, y, b, and the output
+}
+
+TEST(Compile, SpirvPassesSpirvVal) {
+  ir::Graph g = prepare(readExample("pointwise_chain.kir"));
+  auto exe = compileGraph(g, {});
+  ASSERT_TRUE(exe) << exe.message();
+  const std::vector<uint32_t> &words = exe->kernels[0].spirv;
+  Status s = validateSpirv(words);
+  EXPECT_FALSE(s.failed()) << s.message();
+  std::string val = findTool("spirv-val", "/usr/local/bin");
+  if (val.empty())
+    GTEST_SKIP() << "SKIPPED: spirv-val not found";
+  std::string path = tempFile("chain.spv", std::string(reinterpret_cast<const char *>(words.data()),
+                                                       words.size() * 4));
+  EXPECT_EQ(std::system((val + " --target-env vulkan1.1 " + path).c_str()), 0);
+  std::filesystem::remove(path);
+}
+
+TEST(Compile, PtxPassesPtxasForSm80AndSm90) {
+  ir::Graph g = prepare(readExample("pointwise_chain.kir"));
+  std::string ptxas = findTool("ptxas", "/usr/local/cuda/bin");
+  for (const char *sm : {"sm_80", "sm_90"}) {
+    CompileOptions opts;
+    opts.spirv = false;
+    opts.ptx = true;
+    opts.smArch = sm;
+    auto exe = compileGraph(g, opts);
+    ASSERT_TRUE(exe) << exe.message();
+    const std::string &ptx = exe->kernels[0].ptx;
+    EXPECT_THAT(ptx, HasSubstr(".entry kiln_pointwise_chain_0"));
+    if (ptxas.empty())
+      continue;
+    std::string path = tempFile(std::string(sm) + ".ptx", ptx);
+    std::string out = path + ".cubin";
+    EXPECT_EQ(std::system((ptxas + " -arch=" + sm + " " + path + " -o " + out).c_str()), 0) << sm;
+    std::filesystem::remove(path);
+    std::filesystem::remove(out);
+  }
+  if (ptxas.empty())
+    GTEST_SKIP() << "SKIPPED: ptxas not found (PTX was emitted but not assembled)";
+}
+
+TEST(Compile, OutputIsByteIdenticalRunAfterRun) {
+  ir::Graph g = prepare(readExample("pointwise_chain.kir"));
+  CompileOptions opts;
+  opts.ptx = true;
+  auto a = compileGraph(g, opts), b = compileGraph(g, opts);
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->kernels[0].spirv, b->kernels[0].spirv);
+  EXPECT_EQ(a->kernels[0].ptx, b->kernels[0].ptx);
+}
+
+TEST(Compile, GroupsNoTemplateLowersAreRefusedByName) {
+  for (const char *name : {"softmax_scale_mask.kir", "rmsnorm_mul.kir", "llama_decoder.kir"}) {
+    ir::Graph g = prepare(readExample(name));
+    auto exe = compileGraph(g, {});
+    ASSERT_FALSE(exe) << name;
+    EXPECT_THAT(exe.message(), HasSubstr("no kernel template lowers this group"));
+  }
+  ir::Graph g = prepare(readExample("softmax_scale_mask.kir"));
+  EXPECT_THAT(compileGraph(g, {}).message(), HasSubstr("softmax"));
+}
+
+// Runs `text` on the best Vulkan device at each binding of dims and compares every
+// output with the reference interpreter.
+void runOnVulkan(const std::string &text, const std::vector<std::vector<int64_t>> &bindings) {
+  auto device = runtime::openVulkanDevice(-1);
+  if (!device && std::getenv("KILN_REQUIRE_VULKAN"))
+    FAIL() << "KILN_REQUIRE_VULKAN is set but there is no Vulkan device: " << device.message();
+  if (!device)
+    GTEST_SKIP() << "SKIPPED: no Vulkan device: " << device.message();
+  ir::Graph ref = prepare(text), g = ref;
+  auto exe = compileGraph(g, {});
+  ASSERT_TRUE(exe) << exe.message();
+  auto plan = (*device)->load(*exe);
+  ASSERT_TRUE(plan) << plan.message();
+  for (const std::vector<int64_t> &dims : bindings) {
+    std::vector<ir::HostTensor> in;
+    std::vector<runtime::Bytes> bytes;
+    for (size_t i = 0; i < ref.inputs.size(); ++i) {
+      const ir::TensorType &t = ref.typeOf(ref.inputs[i]);
+      in.push_back(ir::randomTensor(t.dtype, ir::evalShape(t.shape, dims), 100 + i));
+      bytes.push_back(ir::toBytes(in.back()));
+    }
+    std::vector<runtime::Bytes> outBytes;
+    Status s = (*plan)->run(dims, bytes, outBytes, nullptr);
+    ASSERT_FALSE(s.failed()) << s.message();
+    auto want = ir::interpret(ref, dims, in);
+    ASSERT_TRUE(want) << want.message();
+    ASSERT_EQ(outBytes.size(), want->size());
+    for (size_t i = 0; i < want->size(); ++i) {
+      const ir::HostTensor &w = (*want)[i];
+      ir::Comparison c = ir::compare(ir::fromBytes(w.dtype, w.shape, outBytes[i]), w);
+      EXPECT_EQ(c.specialMismatches, 0) << "output " << i << " first at " << c.firstMismatch;
+      EXPECT_LE(c.nmse, ir::nmseLimit(w.dtype)) << "output " << i;
+    }
+  }
+}
+
+TEST(Compile, PointwiseChainMatchesTheReferenceOnVulkanAtSeveralDims) {
+  runOnVulkan(readExample("pointwise_chain.kir"), {{1}, {37}, {256}});
+}
+
+TEST(Compile, MixedDtypesBroadcastsAndSpecialValuesMatchOnVulkan) {
+  // log and sqrt of negative inputs give NaN; recip of tiny values overflows f16.
+  runOnVulkan(R"(graph @mixed(%a: f16[r, 1, 8], %b: f32[3, 8], %i: i32[r, 3, 8], %s: bf16[8]) -> (f16[r, 3, 8], f32[r, 3, 8], i32[r, 3, 8], bf16[r, 3, 8]) {
+  dim r in [1, 5]
+  %a32 = cast %a : f32[r, 1, 8]
+  %l = log %a32 : f32[r, 1, 8]
+  %q = sqrt %b : f32[3, 8]
+  %m = max %l, %q : f32[r, 3, 8]
+  %g = gelu %m : f32[r, 3, 8]
+  %e = erf %b : f32[3, 8]
+  %p = pow %a32, %e : f32[r, 3, 8]
+  %h = cast %p : f16[r, 3, 8]
+  %z = constant {value = 5} : i32[]
+  %c = cast %i : bool[r, 3, 8]
+  %n = neg %i : i32[r, 3, 8]
+  %k = select %c, %n, %z : i32[r, 3, 8]
+  %if = cast %k : f32[r, 3, 8]
+  %sf = cast %s : f32[8]
+  %t = mul %if, %sf : f32[r, 3, 8]
+  %tb = cast %t : bf16[r, 3, 8]
+  return %h, %g, %k, %tb
+})",
+              {{1}, {4}});
+}
+
+} // namespace
+} // namespace kiln::compiler

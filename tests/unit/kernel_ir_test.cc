@@ -1,0 +1,185 @@
+// Kernel IR verifier diagnostics and the printer's text form.
+#include "compiler/kernel_ir.h"
+
+#include <functional>
+#include <limits>
+
+#include <gtest/gtest.h>
+
+namespace kiln::compiler {
+namespace {
+
+// out[i] = in[i] * 2 + 1 for i < dim 0; in is f32, out f16.
+Kernel scaleKernel() {
+  Kernel k;
+  k.name = "scale";
+  k.buffers = {{"in", MemType::F32, false}, {"out", MemType::F16, true}};
+  k.numDims = 1;
+  KernelBuilder b(k);
+  int gid = b.globalId();
+  int n = b.dim(0);
+  b.guard(b.op(KOp::ILt, KType::Bool, {gid, n}));
+  int x = b.load(0, KType::F32, gid);
+  int y = b.op(KOp::FMul, KType::F32, {x, b.constF(2.0f)});
+  int z = b.op(KOp::FAdd, KType::F32, {y, b.constF(1.0f)});
+  b.store(1, gid, z);
+  return k;
+}
+
+std::string verifyError(const Kernel &k) {
+  Status s = verifyKernel(k);
+  EXPECT_TRUE(s.failed()) << "expected the verifier to reject:\n" << printKernel(k);
+  return s.message();
+}
+
+TEST(KernelIrVerifier, AcceptsWellFormedKernel) {
+  Status s = verifyKernel(scaleKernel());
+  EXPECT_FALSE(s.failed()) << s.message();
+}
+
+struct BadCase {
+  const char *what;
+  std::function<void(Kernel &)> breakIt;
+  std::vector<std::string> expect; // substrings of the message
+};
+
+void PrintTo(const BadCase &c, std::ostream *os) { *os << c.what; }
+
+class KernelIrVerifierRejects : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(KernelIrVerifierRejects, WithUsefulMessage) {
+  Kernel k = scaleKernel();
+  GetParam().breakIt(k);
+  std::string msg = verifyError(k);
+  EXPECT_NE(msg.find("kernel @"), std::string::npos) << msg;
+  for (const std::string &e : GetParam().expect)
+    EXPECT_NE(msg.find(e), std::string::npos) << "'" << e << "' not in: " << msg;
+}
+
+// Ids in scaleKernel: %0 gid, %1 dim, %2 ilt (guard), guardEnd 3, %3 load, %4 const 2,
+// %5 fmul, %6 const 1, %7 fadd, %8 store.
+INSTANTIATE_TEST_SUITE_P(
+    Cases, KernelIrVerifierRejects,
+    ::testing::Values(
+        BadCase{"ForwardReference",
+                [](Kernel &k) { k.body[5].args[0] = 7; },
+                {"%5 (fmul)", "operand 0 is %7", "not an earlier"}},
+        BadCase{"SelfReference",
+                [](Kernel &k) { k.body[5].args[1] = 5; },
+                {"%5 (fmul)", "operand 1 is %5"}},
+        BadCase{"NegativeId",
+                [](Kernel &k) { k.body[7].args[0] = -1; },
+                {"%7 (fadd)", "operand 0 is %-1"}},
+        BadCase{"WrongArity",
+                [](Kernel &k) { k.body[7].args.push_back(6); },
+                {"%7 (fadd)", "expects 2 operands, has 3"}},
+        BadCase{"WrongOperandType",
+                [](Kernel &k) { k.body[5].args[0] = 0; },
+                {"%5 (fmul)", "operand 0 %0 is i32, expected f32"}},
+        BadCase{"WrongResultType",
+                [](Kernel &k) { k.body[2].type = KType::I32; },
+                {"guard %2", "not a bool"}},
+        BadCase{"WrongResultTypeInBody",
+                [](Kernel &k) { k.body[7].type = KType::Bool; },
+                {"%7 (fadd)", "result type is bool, expected f32"}},
+        BadCase{"BufferOutOfRange",
+                [](Kernel &k) { k.body[3].buffer = 2; },
+                {"%3 (load)", "buffer 2 is outside [0, 2)"}},
+        BadCase{"LoadTypeMismatch",
+                [](Kernel &k) { k.buffers[0].elem = MemType::I32; },
+                {"%3 (load)", "loads f32 from buffer 0 (i32), expected i32"}},
+        BadCase{"StoreToReadOnly",
+                [](Kernel &k) { k.buffers[1].written = false; },
+                {"%8 (store)", "read-only buffer 1"}},
+        BadCase{"StoreValueType",
+                [](Kernel &k) { k.buffers[1].elem = MemType::I32; },
+                {"%8 (store)", "stores f32 to buffer 1 (i32), expected i32"}},
+        BadCase{"StoreInPrologue",
+                [](Kernel &k) { k.guardEnd = 9; },
+                {"%8 (store)", "store in the prologue"}},
+        BadCase{"UsesStoreResult",
+                [](Kernel &k) {
+                  k.body.push_back({KOp::FNeg, KType::F32, {8}});
+                },
+                {"%9 (fneg)", "a store, which has no result"}},
+        BadCase{"GuardAfterPrologue",
+                [](Kernel &k) { k.guard = 3; },
+                {"guard %3 is not in the prologue [0, 3)"}},
+        BadCase{"NoGuard", [](Kernel &k) { k.guard = -1; }, {"guard %-1"}},
+        BadCase{"GuardEndPastBody",
+                [](Kernel &k) { k.guardEnd = 20; },
+                {"guardEnd 20 is outside the body (9 instructions)"}},
+        BadCase{"DimOutOfRange",
+                [](Kernel &k) { k.body[1].imm = 1; },
+                {"%1 (dim)", "dim index 1 is outside [0, 1)"}},
+        BadCase{"ConstTooWide",
+                [](Kernel &k) {
+                  k.body[1] = {KOp::ConstI, KType::I32, {}, 1LL << 40};
+                },
+                {"%1 (const)", "does not fit in i32"}},
+        BadCase{"SelectMismatch",
+                [](Kernel &k) {
+                  k.body.push_back({KOp::Select, KType::F32, {2, 7, 0}});
+                },
+                {"%9 (select)", "operands are f32 and i32"}},
+        BadCase{"SelectConditionNotBool",
+                [](Kernel &k) {
+                  k.body.push_back({KOp::Select, KType::F32, {0, 7, 7}});
+                },
+                {"%9 (select)", "operand 0 %0 is i32, expected bool"}},
+        BadCase{"CastToSameType",
+                [](Kernel &k) {
+                  k.body.push_back({KOp::Cast, KType::F32, {7}});
+                },
+                {"%9 (cast)", "casts f32 to itself"}},
+        BadCase{"BadName", [](Kernel &k) { k.name = "9lives"; }, {"not a valid identifier"}}),
+    [](const ::testing::TestParamInfo<BadCase> &info) { return std::string(info.param.what); });
+
+TEST(KernelIrVerifier, AcceptsEveryCast) {
+  const KType types[] = {KType::Bool, KType::I32, KType::F32};
+  for (KType from : types)
+    for (KType to : types) {
+      if (from == to)
+        continue;
+      Kernel k = scaleKernel();
+      KernelBuilder b(k);
+      int v = from == KType::Bool ? 2 : from == KType::I32 ? 0 : 7;
+      b.op(KOp::Cast, to, {v});
+      Status s = verifyKernel(k);
+      EXPECT_FALSE(s.failed()) << s.message();
+    }
+}
+
+TEST(KernelIrPrinter, GoldenText) {
+  Kernel k = scaleKernel();
+  KernelBuilder b(k);
+  b.constF(-std::numeric_limits<float>::infinity());
+  b.emit({KOp::ConstB, KType::Bool, {}, 1});
+  EXPECT_EQ(printKernel(k),
+            "kernel @scale(buf0 \"in\": f32 read, buf1 \"out\": f16 write) dims=1 {\n"
+            "  %0 = global_id i32\n"
+            "  %1 = dim i32 0\n"
+            "  %2 = ilt bool %0, %1\n"
+            "  guard %2\n"
+            "  %3 = load f32 buf0[%0]\n"
+            "  %4 = const f32 2\n"
+            "  %5 = fmul f32 %3, %4\n"
+            "  %6 = const f32 1\n"
+            "  %7 = fadd f32 %5, %6\n"
+            "  store buf1[%0], %7\n"
+            "  %9 = const f32 -inf\n"
+            "  %10 = const bool true\n"
+            "}\n");
+}
+
+TEST(KernelIrPrinter, GuardAtEndAndDeterministic) {
+  Kernel k;
+  k.name = "g";
+  KernelBuilder b(k);
+  b.guard(b.emit({KOp::ConstB, KType::Bool, {}, 0}));
+  EXPECT_EQ(printKernel(k), "kernel @g() dims=0 {\n  %0 = const bool false\n  guard %0\n}\n");
+  EXPECT_EQ(printKernel(k), printKernel(k));
+}
+
+} // namespace
+} // namespace kiln::compiler

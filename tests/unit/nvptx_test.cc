@@ -1,0 +1,207 @@
+// PTX emitter: every op and memory type compiles, ptxas accepts the result, output is stable.
+#include "compiler/nvptx/emit_nvptx.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+namespace kiln::compiler {
+namespace {
+
+// Reads every buffer type, applies every op, writes every buffer type.
+Kernel everyOpKernel() {
+  Kernel k;
+  k.name = "every_op";
+  k.buffers = {{"a", MemType::F32, false},   {"h", MemType::F16, false},
+               {"bf", MemType::BF16, false}, {"i", MemType::I32, false},
+               {"oa", MemType::F32, true},   {"oh", MemType::F16, true},
+               {"obf", MemType::BF16, true}, {"oi", MemType::I32, true}};
+  k.numDims = 2;
+  KernelBuilder b(k);
+  int gid = b.globalId();
+  int n = b.dim(0);
+  int m = b.dim(1);
+  b.guard(b.op(KOp::ILt, KType::Bool, {gid, n}));
+
+  auto f = [&](KOp op, std::vector<int> args) { return b.op(op, KType::F32, std::move(args)); };
+  int a = b.load(0, KType::F32, gid);
+  int h = b.load(1, KType::F32, gid);
+  int bf = b.load(2, KType::F32, gid);
+  int x = f(KOp::FAdd, {a, h});
+  for (KOp op : {KOp::FSub, KOp::FMul, KOp::FDiv, KOp::FMax, KOp::FMin, KOp::FPow})
+    x = f(op, {x, bf});
+  for (KOp op : {KOp::FNeg, KOp::FAbs, KOp::FSqrt, KOp::FRsqrt, KOp::FExp, KOp::FLog, KOp::FSin,
+                 KOp::FCos, KOp::FTanh, KOp::FErf})
+    x = f(op, {x});
+  // Special constants behind a run-time choice, so LLVM cannot fold the chain above away.
+  int nan = b.constF(std::numeric_limits<float>::quiet_NaN());
+  int inf = b.constF(std::numeric_limits<float>::infinity());
+  x = b.op(KOp::Select, KType::F32, {b.op(KOp::FLt, KType::Bool, {x, a}), x, nan});
+  x = b.op(KOp::Select, KType::F32, {b.op(KOp::FLt, KType::Bool, {x, h}), x, inf});
+
+  int i = b.load(3, KType::I32, gid);
+  int j = b.op(KOp::IAdd, KType::I32, {i, gid});
+  for (KOp op : {KOp::ISub, KOp::IMul, KOp::IDiv, KOp::IRem})
+    j = b.op(op, KType::I32, {j, m});
+  j = b.op(KOp::IAdd, KType::I32, {j, b.constI(-7)});
+
+  auto bl = [&](KOp op, std::vector<int> args) { return b.op(op, KType::Bool, std::move(args)); };
+  int c = bl(KOp::ILt, {j, gid});
+  c = bl(KOp::And, {c, bl(KOp::FLt, {x, a})});
+  c = bl(KOp::Or, {c, bl(KOp::FLe, {x, h})});
+  c = bl(KOp::And, {c, bl(KOp::FEq, {x, bf})});
+  c = bl(KOp::Or, {c, bl(KOp::FNe, {x, a})});
+  c = bl(KOp::Not, {c});
+  c = bl(KOp::Or, {c, b.emit({KOp::ConstB, KType::Bool, {}, 1})});
+  c = bl(KOp::And, {c, b.op(KOp::Cast, KType::Bool, {j})});
+  c = bl(KOp::And, {c, b.op(KOp::Cast, KType::Bool, {x})});
+
+  x = f(KOp::FAdd, {x, b.op(KOp::Cast, KType::F32, {j})});
+  x = f(KOp::FAdd, {x, b.op(KOp::Cast, KType::F32, {c})});
+  j = b.op(KOp::IAdd, KType::I32, {j, b.op(KOp::Cast, KType::I32, {x})});
+  j = b.op(KOp::IAdd, KType::I32, {j, b.op(KOp::Cast, KType::I32, {c})});
+  x = b.op(KOp::Select, KType::F32, {c, x, a});
+  j = b.op(KOp::Select, KType::I32, {c, j, i});
+
+  b.store(4, gid, x);
+  b.store(5, gid, x);
+  b.store(6, gid, x);
+  b.store(7, gid, j);
+  return k;
+}
+
+std::string emitOrFail(const Kernel &k, std::string_view arch) {
+  Expected<std::string> ptx = emitPtx(k, arch);
+  EXPECT_TRUE(static_cast<bool>(ptx)) << ptx.message();
+  return ptx ? *ptx : std::string();
+}
+
+std::string findPtxas() {
+  if (const char *path = std::getenv("PATH")) {
+    std::stringstream dirs(path);
+    std::string dir;
+    while (std::getline(dirs, dir, ':'))
+      if (!dir.empty() && access((dir + "/ptxas").c_str(), X_OK) == 0)
+        return dir + "/ptxas";
+  }
+  if (access("/usr/local/cuda/bin/ptxas", X_OK) == 0)
+    return "/usr/local/cuda/bin/ptxas";
+  return "";
+}
+
+// Runs ptxas on `ptx`; returns "" on success, else its output.
+std::string runPtxas(const std::string &ptxas, const std::string &ptx, std::string_view arch) {
+  std::filesystem::path dir = std::filesystem::path(::testing::TempDir());
+  std::string base =
+      (dir / ("kiln_nvptx_" + std::to_string(getpid()) + "_" + std::string(arch))).string();
+  std::ofstream(base + ".ptx") << ptx;
+  std::string cmd = ptxas + " -arch=" + std::string(arch) + " " + base + ".ptx -o " + base +
+                    ".cubin > " + base + ".log 2>&1";
+  int rc = std::system(cmd.c_str());
+  std::stringstream log;
+  log << std::ifstream(base + ".log").rdbuf();
+  std::remove((base + ".ptx").c_str());
+  std::remove((base + ".cubin").c_str());
+  std::remove((base + ".log").c_str());
+  return rc == 0 ? "" : "ptxas failed (" + std::to_string(rc) + "): " + log.str();
+}
+
+class NvptxArch : public ::testing::TestWithParam<const char *> {};
+
+TEST_P(NvptxArch, EveryOpEmitsAnEntry) {
+  std::string ptx = emitOrFail(everyOpKernel(), GetParam());
+  EXPECT_NE(ptx.find(".entry every_op("), std::string::npos) << ptx;
+  EXPECT_NE(ptx.find(".target " + std::string(GetParam())), std::string::npos);
+  EXPECT_NE(ptx.find(".maxntid 256, 1, 1"), std::string::npos);
+  // One .u64 param per buffer plus the dims pointer.
+  EXPECT_NE(ptx.find("every_op_param_8"), std::string::npos);
+  EXPECT_EQ(ptx.find("every_op_param_9"), std::string::npos);
+}
+
+TEST_P(NvptxArch, PtxasAccepts) {
+  std::string ptxas = findPtxas();
+  if (ptxas.empty())
+    GTEST_SKIP() << "SKIPPED: ptxas not found";
+  std::string ptx = emitOrFail(everyOpKernel(), GetParam());
+  EXPECT_EQ(runPtxas(ptxas, ptx, GetParam()), "");
+}
+
+TEST_P(NvptxArch, EachMathOpAloneAccepted) {
+  std::string ptxas = findPtxas();
+  if (ptxas.empty())
+    GTEST_SKIP() << "SKIPPED: ptxas not found";
+  for (KOp op : {KOp::FExp, KOp::FLog, KOp::FSin, KOp::FCos, KOp::FTanh, KOp::FPow, KOp::FErf}) {
+    Kernel k;
+    k.name = "math_op";
+    k.buffers = {{"x", MemType::F32, false}, {"y", MemType::F32, true}};
+    k.numDims = 1;
+    KernelBuilder b(k);
+    int gid = b.globalId();
+    b.guard(b.op(KOp::ILt, KType::Bool, {gid, b.dim(0)}));
+    int x = b.load(0, KType::F32, gid);
+    std::vector<int> args = {x};
+    if (op == KOp::FPow)
+      args.push_back(b.constF(2.5f));
+    b.store(1, gid, b.op(op, KType::F32, args));
+    std::string ptx = emitOrFail(k, GetParam());
+    // Self-contained: no libdevice, no calls, no approximate instructions.
+    EXPECT_EQ(ptx.find("call"), std::string::npos) << ptx;
+    EXPECT_EQ(ptx.find("approx"), std::string::npos) << ptx;
+    EXPECT_EQ(runPtxas(ptxas, ptx, GetParam()), "") << printKernel(k);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Archs, NvptxArch, ::testing::Values("sm_80", "sm_90"),
+                         [](const auto &info) { return std::string(info.param); });
+
+TEST(Nvptx, IeeeAndNanSemanticsReachThePtx) {
+  std::string ptx = emitOrFail(everyOpKernel(), "sm_80");
+  for (const char *s : {"max.NaN.f32", "min.NaN.f32", "div.rn.f32", "sqrt.rn.f32", "cvt.rn.f16.f32",
+                        "cvt.f32.f16", "ctaid.x", "ntid.x", "tid.x"})
+    EXPECT_NE(ptx.find(s), std::string::npos) << s;
+  EXPECT_EQ(ptx.find("approx"), std::string::npos);
+  EXPECT_EQ(ptx.find(".ftz"), std::string::npos);
+}
+
+TEST(Nvptx, Deterministic) {
+  Kernel k = everyOpKernel();
+  EXPECT_EQ(emitOrFail(k, "sm_90"), emitOrFail(k, "sm_90"));
+}
+
+TEST(Nvptx, ThreadSafe) {
+  Kernel k = everyOpKernel();
+  std::string expect = emitOrFail(k, "sm_80");
+  std::string got[4];
+  std::vector<std::thread> threads;
+  for (std::string &g : got)
+    threads.emplace_back([&k, &g] {
+      Expected<std::string> ptx = emitPtx(k, "sm_80");
+      g = ptx ? *ptx : ptx.message();
+    });
+  for (std::thread &t : threads)
+    t.join();
+  for (const std::string &g : got)
+    EXPECT_EQ(g, expect);
+}
+
+TEST(Nvptx, RejectsUnverifiedKernelAndUnknownArch) {
+  Kernel k = everyOpKernel();
+  Expected<std::string> bad = emitPtx(k, "sm_70");
+  ASSERT_FALSE(static_cast<bool>(bad));
+  EXPECT_NE(bad.message().find("sm_70"), std::string::npos);
+  k.body.back().args[1] = static_cast<int>(k.body.size());
+  Expected<std::string> unverified = emitPtx(k, "sm_80");
+  ASSERT_FALSE(static_cast<bool>(unverified));
+  EXPECT_NE(unverified.message().find("(store)"), std::string::npos) << unverified.message();
+}
+
+} // namespace
+} // namespace kiln::compiler
