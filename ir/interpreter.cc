@@ -410,6 +410,13 @@ Expected<std::vector<HostTensor>> interpret(const Graph &g, std::span<const int6
                        typeToString(n.type, g.dims) + " at these dims");
     vals[g.inputs[i]] = inputs[i];
   }
+  // Values are dropped after their last use, so peak memory stays near the live set.
+  std::vector<size_t> lastUse(g.nodes.size(), g.nodes.size());
+  for (size_t id = 0; id < g.nodes.size(); ++id)
+    for (int o : g.nodes[id].operands)
+      lastUse[o] = id;
+  for (int o : g.outputs)
+    lastUse[o] = g.nodes.size();
   Interpreter interp(g, dims);
   for (size_t id = 0; id < g.nodes.size(); ++id) {
     const Node &n = g.nodes[id];
@@ -419,6 +426,9 @@ Expected<std::vector<HostTensor>> interpret(const Graph &g, std::span<const int6
     if (!v)
       return makeError("%" + n.name + ": " + v.message());
     vals[id] = std::move(*v);
+    for (int o : n.operands)
+      if (lastUse[o] == id)
+        vals[o] = HostTensor{};
   }
   std::vector<HostTensor> outs;
   for (int o : g.outputs)
