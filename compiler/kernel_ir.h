@@ -37,18 +37,41 @@ enum class KOp : uint8_t {
   ConstF,   // F32 `fimm` (exactly representable in f32; NaN and infinities allowed).
   ConstB,   // Bool `imm != 0`.
   // Integer arithmetic on I32 (operands non-negative for IDiv and IRem).
-  IAdd, ISub, IMul, IDiv, IRem,
-  ILt,      // Bool: a < b (signed).
+  IAdd,
+  ISub,
+  IMul,
+  IDiv,
+  IRem,
+  ILt, // Bool: a < b (signed).
   // Float arithmetic on F32, IEEE semantics.
-  FAdd, FSub, FMul, FDiv, FNeg, FAbs,
-  FMax, FMin, // NaN-propagating: NaN if either operand is NaN.
-  FSqrt, FRsqrt, FExp, FLog, FSin, FCos, FTanh, FPow, FErf,
-  FLt, FLe, FEq, FNe, // Bool; ordered compares except FNe (true when unordered).
+  FAdd,
+  FSub,
+  FMul,
+  FDiv,
+  FNeg,
+  FAbs,
+  FMax,
+  FMin, // NaN-propagating: NaN if either operand is NaN.
+  FSqrt,
+  FRsqrt,
+  FExp,
+  FLog,
+  FSin,
+  FCos,
+  FTanh,
+  FPow,
+  FErf,
+  FLt,
+  FLe,
+  FEq,
+  FNe, // Bool; ordered compares except FNe (true when unordered).
   // Logic.
-  And, Or, Not, // Bool.
-  Select,       // args: cond (Bool), a, b of one type.
-  Cast,         // to `type` from the operand's type: I32<->F32 (F32->I32 truncates), Bool->I32/F32
-                // (0 or 1), I32/F32->Bool (!= 0).
+  And,
+  Or,
+  Not,    // Bool.
+  Select, // args: cond (Bool), a, b of one type.
+  Cast,   // to `type` from the operand's type: I32<->F32 (F32->I32 truncates), Bool->I32/F32
+          // (0 or 1), I32/F32->Bool (!= 0).
   // Memory: `buffer` names the parameter; args[0] is the element index (I32).
   Load,  // type: the buffer's register type.
   Store, // args: index, value; no result.
@@ -74,8 +97,8 @@ struct Kernel {
   std::vector<KBuffer> buffers;
   int numDims = 0; // entries in the dims buffer
   std::vector<KInst> body;
-  int guard = -1;    // id of a Bool instruction in the prologue
-  int guardEnd = 0;  // body[0, guardEnd) is the prologue
+  int guard = -1;   // id of a Bool instruction in the prologue
+  int guardEnd = 0; // body[0, guardEnd) is the prologue
 };
 
 // Builds a kernel body, keeping ids; the lowering uses it and so do the emitter tests.

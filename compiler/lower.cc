@@ -18,10 +18,14 @@ using ir::Op;
 
 std::optional<MemType> memTypeOf(DType t) {
   switch (t) {
-  case DType::F32: return MemType::F32;
-  case DType::F16: return MemType::F16;
-  case DType::BF16: return MemType::BF16;
-  case DType::I32: return MemType::I32;
+  case DType::F32:
+    return MemType::F32;
+  case DType::F16:
+    return MemType::F16;
+  case DType::BF16:
+    return MemType::BF16;
+  case DType::I32:
+    return MemType::I32;
   case DType::I64:
   case DType::Bool:
     return std::nullopt;
@@ -33,7 +37,8 @@ std::optional<MemType> memTypeOf(DType t) {
 std::string unsupportedReason(const ir::Graph &g, const Node &n, const std::set<int> &storedOnly,
                               int id) {
   if (n.op == Op::Input || n.op == Op::Param)
-    return memTypeOf(n.type.dtype) ? "" : "inputs of dtype " + std::string(ir::dtypeName(n.type.dtype));
+    return memTypeOf(n.type.dtype) ? ""
+                                   : "inputs of dtype " + std::string(ir::dtypeName(n.type.dtype));
   if (n.op == Op::Constant)
     return n.has("value") ? "" : "dense constants";
   bool pointwise = ir::isPointwise(n.op) || n.op == Op::Broadcast;
@@ -111,8 +116,8 @@ private:
     for (size_t i = shape.size(); i-- > 0;) {
       const ir::Dim &d = shape[i];
       if (!(d.isStatic() && d.offset == 1)) {
-        int term = stride < 0 ? coord(lead + i)
-                              : b_.op(KOp::IMul, KType::I32, {coord(lead + i), stride});
+        int term =
+            stride < 0 ? coord(lead + i) : b_.op(KOp::IMul, KType::I32, {coord(lead + i), stride});
         idx = b_.op(KOp::IAdd, KType::I32, {idx, term});
       }
       int e = extent(d);
@@ -130,16 +135,26 @@ private:
 
   int unaryFloat(Op op, int x) {
     switch (op) {
-    case Op::Neg: return fop(KOp::FNeg, {x});
-    case Op::Abs: return fop(KOp::FAbs, {x});
-    case Op::Exp: return fop(KOp::FExp, {x});
-    case Op::Log: return fop(KOp::FLog, {x});
-    case Op::Sqrt: return fop(KOp::FSqrt, {x});
-    case Op::Rsqrt: return fop(KOp::FRsqrt, {x});
-    case Op::Recip: return fop(KOp::FDiv, {f(1), x});
-    case Op::Tanh: return fop(KOp::FTanh, {x});
-    case Op::Sigmoid: return sigmoid(x);
-    case Op::Silu: return fop(KOp::FMul, {x, sigmoid(x)});
+    case Op::Neg:
+      return fop(KOp::FNeg, {x});
+    case Op::Abs:
+      return fop(KOp::FAbs, {x});
+    case Op::Exp:
+      return fop(KOp::FExp, {x});
+    case Op::Log:
+      return fop(KOp::FLog, {x});
+    case Op::Sqrt:
+      return fop(KOp::FSqrt, {x});
+    case Op::Rsqrt:
+      return fop(KOp::FRsqrt, {x});
+    case Op::Recip:
+      return fop(KOp::FDiv, {f(1), x});
+    case Op::Tanh:
+      return fop(KOp::FTanh, {x});
+    case Op::Sigmoid:
+      return sigmoid(x);
+    case Op::Silu:
+      return fop(KOp::FMul, {x, sigmoid(x)});
     case Op::Gelu: {
       int e = fop(KOp::FErf, {fop(KOp::FMul, {x, f(static_cast<float>(1 / std::numbers::sqrt2))})});
       return fop(KOp::FMul, {fop(KOp::FMul, {f(0.5f), x}), fop(KOp::FAdd, {f(1), e})});
@@ -151,11 +166,16 @@ private:
       int t = fop(KOp::FTanh, {fop(KOp::FMul, {f(k), inner})});
       return fop(KOp::FMul, {fop(KOp::FMul, {f(0.5f), x}), fop(KOp::FAdd, {f(1), t})});
     }
-    case Op::Relu: return fop(KOp::FMax, {x, f(0)});
-    case Op::Sin: return fop(KOp::FSin, {x});
-    case Op::Cos: return fop(KOp::FCos, {x});
-    case Op::Erf: return fop(KOp::FErf, {x});
-    default: break;
+    case Op::Relu:
+      return fop(KOp::FMax, {x, f(0)});
+    case Op::Sin:
+      return fop(KOp::FSin, {x});
+    case Op::Cos:
+      return fop(KOp::FCos, {x});
+    case Op::Erf:
+      return fop(KOp::FErf, {x});
+    default:
+      break;
     }
     return -1;
   }
@@ -163,13 +183,16 @@ private:
   int unaryInt(Op op, int x) {
     int zero = b_.constI(0);
     switch (op) {
-    case Op::Neg: return b_.op(KOp::ISub, KType::I32, {zero, x});
+    case Op::Neg:
+      return b_.op(KOp::ISub, KType::I32, {zero, x});
     case Op::Abs:
-      return b_.op(KOp::Select, KType::I32,
-                   {b_.op(KOp::ILt, KType::Bool, {x, zero}), b_.op(KOp::ISub, KType::I32, {zero, x}), x});
+      return b_.op(
+          KOp::Select, KType::I32,
+          {b_.op(KOp::ILt, KType::Bool, {x, zero}), b_.op(KOp::ISub, KType::I32, {zero, x}), x});
     case Op::Relu:
       return b_.op(KOp::Select, KType::I32, {b_.op(KOp::ILt, KType::Bool, {zero, x}), x, zero});
-    default: break;
+    default:
+      break;
     }
     return -1;
   }
@@ -177,19 +200,26 @@ private:
   int binary(Op op, int a, int b, bool isInt) {
     KType t = isInt ? KType::I32 : KType::F32;
     switch (op) {
-    case Op::Add: return b_.op(isInt ? KOp::IAdd : KOp::FAdd, t, {a, b});
-    case Op::Sub: return b_.op(isInt ? KOp::ISub : KOp::FSub, t, {a, b});
-    case Op::Mul: return b_.op(isInt ? KOp::IMul : KOp::FMul, t, {a, b});
-    case Op::Div: return fop(KOp::FDiv, {a, b});
-    case Op::Pow: return fop(KOp::FPow, {a, b});
+    case Op::Add:
+      return b_.op(isInt ? KOp::IAdd : KOp::FAdd, t, {a, b});
+    case Op::Sub:
+      return b_.op(isInt ? KOp::ISub : KOp::FSub, t, {a, b});
+    case Op::Mul:
+      return b_.op(isInt ? KOp::IMul : KOp::FMul, t, {a, b});
+    case Op::Div:
+      return fop(KOp::FDiv, {a, b});
+    case Op::Pow:
+      return fop(KOp::FPow, {a, b});
     case Op::Max:
     case Op::Min:
       if (!isInt)
         return fop(op == Op::Max ? KOp::FMax : KOp::FMin, {a, b});
-      return b_.op(KOp::Select, t,
-                   {b_.op(KOp::ILt, KType::Bool, op == Op::Max ? std::vector{b, a} : std::vector{a, b}),
-                    a, b});
-    default: break;
+      return b_.op(
+          KOp::Select, t,
+          {b_.op(KOp::ILt, KType::Bool, op == Op::Max ? std::vector{b, a} : std::vector{a, b}), a,
+           b});
+    default:
+      break;
     }
     return -1;
   }
@@ -317,7 +347,8 @@ Expected<LoweredGraph> lowerGraph(const ir::Graph &g) {
       list += (list.empty() ? "" : ", ") + r;
     return makeError("error: graph @" + g.name +
                      ": no kernel template lowers this group yet (only pointwise graphs are "
-                     "lowered today): " + list);
+                     "lowered today): " +
+                     list);
   }
 
   LoweredGraph out;
@@ -326,8 +357,9 @@ Expected<LoweredGraph> lowerGraph(const ir::Graph &g) {
   for (int in : g.inputs) {
     const Node &n = g.nodes[in];
     exe.inputs.push_back(static_cast<int>(exe.buffers.size()));
-    exe.buffers.push_back({n.name, n.type,
-                           n.op == Op::Param ? runtime::BufferRole::Param : runtime::BufferRole::Input});
+    exe.buffers.push_back(
+        {n.name, n.type,
+         n.op == Op::Param ? runtime::BufferRole::Param : runtime::BufferRole::Input});
   }
   for (int o : g.outputs) {
     exe.outputs.push_back(static_cast<int>(exe.buffers.size()));

@@ -23,7 +23,7 @@ constexpr int64_t kMaxDimValue = int64_t{1} << 40;
 
 struct Node {
   Op op = Op::Input;
-  std::vector<int> operands; // ids of earlier nodes
+  std::vector<int> operands;    // ids of earlier nodes
   std::vector<AttrValue> attrs; // one per opInfo(op).attrs entry
   std::vector<bool> present;    // which of them are set (optional ones may be absent)
   TensorType type;

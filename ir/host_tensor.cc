@@ -26,12 +26,24 @@ std::vector<uint8_t> toBytes(const HostTensor &t) {
   for (size_t i = 0; i < t.data.size(); ++i) {
     double x = t.data[i];
     switch (t.dtype) {
-    case DType::F32: put(out, i, static_cast<float>(x)); break;
-    case DType::F16: put(out, i, toF16Bits(x)); break;
-    case DType::BF16: put(out, i, toBF16Bits(x)); break;
-    case DType::I32: put(out, i, static_cast<int32_t>(roundToDType(x, DType::I32))); break;
-    case DType::I64: put(out, i, static_cast<int64_t>(roundToDType(x, DType::I64))); break;
-    case DType::Bool: put(out, i, static_cast<uint8_t>(x != 0)); break;
+    case DType::F32:
+      put(out, i, static_cast<float>(x));
+      break;
+    case DType::F16:
+      put(out, i, toF16Bits(x));
+      break;
+    case DType::BF16:
+      put(out, i, toBF16Bits(x));
+      break;
+    case DType::I32:
+      put(out, i, static_cast<int32_t>(roundToDType(x, DType::I32)));
+      break;
+    case DType::I64:
+      put(out, i, static_cast<int64_t>(roundToDType(x, DType::I64)));
+      break;
+    case DType::Bool:
+      put(out, i, static_cast<uint8_t>(x != 0));
+      break;
     }
   }
   return out;
@@ -43,12 +55,24 @@ HostTensor fromBytes(DType dtype, Extents shape, const std::vector<uint8_t> &byt
   t.data.resize(n);
   for (size_t i = 0; i < n; ++i) {
     switch (dtype) {
-    case DType::F32: t.data[i] = get<float>(bytes, i); break;
-    case DType::F16: t.data[i] = fromF16Bits(get<uint16_t>(bytes, i)); break;
-    case DType::BF16: t.data[i] = fromBF16Bits(get<uint16_t>(bytes, i)); break;
-    case DType::I32: t.data[i] = get<int32_t>(bytes, i); break;
-    case DType::I64: t.data[i] = static_cast<double>(get<int64_t>(bytes, i)); break;
-    case DType::Bool: t.data[i] = get<uint8_t>(bytes, i) != 0; break;
+    case DType::F32:
+      t.data[i] = get<float>(bytes, i);
+      break;
+    case DType::F16:
+      t.data[i] = fromF16Bits(get<uint16_t>(bytes, i));
+      break;
+    case DType::BF16:
+      t.data[i] = fromBF16Bits(get<uint16_t>(bytes, i));
+      break;
+    case DType::I32:
+      t.data[i] = get<int32_t>(bytes, i);
+      break;
+    case DType::I64:
+      t.data[i] = static_cast<double>(get<int64_t>(bytes, i));
+      break;
+    case DType::Bool:
+      t.data[i] = get<uint8_t>(bytes, i) != 0;
+      break;
     }
   }
   return t;
@@ -98,9 +122,12 @@ Comparison compare(const HostTensor &got, const HostTensor &want) {
 
 double nmseLimit(DType t) {
   switch (t) {
-  case DType::F32: return 1e-10;
-  case DType::F16: return 1e-6;
-  case DType::BF16: return 1e-4;
+  case DType::F32:
+    return 1e-10;
+  case DType::F16:
+    return 1e-6;
+  case DType::BF16:
+    return 1e-4;
   case DType::I32:
   case DType::I64:
   case DType::Bool:

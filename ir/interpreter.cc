@@ -70,26 +70,42 @@ double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
 double unary(Op op, double x) {
   switch (op) {
-  case Op::Neg: return -x;
-  case Op::Abs: return std::fabs(x);
-  case Op::Exp: return std::exp(x);
-  case Op::Log: return std::log(x);
-  case Op::Sqrt: return std::sqrt(x);
-  case Op::Rsqrt: return 1.0 / std::sqrt(x);
-  case Op::Recip: return 1.0 / x;
-  case Op::Tanh: return std::tanh(x);
-  case Op::Sigmoid: return sigmoid(x);
-  case Op::Silu: return x * sigmoid(x);
-  case Op::Gelu: return 0.5 * x * (1.0 + std::erf(x / std::numbers::sqrt2));
+  case Op::Neg:
+    return -x;
+  case Op::Abs:
+    return std::fabs(x);
+  case Op::Exp:
+    return std::exp(x);
+  case Op::Log:
+    return std::log(x);
+  case Op::Sqrt:
+    return std::sqrt(x);
+  case Op::Rsqrt:
+    return 1.0 / std::sqrt(x);
+  case Op::Recip:
+    return 1.0 / x;
+  case Op::Tanh:
+    return std::tanh(x);
+  case Op::Sigmoid:
+    return sigmoid(x);
+  case Op::Silu:
+    return x * sigmoid(x);
+  case Op::Gelu:
+    return 0.5 * x * (1.0 + std::erf(x / std::numbers::sqrt2));
   case Op::GeluTanh: {
     double k = std::sqrt(2.0 / std::numbers::pi);
     return 0.5 * x * (1.0 + std::tanh(k * (x + 0.044715 * x * x * x)));
   }
-  case Op::Relu: return std::isnan(x) ? x : (x > 0 ? x : 0.0);
-  case Op::Sin: return std::sin(x);
-  case Op::Cos: return std::cos(x);
-  case Op::Erf: return std::erf(x);
-  default: break;
+  case Op::Relu:
+    return std::isnan(x) ? x : (x > 0 ? x : 0.0);
+  case Op::Sin:
+    return std::sin(x);
+  case Op::Cos:
+    return std::cos(x);
+  case Op::Erf:
+    return std::erf(x);
+  default:
+    break;
   }
   assert(false && "not a unary op");
   return NAN;
@@ -98,17 +114,24 @@ double unary(Op op, double x) {
 double binary(Op op, double a, double b, DType t) {
   bool isInt = !isFloat(t);
   switch (op) {
-  case Op::Add: return a + b;
-  case Op::Sub: return a - b;
-  case Op::Mul: return a * b;
+  case Op::Add:
+    return a + b;
+  case Op::Sub:
+    return a - b;
+  case Op::Mul:
+    return a * b;
   case Op::Div:
     if (!isInt)
       return a / b;
     return b == 0 ? 0 : std::trunc(a / b); // integer division by zero gives 0
-  case Op::Max: return nanMax(a, b);
-  case Op::Min: return nanMin(a, b);
-  case Op::Pow: return std::pow(a, b);
-  default: break;
+  case Op::Max:
+    return nanMax(a, b);
+  case Op::Min:
+    return nanMin(a, b);
+  case Op::Pow:
+    return std::pow(a, b);
+  default:
+    break;
   }
   assert(false && "not a binary op");
   return NAN;
@@ -137,14 +160,16 @@ public:
       break;
     }
     case Category::Binary: {
-      auto ia = broadcastIndex(out.shape, arg(0).shape), ib = broadcastIndex(out.shape, arg(1).shape);
+      auto ia = broadcastIndex(out.shape, arg(0).shape),
+           ib = broadcastIndex(out.shape, arg(1).shape);
       for (size_t i = 0; i < out.data.size(); ++i)
         out.data[i] =
             wrap(binary(n.op, arg(0).data[ia[i]], arg(1).data[ib[i]], out.dtype), out.dtype);
       break;
     }
     case Category::Select: {
-      auto ic = broadcastIndex(out.shape, arg(0).shape), ia = broadcastIndex(out.shape, arg(1).shape),
+      auto ic = broadcastIndex(out.shape, arg(0).shape),
+           ia = broadcastIndex(out.shape, arg(1).shape),
            ib = broadcastIndex(out.shape, arg(2).shape);
       for (size_t i = 0; i < out.data.size(); ++i)
         out.data[i] = arg(0).data[ic[i]] != 0 ? arg(1).data[ia[i]] : arg(2).data[ib[i]];
@@ -264,7 +289,8 @@ private:
       double p = pos.data[pi[r]];
       for (int64_t i = 0; i < half; ++i) {
         double angle = p * std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(d));
-        int64_t ia = r * d + (interleaved ? 2 * i : i), ib = r * d + (interleaved ? 2 * i + 1 : i + half);
+        int64_t ia = r * d + (interleaved ? 2 * i : i),
+                ib = r * d + (interleaved ? 2 * i + 1 : i + half);
         double a = x.data[ia], b = x.data[ib], c = std::cos(angle), s = std::sin(angle);
         out.data[ia] = a * c - b * s;
         out.data[ib] = a * s + b * c;
@@ -406,8 +432,8 @@ Expected<std::vector<HostTensor>> interpret(const Graph &g, std::span<const int6
     Extents want = evalShape(n.type.shape, dims);
     if (inputs[i].shape != want || inputs[i].dtype != n.type.dtype ||
         static_cast<int64_t>(inputs[i].data.size()) != numElements(want))
-      return makeError("input %" + n.name + " does not have type " +
-                       typeToString(n.type, g.dims) + " at these dims");
+      return makeError("input %" + n.name + " does not have type " + typeToString(n.type, g.dims) +
+                       " at these dims");
     vals[g.inputs[i]] = inputs[i];
   }
   // Values are dropped after their last use, so peak memory stays near the live set.

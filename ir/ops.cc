@@ -87,8 +87,8 @@ std::vector<AttrSpec> parseSpecs(std::string_view text) {
       }
     } else {
       static constexpr std::pair<std::string_view, AttrKind> kKinds[] = {
-          {"int", AttrKind::Int},       {"float", AttrKind::Float},   {"bool", AttrKind::Bool},
-          {"ints", AttrKind::Ints},     {"floats", AttrKind::Floats}, {"dim", AttrKind::Dim},
+          {"int", AttrKind::Int},   {"float", AttrKind::Float},   {"bool", AttrKind::Bool},
+          {"ints", AttrKind::Ints}, {"floats", AttrKind::Floats}, {"dim", AttrKind::Dim},
           {"dims", AttrKind::Dims},
       };
       bool found = false;

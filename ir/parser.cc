@@ -318,8 +318,7 @@ private:
       while (i < specs.size() && specs[i].name != name.text)
         ++i;
       if (i == specs.size())
-        return errorAt(name.loc, std::string(opName(n.op)) + " has no attribute " +
-                                     describe(name));
+        return errorAt(name.loc, std::string(opName(n.op)) + " has no attribute " + describe(name));
       if (seen[i])
         return errorAt(name.loc, "attribute " + describe(name) + " given twice");
       seen[i] = true;
@@ -528,8 +527,8 @@ private:
   Status checkResults() {
     if (g_.outputs.size() != resultTypes_.size())
       return errorAt(retLoc_, "returns " + std::to_string(g_.outputs.size()) +
-                                 " values but the signature declares " +
-                                 std::to_string(resultTypes_.size()));
+                                  " values but the signature declares " +
+                                  std::to_string(resultTypes_.size()));
     for (size_t i = 0; i < g_.outputs.size(); ++i)
       if (!(g_.nodes[g_.outputs[i]].type == resultTypes_[i].first))
         return errorAt(resultTypes_[i].second,

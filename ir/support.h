@@ -32,7 +32,9 @@ template <class T> class [[nodiscard]] Expected {
 public:
   Expected(T value) : v_(std::move(value)) {}
   Expected(Error e) : v_(std::move(e)) {}
-  Expected(Status s) : v_(Error{s.message()}) { assert(s.failed() && "Expected from an ok Status"); }
+  Expected(Status s) : v_(Error{s.message()}) {
+    assert(s.failed() && "Expected from an ok Status");
+  }
 
   explicit operator bool() const { return v_.index() == 0; }
   T &operator*() { return std::get<0>(v_); }

@@ -111,8 +111,7 @@ Expected<TensorType> inferNormalize(const Ctx &c) {
   if (!isFloat(x.dtype))
     return fail(std::string(opName(c.n.op)) + " needs a float operand, got " + c.str(x));
   if (normalizeAxis(c.n.attrInt("axis"), x.rank()) < 0)
-    return fail("axis " + std::to_string(c.n.attrInt("axis")) + " is out of range for " +
-                c.str(x));
+    return fail("axis " + std::to_string(c.n.attrInt("axis")) + " is out of range for " + c.str(x));
   if (c.n.op != Op::Softmax && !(c.n.attrFloat("eps") >= 0))
     return fail("eps must be a non-negative number");
   return x;
@@ -280,8 +279,8 @@ Expected<TensorType> inferUpdate(const Ctx &c) {
                  : s.isStatic() ? provablyLE(Dim{o.offset + s.offset, o.sym}, d, c.g.dims)
                                 : o.max(c.g.dims) + s.max(c.g.dims) <= d.min(c.g.dims));
     if (!fits)
-      return fail("insert_slice offset " + c.str(o) + " + " + c.str(s) + " may exceed " +
-                  c.str(d) + " in dim " + std::to_string(i));
+      return fail("insert_slice offset " + c.str(o) + " + " + c.str(s) + " may exceed " + c.str(d) +
+                  " in dim " + std::to_string(i));
   }
   return dst;
 }

@@ -126,7 +126,8 @@ private:
 
   // Evaluates an op whose operands are all small constants into a constant.
   bool foldConstant(Node &n) {
-    if (n.operands.empty() || ir::opCategory(n.op) == ir::Category::Source || !isStaticShape(n.type))
+    if (n.operands.empty() || ir::opCategory(n.op) == ir::Category::Source ||
+        !isStaticShape(n.type))
       return false;
     if (ir::numElements(ir::evalShape(n.type.shape, {})) > kMaxFoldElements)
       return false;

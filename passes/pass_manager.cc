@@ -35,8 +35,8 @@ Status PassManager::run(ir::Graph &g) {
   for (const PassInfo *p : passes_) {
     auto start = std::chrono::steady_clock::now();
     auto changed = p->create()->run(g);
-    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                    .count();
+    double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     if (!changed)
       return makeError("error: pass " + std::string(p->name) + ": " + changed.message());
     times.push_back({p->name, ms});

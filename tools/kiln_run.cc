@@ -93,6 +93,14 @@ std::vector<ir::HostTensor> makeInputs(const ir::Graph &g, const std::vector<int
   return in;
 }
 
+// Bytes of every value of the graph at these dims, in its dtype.
+int64_t graphBytes(const ir::Graph &g, const std::vector<int64_t> &dims) {
+  int64_t total = 0;
+  for (const ir::Node &n : g.nodes)
+    total += ir::numElements(ir::evalShape(n.type.shape, dims)) * ir::dtypeBytes(n.type.dtype);
+  return total;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
@@ -151,7 +159,21 @@ std::string dimsText(const ir::Graph &g, const std::vector<int64_t> &dims) {
   return s.empty() ? "static" : s;
 }
 
+// Refuses a --device value before any work is done.
+int checkDevice(const std::string &dev) {
+  if (dev == "cuda" || dev.starts_with("cuda:"))
+    return tools::fail("error: --device=" + dev +
+                       ": the CUDA runtime is not part of kiln yet; use vulkan or ref");
+  bool vulkanIndex = dev.starts_with("vulkan:") && dev.size() > 7 &&
+                     dev.find_first_not_of("0123456789", 7) == std::string::npos;
+  if (dev != "auto" && dev != "ref" && dev != "vulkan" && !vulkanIndex)
+    return tools::usageError("kiln-run", "unknown --device '" + dev + "'");
+  return 0;
+}
+
 int run(const Options &o) {
+  if (int rc = checkDevice(o.device))
+    return rc;
   auto text = tools::readInput(o.input);
   if (!text)
     return tools::fail(text.message());
@@ -188,16 +210,9 @@ int run(const Options &o) {
   Runner runner{g};
   runtime::Executable exe;
   std::string deviceName = "ref (reference interpreter)";
-  std::string dev = o.device;
-  if (dev == "cuda" || dev.starts_with("cuda:"))
-    return tools::fail("error: --device=" + dev +
-                       ": the CUDA runtime is not part of kiln yet; use vulkan or ref");
+  const std::string &dev = o.device;
   if (dev != "ref") {
-    int index = -1;
-    if (dev.starts_with("vulkan:"))
-      index = std::atoi(dev.c_str() + 7);
-    else if (dev != "vulkan" && dev != "auto")
-      return tools::usageError("kiln-run", "unknown --device '" + dev + "'");
+    int index = dev.starts_with("vulkan:") ? std::atoi(dev.c_str() + 7) : -1;
     auto device = runtime::openVulkanDevice(index);
     if (!device && dev == "auto") {
       std::fprintf(stderr, "kiln-run: no Vulkan device (%s); using the reference interpreter\n",
@@ -217,20 +232,32 @@ int run(const Options &o) {
     }
   }
   std::printf("device: %s\n", deviceName.c_str());
+  std::fflush(stdout);
 
   bool allPassed = true;
   for (size_t r = 0; r < runs.size(); ++r) {
     const std::vector<int64_t> &dims = runs[r];
+    // Big graphs take seconds on the reference interpreter: say what is going on.
+    bool big = graphBytes(ref, dims) > (int64_t{256} << 20);
+    auto progress = [&](const char *what) {
+      if (big)
+        std::fprintf(stderr, "kiln-run: run %zu: %s\n", r, what);
+    };
+    progress("making random inputs");
     std::vector<ir::HostTensor> in = makeInputs(ref, dims, o.seed);
+    progress(runner.plan ? "running on the device" : "running the reference interpreter");
     double us = 0;
     auto outs = runner.run(dims, in, o.iters, us);
     if (!outs)
       return tools::fail(outs.message());
     std::printf("run %zu (%s): %.1f us median of %d\n", r, dimsText(ref, dims).c_str(), us,
                 o.iters);
+    std::fflush(stdout);
     if (!o.check)
       continue;
     // On the reference device the run itself is the reference.
+    if (runner.plan)
+      progress("running the reference interpreter");
     auto want = runner.plan ? ir::interpret(ref, dims, in) : outs;
     if (!want)
       return tools::fail("error: reference interpreter: " + want.message());

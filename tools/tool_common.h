@@ -30,7 +30,8 @@ inline Expected<std::string> readInput(const std::string &path) {
 inline Status writeOutput(const std::string &path, const std::string &data) {
   if (path.empty() || path == "-") {
     std::fwrite(data.data(), 1, data.size(), stdout);
-    return std::fflush(stdout) == 0 ? Status::ok() : Status(makeError("error: cannot write stdout"));
+    return std::fflush(stdout) == 0 ? Status::ok()
+                                    : Status(makeError("error: cannot write stdout"));
   }
   std::ofstream out(path, std::ios::binary);
   out.write(data.data(), static_cast<std::streamsize>(data.size()));

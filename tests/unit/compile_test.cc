@@ -48,10 +48,11 @@ std::string findTool(const std::string &name, const std::string &fallbackDir) {
 }
 
 std::string tempFile(const std::string &name, const std::string &data) {
-  std::string path = (std::filesystem::temp_directory_path() /
-                      ("kiln_" + std::to_string(::getpid()) + "_" + name))
-                         .string();
-  std::ofstream(path, std::ios::binary).write(data.data(), static_cast<std::streamsize>(data.size()));
+  std::string path =
+      (std::filesystem::temp_directory_path() / ("kiln_" + std::to_string(::getpid()) + "_" + name))
+          .string();
+  std::ofstream(path, std::ios::binary)
+      .write(data.data(), static_cast<std::streamsize>(data.size()));
   return path;
 }
 
@@ -73,8 +74,8 @@ TEST(Compile, SpirvPassesSpirvVal) {
   std::string val = findTool("spirv-val", "/usr/local/bin");
   if (val.empty())
     GTEST_SKIP() << "SKIPPED: spirv-val not found";
-  std::string path = tempFile("chain.spv", std::string(reinterpret_cast<const char *>(words.data()),
-                                                       words.size() * 4));
+  std::string path = tempFile(
+      "chain.spv", std::string(reinterpret_cast<const char *>(words.data()), words.size() * 4));
   EXPECT_EQ(std::system((val + " --target-env vulkan1.1 " + path).c_str()), 0);
   std::filesystem::remove(path);
 }
@@ -166,7 +167,8 @@ TEST(Compile, PointwiseChainMatchesTheReferenceOnVulkanAtSeveralDims) {
 
 TEST(Compile, MixedDtypesBroadcastsAndSpecialValuesMatchOnVulkan) {
   // log and sqrt of negative inputs give NaN; recip of tiny values overflows f16.
-  runOnVulkan(R"(graph @mixed(%a: f16[r, 1, 8], %b: f32[3, 8], %i: i32[r, 3, 8], %s: bf16[8]) -> (f16[r, 3, 8], f32[r, 3, 8], i32[r, 3, 8], bf16[r, 3, 8]) {
+  runOnVulkan(
+      R"(graph @mixed(%a: f16[r, 1, 8], %b: f32[3, 8], %i: i32[r, 3, 8], %s: bf16[8]) -> (f16[r, 3, 8], f32[r, 3, 8], i32[r, 3, 8], bf16[r, 3, 8]) {
   dim r in [1, 5]
   %a32 = cast %a : f32[r, 1, 8]
   %l = log %a32 : f32[r, 1, 8]
@@ -186,7 +188,7 @@ TEST(Compile, MixedDtypesBroadcastsAndSpecialValuesMatchOnVulkan) {
   %tb = cast %t : bf16[r, 3, 8]
   return %h, %g, %k, %tb
 })",
-              {{1}, {4}});
+      {{1}, {4}});
 }
 
 } // namespace
