@@ -199,6 +199,9 @@ public:
       concat(n, vals, out);
       break;
     case Category::Layout:
+      if (n.op == Op::View)
+        if (Status s = checkView(n, arg(0), out); s.failed())
+          return s;
       layout(n, arg(0), out);
       break;
     case Category::Update:
@@ -351,6 +354,19 @@ private:
     }
   }
 
+  Status checkView(const Node &n, const HostTensor &x, const HostTensor &out) {
+    if (out.data.empty())
+      return Status::ok();
+    int64_t last = n.attrDim("offset").eval(dims_);
+    const auto &strides = n.attrInts("strides");
+    for (size_t d = 0; d < out.shape.size(); ++d)
+      last += (out.shape[d] - 1) * strides[d];
+    if (last >= static_cast<int64_t>(x.data.size()))
+      return makeError("view reaches element " + std::to_string(last) + " of a tensor of " +
+                       std::to_string(x.data.size()));
+    return Status::ok();
+  }
+
   void layout(const Node &n, const HostTensor &x, HostTensor &out) {
     std::vector<int64_t> xs = contiguousStrides(x.shape), idx;
     switch (n.op) {
@@ -371,6 +387,9 @@ private:
     }
     case Op::Broadcast:
       idx = broadcastIndex(out.shape, x.shape);
+      break;
+    case Op::View:
+      idx = stridedIndex(out.shape, n.attrInts("strides"), n.attrDim("offset").eval(dims_));
       break;
     default:
       assert(false && "not a layout op");

@@ -213,6 +213,47 @@ bool sameElementCount(const Shape &a, const Shape &b) {
   return pa == pb && sa == sb;
 }
 
+// Whether every element of a strided view lies inside the tensor it views: checked at
+// each corner of the ranges of the dims involved, or with independent bounds when too
+// many dims are involved. Corners catch the usual mistakes but are not a proof for
+// every value in between, so the interpreter checks each view again at run time.
+bool viewFits(const Graph &g, const Shape &base, const Shape &view, Dim offset,
+              const std::vector<int64_t> &strides) {
+  std::vector<int> syms;
+  auto note = [&](const Dim &d) {
+    if (!d.isStatic() && std::find(syms.begin(), syms.end(), d.sym) == syms.end())
+      syms.push_back(d.sym);
+  };
+  for (const Dim &d : base)
+    note(d);
+  for (const Dim &d : view)
+    note(d);
+  note(offset);
+  auto fitsAt = [&](auto extentOf) {
+    __int128 last = extentOf(offset), count = 1;
+    for (size_t i = 0; i < view.size(); ++i) {
+      __int128 e = extentOf(view[i]);
+      if (e == 0)
+        return true; // an empty view reads nothing
+      last += (e - 1) * strides[i];
+    }
+    for (const Dim &d : base)
+      count *= extentOf(d);
+    return last < count;
+  };
+  if (syms.size() > 10) // independent bounds: conservative
+    return fitsAt([&](const Dim &d) -> __int128 { return d.max(g.dims); }) &&
+           fitsAt([&](const Dim &d) -> __int128 { return d.min(g.dims); });
+  for (uint32_t corner = 0; corner < (1u << syms.size()); ++corner) {
+    std::vector<int64_t> bound(g.dims.size(), 0);
+    for (size_t i = 0; i < syms.size(); ++i)
+      bound[syms[i]] = (corner >> i) & 1 ? g.dims[syms[i]].hi : g.dims[syms[i]].lo;
+    if (!fitsAt([&](const Dim &d) -> __int128 { return d.eval(bound); }))
+      return false;
+  }
+  return true;
+}
+
 Expected<TensorType> inferLayout(const Ctx &c) {
   const TensorType &x = c.operand(0);
   switch (c.n.op) {
@@ -256,6 +297,20 @@ Expected<TensorType> inferLayout(const Ctx &c) {
     auto s = broadcastShapes(x.shape, c.n.type.shape);
     if (c.n.type.dtype != x.dtype || !s || *s != c.n.type.shape)
       return fail("cannot broadcast " + c.str(x) + " to " + c.str(c.n.type));
+    return c.n.type;
+  }
+  case Op::View: {
+    const auto &strides = c.n.attrInts("strides");
+    if (c.n.type.dtype != x.dtype)
+      return fail("view changes the dtype: " + c.str(x) + " to " + c.str(c.n.type));
+    if (static_cast<int>(strides.size()) != c.n.type.rank())
+      return fail("view needs one stride per dim of " + c.str(c.n.type));
+    for (int64_t st : strides)
+      if (st < 0 || st > kMaxDimValue)
+        return fail("view strides must be in [0, 2^40]");
+    if (!viewFits(c.g, x.shape, c.n.type.shape, c.n.attrDim("offset"), strides))
+      return fail("view " + c.str(c.n.type) + " at offset " + c.str(c.n.attrDim("offset")) +
+                  " may reach past the end of " + c.str(x));
     return c.n.type;
   }
   default:

@@ -165,6 +165,21 @@ TEST(Interpreter, KvCacheWriteAtASymbolicOffset) {
   EXPECT_EQ(out[1].data[5], 8);
 }
 
+TEST(Interpreter, StridedViews) {
+  // Column 1 of a 3x4 matrix, its transpose, and a view at a symbolic offset.
+  auto out = run(R"(graph @g(%x: f32[3, 4]) -> (f32[3], f32[4, 3], f32[3]) {
+  dim n in [1, 3]
+  %c = view %x {offset = 1, strides = [4]} : f32[3]
+  %t = view %x {offset = 0, strides = [1, 4]} : f32[4, 3]
+  %r = view %x {offset = n-1, strides = [3]} : f32[3]
+  return %c, %t, %r
+})",
+                 {{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}}, {2});
+  EXPECT_EQ(out[0].data, (std::vector<double>{1, 5, 9}));
+  EXPECT_EQ(out[1].data, (std::vector<double>{0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11}));
+  EXPECT_EQ(out[2].data, (std::vector<double>{1, 4, 7}));
+}
+
 TEST(Interpreter, DimsOutsideTheirRangeAreRefused) {
   auto g = parseGraph(R"(graph @g(%x: f32[n]) -> (f32[n]) {
   dim n in [2, 4]

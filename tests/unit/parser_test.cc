@@ -123,6 +123,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"graph @g(%x: f32[kv]) -> (f32[kv]) {\n  dim kv in [1, 8]\n  %y = slice %x "
                 "{axis = 0, start = 0, end = kv+1} : f32[kv+1]\n  return %y\n}",
                 "bad.kir:3:3: error: slice [0, kv+1) is not within 0..kv"},
+        BadCase{"graph @g(%x: f32[8]) -> (f32[3]) {\n  %v = view %x {offset = 1, strides = [4]} "
+                ": f32[3]\n  return %v\n}",
+                "bad.kir:2:3: error: view f32[3] at offset 1 may reach past the end of f32[8]"},
+        BadCase{"graph @g(%x: f32[n, 4]) -> (f32[n, 4]) {\n  dim n in [1, 9]\n  %v = view %x "
+                "{offset = 0, strides = [5, 1]} : f32[n, 4]\n  return %v\n}",
+                "bad.kir:3:3: error: view f32[n, 4] at offset 0 may reach past the end"},
         BadCase{"graph @g(%x: f32[kv-2]) -> (f32[4]) {\n  dim kv in [1, 8]\n  return %x\n}",
                 "extent kv-2 can be negative"},
         BadCase{"graph @g(%x: f32[4]) -> (f32[4], f32[4]) {\n  return %x\n}",
