@@ -3,7 +3,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -15,18 +14,14 @@
 #include "ir/parser.h"
 #include "passes/pass_manager.h"
 #include "runtime/vulkan/vulkan_device.h"
+#include "tests/unit/examples.h"
 
 namespace kiln::compiler {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::string readExample(const std::string &name) {
-  std::ifstream in(std::string(KILN_SOURCE_DIR) + "/examples/" + name);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using kiln::testing::readExample;
 
 ir::Graph prepare(const std::string &text) {
   auto g = ir::parseGraph(text);

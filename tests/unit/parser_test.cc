@@ -1,24 +1,18 @@
 // Tests for the .kir parser and printer: exact round trips and located diagnostics.
-#include <fstream>
-#include <sstream>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "ir/parser.h"
 #include "ir/printer.h"
+#include "tests/unit/examples.h"
 
 namespace kiln::ir {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::string readExample(const std::string &name) {
-  std::ifstream in(std::string(KILN_SOURCE_DIR) + "/examples/" + name);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using kiln::testing::readExample;
 
 const char *kExamples[] = {"pointwise_chain.kir", "rmsnorm_mul.kir", "softmax_scale_mask.kir",
                            "llama_decoder.kir"};
