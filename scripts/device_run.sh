@@ -4,7 +4,10 @@
 #   ninja -C build-device kiln-run
 #   mkdir -p build-device/carry && cp build-device/bin/kiln-run build-device/carry/ &&
 #     strip build-device/carry/kiln-run
-# and fetch the Vulkan loader into .gl/ once (device.md has the recipe). Then run this
+# and fetch the Vulkan loader into .gl/ once (device.md has the recipe), with the GL
+# vendor-neutral libraries the NVIDIA driver needs beside it (without libglvnd0 its
+# Vulkan driver is not found): `apt-get $o download libvulkan1 libglvnd0 libegl1 libgl1
+# libglx0 libgles2 libopengl0` in .gl/, with $o as in device.md. Then run this
 # script through the device tool with carry [build-device/carry, .gl]. It runs the
 # walking skeleton on the GPU's Vulkan driver against the reference interpreter and
 # prints a short table last.
