@@ -8,6 +8,8 @@
 #include "compiler/spirv/emit_spirv.h"
 #include "ir/parser.h"
 #include "ir/printer.h"
+#include "passes/cost_model.h"
+#include "passes/dependence.h"
 #include "passes/pass_manager.h"
 #include "tools/tool_common.h"
 
@@ -28,7 +30,10 @@ options:
   --print-ir-after-change  print the graph after each pass that changed it
   --time-passes            print the time each pass took (to stderr)
   --no-verify-each         do not run the verifier after every pass
-  --emit=KIND              ir (default), dot, kernel-ir, ptx, spirv, spirv-asm
+  --emit=KIND              ir (default), dot, deps, kernel-ir, ptx, spirv, spirv-asm
+                           (deps: layouts, hazards, edges, levels and the critical path)
+  --profile=NAME           device profile for predicted times: h200 (default), h100,
+                           vulkan-gpu, lavapipe
   --sm=ARCH                PTX target for --emit=ptx: sm_80 (default) or sm_90
   -o FILE                  write the output to FILE (default: stdout)
   -h, --help               print this help
@@ -40,8 +45,19 @@ struct Options {
   passes::Instrumentation inst;
   std::string emit = "ir";
   std::string sm = "sm_80";
+  std::string profile = "h200";
   std::string output;
 };
+
+Expected<std::string> emitDependences(const ir::Graph &g, const Options &o) {
+  const passes::DeviceProfile *p = passes::findDeviceProfile(o.profile);
+  auto layouts = passes::analyzeLayouts(g);
+  auto accesses = passes::nodeAccesses(g, layouts);
+  if (!accesses)
+    return accesses.error();
+  auto deps = passes::analyzeDependences(*accesses, passes::nodeMicros(g, *p, passes::costDims(g)));
+  return passes::printDependences(g, layouts, deps);
+}
 
 // Emits every kernel of the lowered graph for the chosen target, concatenated.
 Expected<std::string> emitKernels(const ir::Graph &g, const Options &o) {
@@ -88,6 +104,11 @@ int run(const Options &o) {
     out = ir::printGraph(*graph);
   } else if (o.emit == "dot") {
     out = ir::printDot(*graph);
+  } else if (o.emit == "deps") {
+    auto deps = emitDependences(*graph, o);
+    if (!deps)
+      return tools::fail(deps.message());
+    out = std::move(*deps);
   } else {
     auto code = emitKernels(*graph, o);
     if (!code)
@@ -128,10 +149,14 @@ int main(int argc, char **argv) {
     } else if (a == "--no-verify-each") {
       o.inst.verifyEach = false;
     } else if (args.value(a, "--emit", v)) {
-      if (v != "ir" && v != "dot" && v != "kernel-ir" && v != "ptx" && v != "spirv" &&
-          v != "spirv-asm")
+      if (v != "ir" && v != "dot" && v != "deps" && v != "kernel-ir" && v != "ptx" &&
+          v != "spirv" && v != "spirv-asm")
         return tools::usageError("kiln-opt", "unknown --emit kind '" + std::string(v) + "'");
       o.emit = v;
+    } else if (args.value(a, "--profile", v)) {
+      if (!passes::findDeviceProfile(v))
+        return tools::usageError("kiln-opt", "unknown --profile '" + std::string(v) + "'");
+      o.profile = v;
     } else if (args.value(a, "--sm", v)) {
       o.sm = v;
     } else if (args.value(a, "-o", v)) {
