@@ -29,6 +29,7 @@ struct Node {
   TensorType type;
   std::string name; // the value's name, without '%'
   Loc loc;
+  int kernel = -1; // index into Graph::kernels once fusion has grouped the node
 
   bool has(std::string_view attr) const;
   const AttrValue &attr(std::string_view name) const;
@@ -60,6 +61,9 @@ struct Graph {
   std::vector<Node> nodes;  // node i defines value i
   std::vector<int> inputs;  // Input and Param nodes, in signature order
   std::vector<int> outputs; // returned values, in order
+  // Names of the kernels that fusion grouped nodes into (`kernel @k0 { ... }` in .kir);
+  // the nodes of one kernel are contiguous in `nodes`.
+  std::vector<std::string> kernels;
 
   int findDim(std::string_view name) const;
   const TensorType &typeOf(int id) const { return nodes[id].type; }

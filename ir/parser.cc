@@ -491,6 +491,29 @@ private:
     return define(name, std::move(n));
   }
 
+  // `kernel @name { statements }`: the nodes fusion grouped into one kernel.
+  Status parseKernel() {
+    next();
+    if (peek().kind != Tok::Global || peek().text.size() < 2)
+      return expected("a kernel name like @k0");
+    const Token &name = next();
+    std::string k(name.text.substr(1));
+    if (std::find(g_.kernels.begin(), g_.kernels.end(), k) != g_.kernels.end())
+      return errorAt(name.loc, "kernel @" + k + " is defined twice");
+    g_.kernels.push_back(k);
+    if (Status s = expect("{"); s.failed())
+      return s;
+    size_t first = g_.nodes.size();
+    while (peek().kind == Tok::Value)
+      if (Status s = parseStatement(); s.failed())
+        return s;
+    if (g_.nodes.size() == first)
+      return expected("a statement in kernel @" + k);
+    for (size_t i = first; i < g_.nodes.size(); ++i)
+      g_.nodes[i].kernel = static_cast<int>(g_.kernels.size()) - 1;
+    return expect("}");
+  }
+
   Status parseGraphDecl() {
     if (Status s = expectKeyword("graph"); s.failed())
       return s;
@@ -503,9 +526,17 @@ private:
       return s;
     if (Status s = parseDimDecls(); s.failed())
       return s;
-    while (peek().kind == Tok::Value)
-      if (Status s = parseStatement(); s.failed())
-        return s;
+    for (;;) {
+      if (peek().kind == Tok::Value) {
+        if (Status s = parseStatement(); s.failed())
+          return s;
+      } else if (isKeyword("kernel")) {
+        if (Status s = parseKernel(); s.failed())
+          return s;
+      } else {
+        break;
+      }
+    }
     retLoc_ = peek().loc;
     if (Status s = expectKeyword("return"); s.failed())
       return s;

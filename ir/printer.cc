@@ -67,14 +67,25 @@ std::string printGraph(const Graph &g) {
   s += ") {\n";
   for (const SymDim &d : g.dims)
     s += "  dim " + d.name + " in [" + std::to_string(d.lo) + ", " + std::to_string(d.hi) + "]\n";
+  int open = -1; // the kernel block being printed
   for (const Node &n : g.nodes) {
     if (n.op == Op::Input || n.op == Op::Param)
       continue;
-    s += "  %" + n.name + " = " + std::string(opName(n.op));
+    if (n.kernel != open) {
+      if (open >= 0)
+        s += "  }\n";
+      if (n.kernel >= 0)
+        s += "  kernel @" + g.kernels[n.kernel] + " {\n";
+      open = n.kernel;
+    }
+    s += open >= 0 ? "    %" : "  %";
+    s += n.name + " = " + std::string(opName(n.op));
     for (size_t i = 0; i < n.operands.size(); ++i)
       s += (i ? ", %" : " %") + g.nodes[n.operands[i]].name;
     s += formatAttrs(n, g.dims) + " : " + typeToString(n.type, g.dims) + "\n";
   }
+  if (open >= 0)
+    s += "  }\n";
   s += "  return";
   for (size_t i = 0; i < g.outputs.size(); ++i)
     s += (i ? ", %" : " %") + g.nodes[g.outputs[i]].name;

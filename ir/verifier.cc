@@ -476,6 +476,22 @@ Status verify(const Graph &g) {
     if ((g.nodes[id].op == Op::Input || g.nodes[id].op == Op::Param) &&
         std::find(g.inputs.begin(), g.inputs.end(), static_cast<int>(id)) == g.inputs.end())
       return fail(at(g.nodes[id]) + "input node is not in the graph's signature");
+  // Each kernel's nodes are one contiguous run of computed nodes.
+  std::vector<bool> closed(g.kernels.size(), false);
+  int current = -1;
+  for (const Node &n : g.nodes) {
+    if (n.kernel == current)
+      continue;
+    if (n.kernel >= static_cast<int>(g.kernels.size()) || n.kernel < -1)
+      return fail(at(n) + "node names no kernel of the graph");
+    if (n.kernel >= 0 && (n.op == Op::Input || n.op == Op::Param))
+      return fail(at(n) + "an input cannot be part of a kernel");
+    if (n.kernel >= 0 && closed[n.kernel])
+      return fail(at(n) + "the nodes of kernel @" + g.kernels[n.kernel] + " are not contiguous");
+    if (current >= 0)
+      closed[current] = true;
+    current = n.kernel;
+  }
   if (g.outputs.empty())
     return fail("error: graph @" + g.name + " returns nothing");
   for (int out : g.outputs)

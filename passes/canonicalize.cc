@@ -155,6 +155,7 @@ private:
     c.type = n.type;
     c.name = n.name;
     c.loc = n.loc;
+    c.kernel = n.kernel;
     const std::vector<double> &v = (*out)[0].data;
     bool splat = !v.empty() && std::all_of(v.begin(), v.end(), [&](double x) {
       return std::memcmp(&x, &v[0], sizeof x) == 0;
@@ -204,6 +205,20 @@ private:
         o = newId[o];
     }
     g_.nodes = std::move(kept);
+    // Kernels left without nodes disappear; the rest keep their order.
+    std::vector<int> kernelId(g_.kernels.size(), -1);
+    std::vector<std::string> names;
+    for (Node &n : g_.nodes) {
+      if (n.kernel < 0)
+        continue;
+      if (kernelId[n.kernel] < 0) {
+        kernelId[n.kernel] = static_cast<int>(names.size());
+        names.push_back(g_.kernels[n.kernel]);
+      }
+      n.kernel = kernelId[n.kernel];
+    }
+    changed_ |= names.size() != g_.kernels.size();
+    g_.kernels = std::move(names);
     for (int &o : g_.outputs)
       o = newId[o];
     for (int &i : g_.inputs)

@@ -1,5 +1,6 @@
 // The one table of passes; the default pipeline is read top to bottom here.
 #include "passes/canonicalize.h"
+#include "passes/fusion.h"
 #include "passes/pass.h"
 
 namespace kiln::passes {
@@ -8,6 +9,7 @@ namespace {
 const PassInfo kPasses[] = {
     {"canonicalize", "fold constants and view chains, remove dead nodes, merge duplicates",
      createCanonicalizePass},
+    {"fusion", "group ops into kernels along the critical path first", createFusionPass},
 };
 } // namespace
 

@@ -1,0 +1,11 @@
+// fusion: groups ops into kernels (pointwise chains, row reductions with a pointwise
+// prologue and epilogue, contractions with a pointwise epilogue), critical path first.
+#pragma once
+
+#include "passes/pass.h"
+
+namespace kiln::passes {
+
+std::unique_ptr<Pass> createFusionPass();
+
+} // namespace kiln::passes

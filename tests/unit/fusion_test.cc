@@ -1,0 +1,80 @@
+// Tests for the fusion pass: kernels are well formed and results do not change.
+#include <gtest/gtest.h>
+
+#include "ir/interpreter.h"
+#include "ir/parser.h"
+#include "passes/pass_manager.h"
+#include "tests/unit/examples.h"
+
+namespace kiln::passes {
+namespace {
+
+ir::Graph runPasses(const ir::Graph &in, const char *pipeline) {
+  ir::Graph g = in;
+  PassManager pm;
+  EXPECT_FALSE(pm.addPipeline(pipeline).failed());
+  Status s = pm.run(g);
+  EXPECT_FALSE(s.failed()) << s.message();
+  return g;
+}
+
+// Fused and unfused graphs give bit-identical results on the reference interpreter.
+void expectSameResults(const std::string &text, std::vector<int64_t> dims) {
+  auto g = ir::parseGraph(text);
+  ASSERT_TRUE(g) << g.message();
+  ir::Graph plain = runPasses(*g, "canonicalize");
+  ir::Graph fused = runPasses(*g, "canonicalize,fusion");
+  EXPECT_FALSE(fused.kernels.empty());
+  for (const ir::Node &n : fused.nodes) {
+    ir::Category c = ir::opCategory(n.op);
+    if (c != ir::Category::Source && c != ir::Category::Layout) {
+      EXPECT_GE(n.kernel, 0) << "%" << n.name << " is in no kernel";
+    }
+  }
+  std::vector<ir::HostTensor> in;
+  for (size_t i = 0; i < g->inputs.size(); ++i) {
+    const ir::TensorType &t = g->typeOf(g->inputs[i]);
+    in.push_back(ir::randomTensor(t.dtype, ir::evalShape(t.shape, dims), 40 + i));
+  }
+  auto a = ir::interpret(plain, dims, in), b = ir::interpret(fused, dims, in);
+  ASSERT_TRUE(a) << a.message();
+  ASSERT_TRUE(b) << b.message();
+  ASSERT_EQ(a->size(), b->size());
+  for (size_t i = 0; i < a->size(); ++i)
+    EXPECT_EQ((*a)[i].data, (*b)[i].data) << "output " << i;
+}
+
+TEST(Fusion, ExamplesKeepTheirResults) {
+  expectSameResults(testing::readExample("pointwise_chain.kir"), {5});
+  expectSameResults(testing::readExample("rmsnorm_mul.kir"), {3});
+  expectSameResults(testing::readExample("softmax_scale_mask.kir"), {});
+}
+
+TEST(Fusion, BranchesAndInPlaceWritesKeepTheirResults) {
+  expectSameResults(
+      R"(graph @g(%x: f32[n, 16], %c: f32[8, 16], %w: f32[16, 16]) -> (f32[n, 16], f32[8, 16], f32[n]) {
+  dim n in [1, 8]
+  %a = exp %x : f32[n, 16]
+  %b = matmul %a, %w : f32[n, 16]
+  %d = tanh %b : f32[n, 16]
+  %e = softmax %a : f32[n, 16]
+  %f = add %d, %e : f32[n, 16]
+  %r = reduce_max %f {axes = [1]} : f32[n]
+  %s = slice %f {axis = 0, start = 0, end = 1} : f32[1, 16]
+  %u = insert_slice %c, %s {offsets = [n-1, 0]} : f32[8, 16]
+  return %f, %u, %r
+})",
+      {4});
+}
+
+TEST(Fusion, ThePipelineRunsTwiceToTheSameGraph) {
+  auto g = ir::parseGraph(testing::readExample("llama_decoder.kir"));
+  ASSERT_TRUE(g);
+  ir::Graph once = runPasses(*g, "canonicalize,fusion");
+  ir::Graph twice = runPasses(once, "fusion");
+  EXPECT_EQ(once.kernels, twice.kernels);
+  EXPECT_LE(once.kernels.size(), 16u);
+}
+
+} // namespace
+} // namespace kiln::passes
