@@ -184,6 +184,39 @@ Expected<std::vector<Accesses>> nodeAccesses(const ir::Graph &g, std::span<const
   return out;
 }
 
+Reachability::Reachability(int n, const std::vector<int> &order,
+                           const std::vector<std::pair<int, int>> &edges)
+    : words_((static_cast<size_t>(n) + 63) / 64), bits_(n, std::vector<uint64_t>(words_, 0)) {
+  std::vector<std::vector<int>> in(n);
+  for (auto [a, b] : edges)
+    in[b].push_back(a);
+  for (int v : order)
+    for (int u : in[v]) {
+      for (size_t w = 0; w < words_; ++w)
+        bits_[v][w] |= bits_[u][w];
+      bits_[v][u / 64] |= uint64_t{1} << (u % 64);
+    }
+}
+
+namespace {
+std::vector<std::pair<int, int>> edgeList(const DependenceGraph &d) {
+  std::vector<std::pair<int, int>> edges;
+  for (int v = 0; v < d.units(); ++v)
+    for (int u : d.preds[v])
+      edges.push_back({u, v});
+  return edges;
+}
+std::vector<int> iota(int n) {
+  std::vector<int> v(n);
+  for (int i = 0; i < n; ++i)
+    v[i] = i;
+  return v;
+}
+} // namespace
+
+Reachability::Reachability(const DependenceGraph &d)
+    : Reachability(d.units(), iota(d.units()), edgeList(d)) {}
+
 int DependenceGraph::edges() const {
   int n = 0;
   for (const auto &p : preds)

@@ -73,6 +73,20 @@ struct DependenceGraph {
   int edges() const;
 };
 
+// Happens-before as bitsets: built from edges visited in a topological `order`.
+class Reachability {
+public:
+  Reachability(int n, const std::vector<int> &order, const std::vector<std::pair<int, int>> &edges);
+  // From a dependence graph's reduced edges, in program order.
+  explicit Reachability(const DependenceGraph &d);
+  // Whether `from` happens before `to`.
+  bool before(int from, int to) const { return bits_[to][from / 64] >> (from % 64) & 1; }
+
+private:
+  size_t words_;
+  std::vector<std::vector<uint64_t>> bits_;
+};
+
 // `micros` gives each unit's predicted time (0 for units that do no work).
 DependenceGraph analyzeDependences(std::span<const Accesses> units, std::vector<double> micros);
 

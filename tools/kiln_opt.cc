@@ -1,6 +1,8 @@
 // kiln-opt: reads a .kir graph, runs passes, and emits IR, Graphviz, kernel IR or code.
+#include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <set>
 
 #include "compiler/kernel_ir.h"
 #include "compiler/lower.h"
@@ -10,7 +12,10 @@
 #include "ir/printer.h"
 #include "passes/cost_model.h"
 #include "passes/dependence.h"
+#include "passes/memory_plan.h"
 #include "passes/pass_manager.h"
+#include "passes/report.h"
+#include "passes/schedule.h"
 #include "tools/tool_common.h"
 
 using namespace kiln;
@@ -30,8 +35,13 @@ options:
   --print-ir-after-change  print the graph after each pass that changed it
   --time-passes            print the time each pass took (to stderr)
   --no-verify-each         do not run the verifier after every pass
-  --emit=KIND              ir (default), dot, deps, kernel-ir, ptx, spirv, spirv-asm
-                           (deps: layouts, hazards, edges, levels and the critical path)
+  --emit=KIND              ir (default), dot, deps, schedule, stats, trace, kernel-ir,
+                           ptx, spirv, spirv-asm
+                           deps: layouts, hazards, edges, levels and the critical path
+                           schedule: kernels, barriers, graph edges, streams and events,
+                             predicted times, the critical path and the arena
+                           stats: one JSON object of counts and predictions
+                           trace: the predicted schedule as a Chrome trace (Perfetto)
   --profile=NAME           device profile for predicted times: h200 (default), h100,
                            vulkan-gpu, lavapipe
   --sm=ARCH                PTX target for --emit=ptx: sm_80 (default) or sm_90
@@ -86,7 +96,31 @@ Expected<std::string> emitKernels(const ir::Graph &g, const Options &o) {
   return out;
 }
 
+// Kernels, their schedule in every form and the memory plan, each proved by its checker.
+Expected<std::string> emitSchedule(const ir::Graph &g, const Options &o,
+                                   std::chrono::steady_clock::time_point start) {
+  const passes::DeviceProfile &p = *passes::findDeviceProfile(o.profile);
+  auto prog = passes::buildKernelProgram(g, p);
+  if (!prog)
+    return prog.error();
+  passes::Schedule sched = passes::placeBarriers(*prog, p);
+  passes::MemoryPlan mem = passes::planMemory(*prog, sched);
+  for (Status s : {passes::checkQueue(*prog, sched.queue), passes::checkGraph(*prog, sched.graph),
+                   passes::checkStreams(*prog, sched.streams), passes::checkMemoryPlan(*prog, mem)})
+    if (s.failed())
+      return makeError("error: kiln bug: the schedule checker failed: " + s.message());
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  passes::ScheduleReport r{g, *prog, sched, mem, p};
+  if (o.emit == "stats")
+    return passes::scheduleStats(r, ms);
+  if (o.emit == "trace")
+    return passes::scheduleTrace(r);
+  return passes::printSchedule(r);
+}
+
 int run(const Options &o) {
+  auto start = std::chrono::steady_clock::now();
   auto text = tools::readInput(o.input);
   if (!text)
     return tools::fail(text.message());
@@ -104,6 +138,11 @@ int run(const Options &o) {
     out = ir::printGraph(*graph);
   } else if (o.emit == "dot") {
     out = ir::printDot(*graph);
+  } else if (o.emit == "schedule" || o.emit == "stats" || o.emit == "trace") {
+    auto report = emitSchedule(*graph, o, start);
+    if (!report)
+      return tools::fail(report.message());
+    out = std::move(*report);
   } else if (o.emit == "deps") {
     auto deps = emitDependences(*graph, o);
     if (!deps)
@@ -149,8 +188,10 @@ int main(int argc, char **argv) {
     } else if (a == "--no-verify-each") {
       o.inst.verifyEach = false;
     } else if (args.value(a, "--emit", v)) {
-      if (v != "ir" && v != "dot" && v != "deps" && v != "kernel-ir" && v != "ptx" &&
-          v != "spirv" && v != "spirv-asm")
+      static const std::set<std::string_view> kEmits = {
+          "ir",    "dot",       "deps", "schedule", "stats",
+          "trace", "kernel-ir", "ptx",  "spirv",    "spirv-asm"};
+      if (!kEmits.count(v))
         return tools::usageError("kiln-opt", "unknown --emit kind '" + std::string(v) + "'");
       o.emit = v;
     } else if (args.value(a, "--profile", v)) {

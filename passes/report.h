@@ -1,0 +1,30 @@
+// Text, JSON and Chrome-trace reports of a kernel program's schedule and memory plan.
+#pragma once
+
+#include <string>
+
+#include "passes/memory_plan.h"
+#include "passes/schedule.h"
+
+namespace kiln::passes {
+
+struct ScheduleReport {
+  const ir::Graph &graph;
+  const KernelProgram &prog;
+  const Schedule &schedule;
+  const MemoryPlan &memory;
+  const DeviceProfile &profile;
+};
+
+// Kernels in queue order with waves, streams and predicted times; barriers with the
+// ranges they guard; graph edges; events; the critical path; the arena.
+std::string printSchedule(const ScheduleReport &r);
+
+// One JSON object of counts and predictions; `compileMs` is the caller's measurement.
+std::string scheduleStats(const ScheduleReport &r, double compileMs);
+
+// The predicted schedule as a Chrome trace (opens in Perfetto or chrome://tracing):
+// one track per stream.
+std::string scheduleTrace(const ScheduleReport &r);
+
+} // namespace kiln::passes

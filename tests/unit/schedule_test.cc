@@ -1,0 +1,157 @@
+// Tests for barrier placement, the schedule checker (with mutations it must catch) and
+// memory planning.
+#include <gtest/gtest.h>
+
+#include "ir/parser.h"
+#include "passes/memory_plan.h"
+#include "passes/pass_manager.h"
+#include "passes/schedule.h"
+#include "tests/unit/examples.h"
+
+namespace kiln::passes {
+namespace {
+
+struct Planned {
+  KernelProgram prog;
+  Schedule sched;
+  MemoryPlan mem;
+};
+
+Planned plan(const std::string &text, const char *pipeline) {
+  auto g = ir::parseGraph(text);
+  EXPECT_TRUE(g) << g.message();
+  PassManager pm;
+  EXPECT_FALSE(pm.addPipeline(pipeline).failed());
+  EXPECT_FALSE(pm.run(*g).failed());
+  const DeviceProfile &p = deviceProfiles()[0];
+  auto prog = buildKernelProgram(*g, p);
+  EXPECT_TRUE(prog) << prog.message();
+  Planned out{*prog, placeBarriers(*prog, p), {}};
+  out.mem = planMemory(out.prog, out.sched);
+  return out;
+}
+
+const char *kIndependent =
+    R"(graph @eight(%x: f32[16, 64]) -> (f32[16], f32[16], f32[16], f32[16], f32[16], f32[16], f32[16], f32[16]) {
+  %a = reduce_sum %x {axes = [1]} : f32[16]
+  %b = reduce_max %x {axes = [1]} : f32[16]
+  %c = reduce_min %x {axes = [1]} : f32[16]
+  %d = reduce_mean %x {axes = [1]} : f32[16]
+  %e0 = exp %x : f32[16, 64]
+  %e = reduce_sum %e0 {axes = [1]} : f32[16]
+  %f0 = abs %x : f32[16, 64]
+  %f = reduce_max %f0 {axes = [1]} : f32[16]
+  %g0 = neg %x : f32[16, 64]
+  %g = reduce_min %g0 {axes = [1]} : f32[16]
+  %h0 = tanh %x : f32[16, 64]
+  %h = reduce_mean %h0 {axes = [1]} : f32[16]
+  return %a, %b, %c, %d, %e, %f, %g, %h
+})";
+
+const char *kBranches =
+    R"(graph @branches(%x: f32[64, 64], %c: f32[8, 64]) -> (f32[64, 64], f32[8, 64]) {
+  %a = exp %x : f32[64, 64]
+  %b = softmax %a : f32[64, 64]
+  %m = matmul %a, %x : f32[64, 64]
+  %r = reduce_sum %m {axes = [0], keepdims = true} : f32[1, 64]
+  %u = insert_slice %c, %r {offsets = [3, 0]} : f32[8, 64]
+  %s = add %b, %m : f32[64, 64]
+  %t = tanh %s : f32[64, 64]
+  %v = mul %t, %b : f32[64, 64]
+  return %v, %u
+})";
+
+std::vector<std::string> cases() {
+  return {kIndependent, kBranches, testing::readExample("llama_decoder.kir"),
+          testing::readExample("softmax_scale_mask.kir"), testing::readExample("rmsnorm_mul.kir")};
+}
+
+TEST(Schedule, EveryFormPassesTheChecker) {
+  for (const std::string &text : cases())
+    for (const char *pipeline : {"canonicalize", "canonicalize,fusion"}) {
+      Planned p = plan(text, pipeline);
+      EXPECT_FALSE(checkQueue(p.prog, p.sched.queue).failed()) << pipeline;
+      EXPECT_FALSE(checkGraph(p.prog, p.sched.graph).failed()) << pipeline;
+      Status s = checkStreams(p.prog, p.sched.streams);
+      EXPECT_FALSE(s.failed()) << s.message();
+      s = checkMemoryPlan(p.prog, p.mem);
+      EXPECT_FALSE(s.failed()) << s.message();
+    }
+}
+
+TEST(Schedule, CheckerCatchesEveryRemovedBarrierEdgeAndEvent) {
+  int mutations = 0;
+  for (const std::string &text : cases()) {
+    Planned p = plan(text, "canonicalize,fusion");
+    for (size_t i = 0; i < p.sched.queue.barriers.size(); ++i, ++mutations) {
+      QueueForm q = p.sched.queue;
+      q.barriers.erase(q.barriers.begin() + static_cast<std::ptrdiff_t>(i));
+      EXPECT_TRUE(checkQueue(p.prog, q).failed()) << "barrier " << i << " removed";
+    }
+    for (size_t i = 0; i < p.sched.graph.edges.size(); ++i, ++mutations) {
+      GraphForm f = p.sched.graph;
+      f.edges.erase(f.edges.begin() + static_cast<std::ptrdiff_t>(i));
+      EXPECT_TRUE(checkGraph(p.prog, f).failed()) << "edge " << i << " removed";
+    }
+    for (size_t i = 0; i < p.sched.streams.events.size(); ++i, ++mutations) {
+      StreamForm s = p.sched.streams;
+      s.events.erase(s.events.begin() + static_cast<std::ptrdiff_t>(i));
+      EXPECT_TRUE(checkStreams(p.prog, s).failed()) << "event " << i << " removed";
+    }
+  }
+  EXPECT_GT(mutations, 20);
+}
+
+TEST(Schedule, CheckerCatchesAKernelMovedAheadOfItsProducer) {
+  Planned p = plan(kBranches, "canonicalize");
+  QueueForm q = p.sched.queue;
+  std::swap(q.order.front(), q.order.back());
+  EXPECT_TRUE(checkQueue(p.prog, q).failed());
+}
+
+TEST(Schedule, IndependentReductionsShareOneWave) {
+  Planned p = plan(kIndependent, "canonicalize,fusion");
+  EXPECT_EQ(p.prog.kernels.size(), 8u);
+  EXPECT_EQ(p.sched.waves, 1);
+  EXPECT_TRUE(p.sched.queue.barriers.empty());
+  EXPECT_TRUE(p.sched.graph.edges.empty());
+  EXPECT_EQ(p.sched.streams.streams.size(), 8u);
+  EXPECT_TRUE(p.sched.streams.events.empty());
+}
+
+TEST(Schedule, AChainIsOneStreamWithNoEvents) {
+  Planned p = plan(R"(graph @chain(%x: f32[32, 32]) -> (f32[32, 32]) {
+  %a = softmax %x : f32[32, 32]
+  %b = matmul %a, %x : f32[32, 32]
+  %c = rms_norm %b : f32[32, 32]
+  return %c
+})",
+                   "canonicalize,fusion");
+  EXPECT_EQ(p.sched.streams.streams.size(), 1u);
+  EXPECT_TRUE(p.sched.streams.events.empty());
+  EXPECT_EQ(p.sched.queue.barriers.size(), 2u);
+}
+
+TEST(MemoryPlan, ConcurrentBuffersNeverShareBytesAndTheCheckerSeesIt) {
+  Planned p = plan(kBranches, "canonicalize");
+  ASSERT_GE(p.mem.buffers.size(), 2u);
+  EXPECT_GE(p.mem.arenaBytes, p.mem.lowerBoundBytes);
+  // Put every buffer at offset 0: some pair may run at the same time, which the
+  // checker must report.
+  MemoryPlan broken = p.mem;
+  for (ArenaBuffer &b : broken.buffers)
+    b.offset = 0;
+  Status s = checkMemoryPlan(p.prog, broken);
+  ASSERT_TRUE(s.failed());
+  EXPECT_NE(s.message().find("share arena bytes"), std::string::npos) << s.message();
+}
+
+TEST(MemoryPlan, DecoderArenaIsWithinTenPercentOfTheLowerBound) {
+  Planned p = plan(testing::readExample("llama_decoder.kir"), "canonicalize,fusion");
+  ASSERT_GT(p.mem.lowerBoundBytes, 0);
+  EXPECT_LE(static_cast<double>(p.mem.arenaBytes),
+            1.1 * static_cast<double>(p.mem.lowerBoundBytes));
+}
+
+} // namespace
+} // namespace kiln::passes
