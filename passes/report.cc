@@ -116,4 +116,43 @@ std::string scheduleTrace(const ScheduleReport &r) {
   return out + "\n], \"displayTimeUnit\": \"ns\"}\n";
 }
 
+std::string scheduleDot(const ScheduleReport &r) {
+  const ir::Graph &g = r.graph;
+  const KernelProgram &prog = r.prog;
+  std::vector<int> kernelOf(g.nodes.size(), -1);
+  for (size_t k = 0; k < prog.kernels.size(); ++k)
+    for (int id : prog.kernels[k].nodes)
+      kernelOf[id] = static_cast<int>(k);
+  auto node = [](size_t id) { return "n" + std::to_string(id); };
+  std::string out = "digraph " + jsonString(g.name) +
+                    " {\n  compound=true;\n  node [shape=box, fontname=monospace];\n";
+  for (size_t k = 0; k < prog.kernels.size(); ++k) {
+    const KernelInfo &info = prog.kernels[k];
+    out += "  subgraph cluster_" + std::to_string(k) + " {\n    label=" +
+           jsonString("@" + info.name + "  wave " + std::to_string(prog.deps.asap[k]) +
+                      (prog.deps.asap[k] > 0 ? " (after a barrier)" : "") + ", stream " +
+                      std::to_string(r.schedule.streams.streamOf[k]) + ", " +
+                      fmt("%.2f", info.micros) + " us") +
+           ";\n";
+    for (int id : info.nodes)
+      out += "    " + node(id) + " [label=" +
+             jsonString(prog.valueNames[id] + " = " + std::string(ir::opName(g.nodes[id].op))) +
+             "];\n";
+    out += "  }\n";
+  }
+  for (size_t id = 0; id < g.nodes.size(); ++id) {
+    if (kernelOf[id] < 0)
+      out += "  " + node(id) + " [shape=ellipse, label=" +
+             jsonString(prog.valueNames[id] + " = " + std::string(ir::opName(g.nodes[id].op))) +
+             "];\n";
+    for (int o : g.nodes[id].operands)
+      out += "  " + node(o) + " -> " + node(id) + " [color=gray];\n";
+  }
+  for (auto [a, b] : r.schedule.graph.edges)
+    out += "  " + node(prog.kernels[a].nodes.back()) + " -> " +
+           node(prog.kernels[b].nodes.front()) + " [style=bold, ltail=cluster_" +
+           std::to_string(a) + ", lhead=cluster_" + std::to_string(b) + "];\n";
+  return out + "}\n";
+}
+
 } // namespace kiln::passes

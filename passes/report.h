@@ -23,6 +23,10 @@ std::string printSchedule(const ScheduleReport &r);
 // One JSON object of counts and predictions; `compileMs` is the caller's measurement.
 std::string scheduleStats(const ScheduleReport &r, double compileMs);
 
+// Graphviz: each kernel a cluster labelled with its wave, stream and predicted time,
+// the ops inside it, and the schedule's kernel edges (bold) between clusters.
+std::string scheduleDot(const ScheduleReport &r);
+
 // The predicted schedule as a Chrome trace (opens in Perfetto or chrome://tracing):
 // one track per stream.
 std::string scheduleTrace(const ScheduleReport &r);

@@ -42,6 +42,8 @@ options:
                              predicted times, the critical path and the arena
                            stats: one JSON object of counts and predictions
                            trace: the predicted schedule as a Chrome trace (Perfetto)
+                           dot: Graphviz; after fusion, kernels are clusters with their
+                             waves and the schedule's edges
   --profile=NAME           device profile for predicted times: h200 (default), h100,
                            vulkan-gpu, lavapipe
   --sm=ARCH                PTX target for --emit=ptx: sm_80 (default) or sm_90
@@ -116,6 +118,8 @@ Expected<std::string> emitSchedule(const ir::Graph &g, const Options &o,
     return passes::scheduleStats(r, ms);
   if (o.emit == "trace")
     return passes::scheduleTrace(r);
+  if (o.emit == "dot")
+    return passes::scheduleDot(r);
   return passes::printSchedule(r);
 }
 
@@ -136,9 +140,9 @@ int run(const Options &o) {
   std::string out;
   if (o.emit == "ir") {
     out = ir::printGraph(*graph);
-  } else if (o.emit == "dot") {
+  } else if (o.emit == "dot" && graph->kernels.empty()) {
     out = ir::printDot(*graph);
-  } else if (o.emit == "schedule" || o.emit == "stats" || o.emit == "trace") {
+  } else if (o.emit == "schedule" || o.emit == "stats" || o.emit == "trace" || o.emit == "dot") {
     auto report = emitSchedule(*graph, o, start);
     if (!report)
       return tools::fail(report.message());
