@@ -33,6 +33,9 @@ public:
 
   void output(int value) { g_.outputs.push_back(value); }
 
+  // The type of a value added so far (what the next op's operands look like).
+  const TensorType &typeOf(int value) const { return g_.typeOf(value); }
+
   // The verified graph, or the first error met while building.
   Expected<Graph> finish();
 

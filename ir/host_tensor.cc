@@ -1,9 +1,11 @@
 // Host tensors: byte packing per dtype, seeded random fill, comparison against the oracle.
 #include "ir/host_tensor.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <random>
 
 #include "ir/float16.h"
@@ -92,6 +94,25 @@ HostTensor randomTensor(DType dtype, Extents shape, uint64_t seed, int64_t intBo
       x = static_cast<double>(intBound > 0 ? r % static_cast<uint64_t>(intBound) : 0);
   }
   return t;
+}
+
+std::vector<HostTensor> randomInputs(const Graph &g, std::span<const int64_t> dims, uint64_t seed) {
+  std::map<int, int64_t> bound;
+  for (const Node &n : g.nodes)
+    if (n.op == Op::Gather) {
+      int64_t rows = g.typeOf(n.operands[0]).shape[0].eval(dims);
+      auto [it, fresh] = bound.try_emplace(n.operands[1], rows);
+      if (!fresh)
+        it->second = std::min(it->second, rows);
+    }
+  std::vector<HostTensor> in;
+  for (size_t i = 0; i < g.inputs.size(); ++i) {
+    const Node &n = g.nodes[g.inputs[i]];
+    auto b = bound.find(g.inputs[i]);
+    in.push_back(randomTensor(n.type.dtype, evalShape(n.type.shape, dims), seed + i,
+                              b == bound.end() ? 16 : b->second));
+  }
+  return in;
 }
 
 Comparison compare(const HostTensor &got, const HostTensor &want) {

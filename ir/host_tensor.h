@@ -2,9 +2,11 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "ir/graph.h"
 #include "ir/types.h"
 
 namespace kiln::ir {
@@ -22,6 +24,11 @@ HostTensor fromBytes(DType dtype, Extents shape, const std::vector<uint8_t> &byt
 // Deterministic data for `seed`: floats uniform in [-1, 1), integers uniform in
 // [0, intBound), bools fair coins; every value exactly representable in the dtype.
 HostTensor randomTensor(DType dtype, Extents shape, uint64_t seed, int64_t intBound = 16);
+
+// Random values for every input of `g` at `dims`, input i from `seed + i`. Integer
+// inputs that feed gather stay below the rows of every table they index, since the
+// interpreter rejects an index outside the table.
+std::vector<HostTensor> randomInputs(const Graph &g, std::span<const int64_t> dims, uint64_t seed);
 
 // Normalized mean squared error of `got` against `want`, after checking that NaN and
 // infinities sit in the same places (`want` rounded to its dtype, so that a value past

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <map>
 
 #include "compiler/compile.h"
 #include "ir/float16.h"
@@ -70,27 +69,6 @@ Expected<std::vector<int64_t>> parseDims(const ir::Graph &g, std::string_view te
   if (Status s = ir::checkDims(g, vals); s.failed())
     return makeError("error: --dims: " + s.message());
   return vals;
-}
-
-// Random inputs; integer inputs used as gather indices stay within the table.
-std::vector<ir::HostTensor> makeInputs(const ir::Graph &g, const std::vector<int64_t> &dims,
-                                       uint64_t seed) {
-  std::map<int, int64_t> bound;
-  for (const ir::Node &n : g.nodes)
-    if (n.op == ir::Op::Gather) {
-      int64_t rows = g.typeOf(n.operands[0]).shape[0].eval(dims);
-      auto [it, fresh] = bound.try_emplace(n.operands[1], rows);
-      if (!fresh)
-        it->second = std::min(it->second, rows);
-    }
-  std::vector<ir::HostTensor> in;
-  for (size_t i = 0; i < g.inputs.size(); ++i) {
-    const ir::Node &n = g.nodes[g.inputs[i]];
-    auto b = bound.find(g.inputs[i]);
-    in.push_back(ir::randomTensor(n.type.dtype, ir::evalShape(n.type.shape, dims), seed + i,
-                                  b == bound.end() ? 16 : b->second));
-  }
-  return in;
 }
 
 // Bytes of every value of the graph at these dims, in its dtype.
@@ -244,7 +222,7 @@ int run(const Options &o) {
         std::fprintf(stderr, "kiln-run: run %zu: %s\n", r, what);
     };
     progress("making random inputs");
-    std::vector<ir::HostTensor> in = makeInputs(ref, dims, o.seed);
+    std::vector<ir::HostTensor> in = ir::randomInputs(ref, dims, o.seed);
     progress(runner.plan ? "running on the device" : "running the reference interpreter");
     double us = 0;
     auto outs = runner.run(dims, in, o.iters, us);
