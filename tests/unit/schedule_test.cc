@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "ir/parser.h"
+#include "ir/printer.h"
+#include "ir/random_graph.h"
 #include "passes/memory_plan.h"
 #include "passes/pass_manager.h"
 #include "passes/schedule.h"
@@ -130,6 +132,52 @@ TEST(Schedule, AChainIsOneStreamWithNoEvents) {
   EXPECT_EQ(p.sched.streams.streams.size(), 1u);
   EXPECT_TRUE(p.sched.streams.events.empty());
   EXPECT_EQ(p.sched.queue.barriers.size(), 2u);
+}
+
+// Property: over many generated graphs, fused and not, every schedule form and the
+// memory plan pass the checker, and removing any barrier, edge or event is caught.
+TEST(Schedule, RandomGraphsPassTheCheckerAndEveryMutationIsCaught) {
+  int graphs = 0, mutations = 0;
+  for (uint64_t seed = 1; seed <= 60; ++seed) {
+    ir::RandomGraphOptions o;
+    o.seed = seed;
+    o.nodes = 10 + static_cast<int>(seed * 7 % 110);
+    auto g = ir::randomGraph(o);
+    ASSERT_TRUE(g) << g.message();
+    std::string text = ir::printGraph(*g);
+    for (const char *pipeline : {"canonicalize", "canonicalize,fusion"}) {
+      Planned p = plan(text, pipeline);
+      ++graphs;
+      ASSERT_FALSE(checkQueue(p.prog, p.sched.queue).failed()) << "seed " << seed;
+      ASSERT_FALSE(checkGraph(p.prog, p.sched.graph).failed()) << "seed " << seed;
+      ASSERT_FALSE(checkStreams(p.prog, p.sched.streams).failed()) << "seed " << seed;
+      Status m = checkMemoryPlan(p.prog, p.mem);
+      ASSERT_FALSE(m.failed()) << "seed " << seed << ": " << m.message();
+      EXPECT_GE(p.mem.arenaBytes, p.mem.lowerBoundBytes);
+      // One mutation of each kind per graph, at a seeded position.
+      if (!p.sched.queue.barriers.empty()) {
+        QueueForm q = p.sched.queue;
+        q.barriers.erase(q.barriers.begin() +
+                         static_cast<std::ptrdiff_t>(seed % q.barriers.size()));
+        EXPECT_TRUE(checkQueue(p.prog, q).failed()) << "seed " << seed;
+        ++mutations;
+      }
+      if (!p.sched.graph.edges.empty()) {
+        GraphForm f = p.sched.graph;
+        f.edges.erase(f.edges.begin() + static_cast<std::ptrdiff_t>(seed % f.edges.size()));
+        EXPECT_TRUE(checkGraph(p.prog, f).failed()) << "seed " << seed;
+        ++mutations;
+      }
+      if (!p.sched.streams.events.empty()) {
+        StreamForm st = p.sched.streams;
+        st.events.erase(st.events.begin() + static_cast<std::ptrdiff_t>(seed % st.events.size()));
+        EXPECT_TRUE(checkStreams(p.prog, st).failed()) << "seed " << seed;
+        ++mutations;
+      }
+    }
+  }
+  EXPECT_EQ(graphs, 120);
+  EXPECT_GT(mutations, 150);
 }
 
 TEST(MemoryPlan, ConcurrentBuffersNeverShareBytesAndTheCheckerSeesIt) {
