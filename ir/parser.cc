@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "ir/verifier.h"
 
@@ -498,7 +499,7 @@ private:
       return expected("a kernel name like @k0");
     const Token &name = next();
     std::string k(name.text.substr(1));
-    if (std::find(g_.kernels.begin(), g_.kernels.end(), k) != g_.kernels.end())
+    if (!kernelNames_.insert(k).second)
       return errorAt(name.loc, "kernel @" + k + " is defined twice");
     g_.kernels.push_back(k);
     if (Status s = expect("{"); s.failed())
@@ -575,6 +576,7 @@ private:
   std::string_view file_;
   Graph g_;
   std::map<std::string, int> values_;
+  std::set<std::string> kernelNames_;
   std::vector<std::pair<TensorType, Loc>> resultTypes_;
   std::vector<Loc> firstUse_; // per dim, where it was first named
   bool inSignature_ = false;

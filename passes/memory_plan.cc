@@ -10,10 +10,15 @@ namespace {
 
 int64_t alignUp(int64_t x) { return (x + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment; }
 
-// Whether every access of `a` happens before every access of `b`.
+// Whether every access of `a` happens before every access of `b`. Readers of `b` come
+// after a writer of it, so checking its writers is enough. Buffers live in overlapping
+// waves are never ordered (a kernel that happens before another has a smaller wave),
+// which settles most pairs without the DAG.
 bool ordered(const ArenaBuffer &a, const ArenaBuffer &b, const Reachability &hb) {
+  if (a.lastWave >= b.firstWave)
+    return false;
   for (int x : a.kernels)
-    for (int y : b.kernels)
+    for (int y : b.writers)
       if (!hb.before(x, y))
         return false;
   return true;
@@ -28,30 +33,32 @@ bool mayShare(const ArenaBuffer &a, const ArenaBuffer &b, const Reachability &hb
 MemoryPlan planMemory(const KernelProgram &prog, const Schedule &s) {
   MemoryPlan m;
   const DependenceGraph &d = prog.deps;
-  // Buffers that kernels write and the caller does not own.
+  // Buffers that kernels write and the caller does not own, with every kernel that
+  // touches them (kernels come in program order, so each list is sorted).
   std::map<int, ArenaBuffer> byBuffer;
-  for (size_t k = 0; k < prog.kernels.size(); ++k) {
-    const KernelInfo &info = prog.kernels[k];
-    for (const Access &a : info.accesses.writes) {
-      if (!prog.callerOwned[a.buffer])
-        byBuffer[a.buffer].buffer = a.buffer;
-    }
-  }
+  for (size_t k = 0; k < prog.kernels.size(); ++k)
+    for (const Access &a : prog.kernels[k].accesses.writes)
+      if (!prog.callerOwned[a.buffer]) {
+        ArenaBuffer &ab = byBuffer[a.buffer];
+        ab.buffer = a.buffer;
+        ab.writers.push_back(static_cast<int>(k));
+      }
+  for (size_t k = 0; k < prog.kernels.size(); ++k)
+    for (const auto *list : {&prog.kernels[k].accesses.reads, &prog.kernels[k].accesses.writes})
+      for (const Access &a : *list) {
+        auto it = byBuffer.find(a.buffer);
+        if (it != byBuffer.end() &&
+            (it->second.kernels.empty() || it->second.kernels.back() != static_cast<int>(k)))
+          it->second.kernels.push_back(static_cast<int>(k));
+      }
   for (auto &[buffer, ab] : byBuffer) {
+    ab.writers.erase(std::unique(ab.writers.begin(), ab.writers.end()), ab.writers.end());
     ab.bytes = prog.layouts[buffer].range.end;
-    for (size_t k = 0; k < prog.kernels.size(); ++k) {
-      const KernelInfo &info = prog.kernels[k];
-      bool touches = false;
-      for (const auto *list : {&info.accesses.reads, &info.accesses.writes})
-        for (const Access &a : *list)
-          touches |= a.buffer == buffer;
-      if (touches)
-        ab.kernels.push_back(static_cast<int>(k));
-    }
-    ab.firstWave = d.asap[ab.kernels.front()];
-    ab.lastWave = ab.firstWave;
-    for (int k : ab.kernels)
+    ab.firstWave = ab.lastWave = d.asap[ab.kernels.front()];
+    for (int k : ab.kernels) {
+      ab.firstWave = std::min(ab.firstWave, d.asap[k]);
       ab.lastWave = std::max(ab.lastWave, d.asap[k]);
+    }
   }
   for (auto &[buffer, ab] : byBuffer)
     m.buffers.push_back(ab);
@@ -66,20 +73,20 @@ MemoryPlan planMemory(const KernelProgram &prog, const Schedule &s) {
   std::vector<int> placed;
   for (int i : order) {
     ArenaBuffer &b = m.buffers[i];
-    std::vector<std::pair<int64_t, int64_t>> taken;
-    for (int j : placed)
-      if (!mayShare(b, m.buffers[j], hb))
-        taken.push_back({m.buffers[j].offset, m.buffers[j].offset + m.buffers[j].bytes});
-    std::sort(taken.begin(), taken.end());
+    // `placed` is kept sorted by offset, so the first gap that fits is found in one sweep.
     int64_t at = 0;
-    for (auto [lo, hi] : taken) {
-      if (at + b.bytes <= lo)
+    for (int j : placed) {
+      const ArenaBuffer &p = m.buffers[j];
+      if (at + b.bytes <= p.offset)
         break;
-      at = std::max(at, alignUp(hi));
+      if (!mayShare(b, p, hb))
+        at = std::max(at, alignUp(p.offset + p.bytes));
     }
     b.offset = at;
     m.arenaBytes = std::max(m.arenaBytes, at + b.bytes);
-    placed.push_back(i);
+    auto pos = std::upper_bound(placed.begin(), placed.end(), at,
+                                [&](int64_t off, int j) { return off < m.buffers[j].offset; });
+    placed.insert(pos, i);
   }
 
   for (int w = 0; w < s.waves; ++w) {

@@ -16,6 +16,7 @@ struct ArenaBuffer {
   int64_t offset = 0; // in the arena, aligned to kArenaAlignment
   int firstWave = 0, lastWave = 0;
   std::vector<int> kernels; // every kernel that reads or writes it
+  std::vector<int> writers; // the kernels among them that write it
 };
 
 constexpr int64_t kArenaAlignment = 256;
