@@ -1,18 +1,23 @@
 // fusion: grows kernels along producer -> consumer edges, critical-path edges first,
-// then orders the graph so that each kernel's nodes are contiguous.
+// merges sibling contractions that read the same input when the predicted makespan
+// improves, then orders the graph so that each kernel's nodes are contiguous.
 //
-// A kernel has at most one anchor (a row reduction or a contraction) and any number of
-// pointwise ops: a pointwise producer may join as a prologue of a row reduction or of a
-// pointwise kernel; pointwise consumers of the same shape join any kernel as its
-// epilogue; an insert_slice joins as the kernel's store. A producer joins a consumer
-// only when no other kernel uses its values (so fusing never delays a branch that
-// could have run beside it) and no path leaves the pair and comes back (no cycles).
+// A kernel has one anchor (a row reduction or a contraction) at most, except that
+// sibling contractions reading the same A operand may share a kernel (Q, K and V
+// projections; gate and up), plus any number of elementwise ops: a pointwise producer
+// may join as a prologue of a row reduction or of a pointwise kernel; pointwise and
+// rope consumers of the same elements join as the kernel's epilogue, also through a
+// reshape; an insert_slice joins as the kernel's store. A producer joins a consumer only
+// when no other kernel uses its values (so fusing never delays a branch that could have
+// run beside it), every edge between the two kernels is elementwise, and no path leaves
+// the pair and comes back (no cycles).
 #include "passes/fusion.h"
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include <queue>
-#include <set>
+#include <span>
 
 #include "passes/cost_model.h"
 #include "passes/dependence.h"
@@ -29,10 +34,14 @@ using ir::Op;
 // that every target kiln emits for meets.
 constexpr int kMaxKernelBuffers = 16;
 
-enum class Kind : uint8_t { Pointwise, Row, Contraction, Solo };
+// In order of strength: a merged kernel takes the stronger kind. A Solo op stays alone,
+// except an insert_slice that joins a kernel as its store (the kernel keeps its kind).
+enum class Kind : uint8_t { Solo, Pointwise, Rope, Row, Contraction };
 
+bool isAnchor(Kind k) { return k == Kind::Row || k == Kind::Contraction; }
 bool isView(const Node &n) { return ir::opCategory(n.op) == ir::Category::Layout; }
 bool isCompute(const Node &n) { return ir::opCategory(n.op) != ir::Category::Source && !isView(n); }
+bool isHalf(ir::DType t) { return t == ir::DType::F16 || t == ir::DType::BF16; }
 
 Kind kindOf(const Node &n) {
   switch (ir::opCategory(n.op)) {
@@ -41,13 +50,14 @@ Kind kindOf(const Node &n) {
   case ir::Category::Select:
   case ir::Category::Cast:
     return Kind::Pointwise;
+  case ir::Category::Rope:
+    return Kind::Rope;
   case ir::Category::Reduce:
   case ir::Category::Normalize:
     return Kind::Row;
   case ir::Category::Contraction:
     return Kind::Contraction;
   case ir::Category::Source:
-  case ir::Category::Rope:
   case ir::Category::Gather:
   case ir::Category::Concat:
   case ir::Category::Layout:
@@ -57,24 +67,67 @@ Kind kindOf(const Node &n) {
   return Kind::Solo;
 }
 
+// What a kernel binds and moves: the buffers it reads from outside or writes for
+// outside, their bytes, and the flops of its ops.
+// A kernel's predicted time alone on the device, and the share of the device it keeps
+// busy meanwhile (see makespan()); a negative time when not yet predicted.
+struct Timing {
+  double micros = -1;
+  double share = 0;
+};
+
+struct Footprint {
+  int buffers = 0;
+  double bytes = 0;
+  double flops = 0;
+  bool f16 = false; // f16 rates when any op computes in f16 or bf16, as nodeMicros does
+};
+
 class Fuser {
 public:
   explicit Fuser(Graph &g)
-      : g_(g), parent_(g.nodes.size()), kind_(g.nodes.size()), members_(g.nodes.size()) {
+      : g_(g), profile_(deviceProfiles()[0]), dims_(costDims(g)), bytes_(g.nodes.size()),
+        flops_(g.nodes.size()), parent_(g.nodes.size()), kind_(g.nodes.size()),
+        members_(g.nodes.size()), timing_(g.nodes.size()), users_(g.nodes.size()),
+        computeUsers_(g.nodes.size()), exported_(g.nodes.size(), false), mark_(g.nodes.size(), 0),
+        visit_(g.nodes.size(), 0) {
+    size_t n = g.nodes.size();
     std::iota(parent_.begin(), parent_.end(), 0);
-    for (size_t i = 0; i < g.nodes.size(); ++i) {
-      kind_[i] = kindOf(g.nodes[i]);
-      if (isCompute(g.nodes[i]))
-        members_[i] = {static_cast<int>(i)};
-    }
-    // Compute consumers, seen through views.
-    users_.resize(g.nodes.size());
-    for (size_t id = 0; id < g.nodes.size(); ++id)
+    for (size_t id = 0; id < n; ++id) {
+      const ir::TensorType &t = g.nodes[id].type;
+      bytes_[id] = static_cast<double>(ir::numElements(ir::evalShape(t.shape, dims_))) *
+                   ir::dtypeBytes(t.dtype);
+      flops_[id] = nodeCost(g, static_cast<int>(id), dims_).flops;
+      kind_[id] = kindOf(g.nodes[id]);
+      if (isCompute(g.nodes[id]))
+        members_[id] = {static_cast<int>(id)};
       for (int o : g.nodes[id].operands)
         users_[o].push_back(static_cast<int>(id));
+    }
+    // Compute consumers, seen through views (views are free, and fusion moves none).
+    for (size_t id = n; id-- > 0;) {
+      std::vector<int> &out = computeUsers_[id];
+      auto add = [&](int c) {
+        if (std::find(out.begin(), out.end(), c) == out.end())
+          out.push_back(c);
+      };
+      for (int u : users_[id]) {
+        if (!isView(g.nodes[u]))
+          add(u);
+        else
+          std::for_each(computeUsers_[u].begin(), computeUsers_[u].end(), add);
+      }
+    }
+    // A value escapes its kernel when it, or a view of it, is a graph output.
+    for (int o : g.outputs)
+      for (int v = o;; v = g.nodes[v].operands[0]) {
+        exported_[v] = true;
+        if (!isView(g.nodes[v]))
+          break;
+      }
     // Kernels from an earlier run stay together.
     std::vector<int> first(g.kernels.size(), -1);
-    for (size_t id = 0; id < g.nodes.size(); ++id) {
+    for (size_t id = 0; id < n; ++id) {
       int k = g.nodes[id].kernel;
       if (k < 0 || !isCompute(g.nodes[id]))
         continue;
@@ -89,46 +142,55 @@ public:
     auto deps = dependences();
     if (!deps)
       return deps.error();
-    for (int p : candidateOrder(*deps))
-      for (bool merged = true; merged;) {
-        merged = false;
-        for (int c : computeUsers(p))
-          if (tryMerge(p, c)) {
-            merged = true;
-            break;
-          }
-      }
+    if (Status s = orderKernels(); s.failed())
+      return s;
+    std::vector<int> order = candidateOrder(*deps);
+    do
+      fuseVertically(order);
+    while (fuseSiblings(order, *deps));
     return emit();
   }
 
 private:
   int find(int x) { return parent_[x] == x ? x : parent_[x] = find(parent_[x]); }
-  void join(int a, int b) {
+  int join(int a, int b) {
     a = find(a), b = find(b);
     if (a == b)
-      return;
-    // The merged kernel keeps the stronger kind (one anchor at most; checked before).
-    Kind k = kind_[a] != Kind::Pointwise ? kind_[a] : kind_[b];
+      return a;
     parent_[b] = a;
-    kind_[a] = k;
+    kind_[a] = std::max(kind_[a], kind_[b]);
     members_[a].insert(members_[a].end(), members_[b].begin(), members_[b].end());
     members_[b].clear();
+    timing_[a] = Timing{};
+    return a;
   }
+  const std::vector<int> &members(int root) const { return members_[root]; }
+  bool compute(int id) const { return isCompute(g_.nodes[id]); }
 
-  // Compute nodes that read `id`, directly or through views.
-  std::vector<int> computeUsers(int id) {
-    std::vector<int> out, stack{id};
-    while (!stack.empty()) {
-      int v = stack.back();
-      stack.pop_back();
-      for (int u : users_[v]) {
-        if (isView(g_.nodes[u]))
-          stack.push_back(u);
-        else if (std::find(out.begin(), out.end(), u) == out.end())
-          out.push_back(u);
-      }
-    }
-    return out;
+  // Whether operand value `o` is `p` seen through views only.
+  bool readsThrough(int o, int p) const {
+    while (o != p && isView(g_.nodes[o]))
+      o = g_.nodes[o].operands[0];
+    return o == p;
+  }
+  // Whether operand value `o` holds `p`'s elements in `p`'s order: `p` itself, or a
+  // reshape of it (a computed value is contiguous and row-major, so any reshape of it
+  // numbers the same elements the same way).
+  bool sameElements(int o, int p) const {
+    return o == p || (g_.nodes[o].op == Op::Reshape && g_.nodes[o].operands[0] == p);
+  }
+  // Whether every read of `p` by `c` takes element i of `p` for element i of `c`.
+  bool readsElementwise(const Node &c, int p) const {
+    for (int o : c.operands)
+      if (readsThrough(o, p) && (!sameElements(o, p) || g_.typeOf(o).shape != c.type.shape))
+        return false;
+    return true;
+  }
+  // The compute node whose buffer operand `o` reads, or -1 for an input, param or constant.
+  int producer(int o) const {
+    while (isView(g_.nodes[o]))
+      o = g_.nodes[o].operands[0];
+    return compute(o) ? o : -1;
   }
 
   Expected<DependenceGraph> dependences() {
@@ -136,10 +198,10 @@ private:
     auto accesses = nodeAccesses(g_, layouts);
     if (!accesses)
       return accesses.error();
-    return analyzeDependences(*accesses, nodeMicros(g_, deviceProfiles()[0], costDims(g_)));
+    return analyzeDependences(*accesses, nodeMicros(g_, profile_, dims_));
   }
 
-  // Producers on the critical path first, then every other node in program order.
+  // Every node, those on the critical path first, then the others in program order.
   std::vector<int> candidateOrder(const DependenceGraph &d) {
     std::vector<int> order(d.criticalPath.begin(), d.criticalPath.end());
     std::vector<bool> seen(g_.nodes.size(), false);
@@ -148,94 +210,363 @@ private:
     for (size_t id = 0; id < g_.nodes.size(); ++id)
       if (!seen[id])
         order.push_back(static_cast<int>(id));
-    std::erase_if(order, [&](int v) { return !isCompute(g_.nodes[v]); });
     return order;
   }
 
-  const std::vector<int> &members(int root) { return members_[root]; }
+  // Places the kernels in a topological order (ord_). Merges keep it one, so that a
+  // search for a path between two kernels visits only the kernels placed between them.
+  Status orderKernels() {
+    size_t n = g_.nodes.size(), placed = 0, kernels = 0;
+    std::vector<int> pending(n, 0), ready;
+    for (size_t v = 0; v < n; ++v) {
+      int id = static_cast<int>(v);
+      if (!compute(id))
+        continue;
+      kernels += find(id) == id;
+      for (int u : computeUsers_[v])
+        pending[find(u)] += find(u) != find(id);
+    }
+    ord_.assign(n, -1);
+    for (size_t v = 0; v < n; ++v)
+      if (compute(static_cast<int>(v)) && find(static_cast<int>(v)) == static_cast<int>(v) &&
+          pending[v] == 0)
+        ready.push_back(static_cast<int>(v));
+    while (!ready.empty()) {
+      int k = ready.back();
+      ready.pop_back();
+      ord_[k] = static_cast<int>(placed++);
+      for (int m : members(k))
+        for (int u : computeUsers_[m])
+          if (find(u) != k && --pending[find(u)] == 0)
+            ready.push_back(find(u));
+    }
+    if (placed != kernels)
+      return makeError("error: fusion: the graph's kernel blocks depend on each other in a "
+                       "cycle");
+    return Status::ok();
+  }
 
-  // Whether producer node `p` (and its kernel) can join consumer node `c`'s kernel.
+  // Vertical fusion, producer by producer, until no producer can join a consumer: a
+  // producer refused while its consumers were apart may join once they are together.
+  void fuseVertically(const std::vector<int> &order) {
+    for (bool merged = true; merged;) {
+      merged = false;
+      for (int p : order)
+        if (compute(p))
+          for (int c : computeUsers_[p])
+            merged |= tryMerge(p, c);
+    }
+  }
+
+  // Whether producer node `p` (and its kernel) can join consumer node `c`'s kernel, and
+  // if so joins them.
   bool tryMerge(int p, int c) {
     int P = find(p), C = find(c);
     if (P == C || !compatible(p, c))
       return false;
-    const std::vector<int> &pm = members(P), &cm = members(C);
-    // Every compute user of the producer's kernel must be in one of the two kernels.
-    for (int m : pm)
-      for (int u : computeUsers(m))
-        if (find(u) != P && find(u) != C)
+    // Every compute user of the producer's kernel is in one of the two kernels, and
+    // those in the consumer's kernel read it elementwise.
+    for (int m : members(P))
+      for (int u : computeUsers_[m])
+        if (find(u) != P && (find(u) != C || !compatible(m, u)))
           return false;
-    if (reachesAround(P, C) || bufferCount(pm, cm) > kMaxKernelBuffers)
+    if (footprint(members(P), members(C)).buffers > kMaxKernelBuffers)
       return false;
-    join(C, P);
+    std::vector<int> reached;
+    if (reachesAround(P, C, reached))
+      return false;
+    merge(P, C, reached);
     return true;
   }
 
+  // Whether the edge from producer node `p` to consumer node `c` may lie inside a kernel.
   bool compatible(int p, int c) {
     const Node &pn = g_.nodes[p], &cn = g_.nodes[c];
     Kind kp = kind_[find(p)], kc = kind_[find(c)];
-    if (kp == Kind::Solo)
+    // An insert_slice's value is its whole destination, not the elements its kernel
+    // computes; nothing reads it inside the kernel.
+    if (kp == Kind::Solo || kindOf(pn) == Kind::Solo)
       return false;
-    if (kp != Kind::Pointwise && kc != Kind::Pointwise &&
-        !(kc == Kind::Solo && cn.op == Op::InsertSlice))
-      return false; // two anchors never share a kernel
-    // The edge must not go through a view: the consumer reads the producer's elements
-    // in its own iteration order.
-    if (std::find(cn.operands.begin(), cn.operands.end(), p) == cn.operands.end())
-      return false;
+    if (isAnchor(kp) && isAnchor(kc))
+      return false; // two anchors share a kernel only as siblings (fuseSiblings)
     switch (kindOf(cn)) {
     case Kind::Pointwise: // an epilogue (or a pointwise chain): the same elements
-      return pn.type.shape == cn.type.shape;
+      return readsElementwise(cn, p);
+    case Kind::Rope:
+      // Element i of a row needs its pair partner from the same row (the last dim), so
+      // rope joins only a kernel that computes whole rows of its input elementwise: a
+      // contraction's output (each element is its own dot product), a pointwise or a
+      // rope kernel. A row kernel's rows run along its reduction axis, which need not
+      // be rope's last dim, so rope does not join one. The input is read in place or
+      // through a reshape, element for element; the positions come from outside.
+      return kp != Kind::Row && sameElements(cn.operands[0], p) && !readsThrough(cn.operands[1], p);
     case Kind::Row: // a prologue of the row reduction, on its input
       return kp == Kind::Pointwise && cn.operands[0] == p;
     case Kind::Contraction:
       return false;
     case Kind::Solo: // the kernel stores its result into a view of a buffer
-      return cn.op == Op::InsertSlice && cn.operands[1] == p && kc == Kind::Solo &&
-             members(find(c)).size() == 1;
+      return cn.op == Op::InsertSlice && sameElements(cn.operands[1], p) &&
+             !readsThrough(cn.operands[0], p) && kc == Kind::Solo && members(find(c)).size() == 1;
     }
     return false;
   }
 
-  // Whether a path from kernel P reaches kernel C through some other kernel.
-  bool reachesAround(int P, int C) {
-    std::vector<bool> visited(g_.nodes.size(), false);
-    std::vector<int> stack;
-    for (int m : members(P))
-      for (int u : computeUsers(m))
-        if (find(u) != C && find(u) != P)
-          stack.push_back(u);
-    while (!stack.empty()) {
-      int v = stack.back();
-      stack.pop_back();
-      if (visited[v])
+  // Horizontal fusion: kernels of sibling contractions that read one A operand become
+  // one kernel that reads it once, with one launch, when the prediction improves.
+  bool fuseSiblings(const std::vector<int> &order, const DependenceGraph &d) {
+    bool merged = false;
+    double current = makespan(d, -1, -1);
+    for (int x : order) {
+      std::vector<int> siblings;
+      for (int u : users_[x])
+        if (kindOf(g_.nodes[u]) == Kind::Contraction && g_.nodes[u].operands[0] == x)
+          siblings.push_back(u);
+      // Each sibling tries each earlier sibling's kernel once, until it joins one.
+      for (size_t i = 1; i < siblings.size(); ++i) {
+        std::vector<int> tried{find(siblings[i])};
+        for (size_t j = 0; j < i; ++j) {
+          if (std::find(tried.begin(), tried.end(), find(siblings[j])) != tried.end())
+            continue;
+          tried.push_back(find(siblings[j]));
+          if (tryMergeSiblings(siblings[j], siblings[i], d, current)) {
+            merged = true;
+            break;
+          }
+        }
+      }
+    }
+    return merged;
+  }
+
+  // Contractions `a` and `b` read the same A operand; they iterate the same rows (the
+  // same batch dims and M, and so the same K) and differ only in N.
+  bool sameRows(const Node &a, const Node &b) const {
+    return a.attrBool("transpose_a") == b.attrBool("transpose_a") && a.type.dtype == b.type.dtype &&
+           a.type.rank() == b.type.rank() &&
+           std::equal(a.type.shape.begin(), a.type.shape.end() - 1, b.type.shape.begin());
+  }
+
+  // Whether every edge from kernel A into kernel B is a pointwise op reading element i
+  // of a value for its element i, with anchors `a` and `b` of one output shape: the
+  // merged kernel then has both operands of each such element at hand (gate and up
+  // meeting in silu(gate) * up).
+  bool edgesElementwise(int A, int B, int a, int b) {
+    for (int m : members(A))
+      for (int u : computeUsers_[m])
+        if (find(u) == B &&
+            (kindOf(g_.nodes[u]) != Kind::Pointwise || !readsElementwise(g_.nodes[u], m) ||
+             g_.typeOf(a).shape != g_.typeOf(b).shape))
+          return false;
+    return true;
+  }
+
+  bool tryMergeSiblings(int a, int b, const DependenceGraph &d, double &current) {
+    int A = find(a), B = find(b);
+    if (A == B || !sameRows(g_.nodes[a], g_.nodes[b]) || !edgesElementwise(A, B, a, b) ||
+        !edgesElementwise(B, A, b, a) ||
+        footprint(members(A), members(B)).buffers > kMaxKernelBuffers)
+      return false;
+    if (ord_[A] > ord_[B])
+      std::swap(A, B);
+    std::vector<int> reached;
+    if (reachesAround(A, B, reached))
+      return false;
+    double merged = makespan(d, A, B);
+    if (!(merged < current))
+      return false;
+    current = merged;
+    merge(A, B, reached);
+    return true;
+  }
+
+  // The predicted makespan of the kernels, with kernels A and B counted as one when
+  // A >= 0: a list schedule of the kernels over the device's parallel capacity. The
+  // kernels are dispatched in the order emit() places them (dependences first, then
+  // the earliest node), as a replayed plan issues them: each starts one launch after the
+  // one before at the earliest, once its predecessors in the dependence graph are done,
+  // and once the device has room for it. A kernel takes its roofline time alone on the
+  // device (predictMicros) and a share of the device: the part of that time it keeps
+  // the memory bus or the math units busy, at least one of the profile's parallel slots.
+  // A large GEMV fills the device, so siblings run one after another (three 32 MB GEMVs
+  // side by side take as long as one 96 MB GEMV, not as long as one 32 MB GEMV, which a
+  // critical path of times alone would claim); small kernels run side by side. A merge
+  // must shorten the makespan. Infinite when the kernels' edges form a cycle.
+  double makespan(const DependenceGraph &d, int A, int B) {
+    size_t n = g_.nodes.size();
+    auto rootOf = [&](int v) { return find(v) == B ? A : find(v); };
+    std::vector<Timing> time(n);
+    std::vector<double> ready(n, 0);
+    std::vector<int> pending(n, 0), first(n, -1), edgeBegin(n + 1, 0);
+    std::vector<std::pair<int, int>> edges;
+    size_t kernels = 0;
+    for (size_t v = 0; v < n; ++v) {
+      int id = static_cast<int>(v), k = rootOf(id);
+      if (!compute(id))
         continue;
-      visited[v] = true;
-      if (find(v) == C)
-        return true;
-      for (int u : computeUsers(v))
-        if (find(u) != P)
-          stack.push_back(u);
+      for (int p : d.preds[v])
+        if (compute(p) && rootOf(p) != k)
+          edges.push_back({rootOf(p), k});
+      if (first[k] >= 0)
+        continue;
+      first[k] = id;
+      ++kernels;
+      if (k == A)
+        time[k] = timing(members(A), members(B));
+      else if ((time[k] = timing_[k]).micros < 0)
+        time[k] = timing_[k] = timing(members(k), {});
+    }
+    std::sort(edges.begin(), edges.end());
+    for (auto [from, to] : edges) {
+      ++edgeBegin[from + 1];
+      ++pending[to];
+    }
+    std::partial_sum(edgeBegin.begin(), edgeBegin.end(), edgeBegin.begin());
+    using Item = std::pair<int, int>; // (first node, kernel)
+    std::priority_queue<Item, std::vector<Item>, std::greater<>> queue;
+    for (size_t k = 0; k < n; ++k)
+      if (first[k] >= 0 && pending[k] == 0)
+        queue.push({first[k], static_cast<int>(k)});
+    using Run = std::pair<double, double>; // (end, share)
+    std::priority_queue<Run, std::vector<Run>, std::greater<>> running;
+    double used = 0, lastStart = -profile_.launchMicros, end = 0;
+    size_t done = 0;
+    while (!queue.empty()) {
+      int k = queue.top().second;
+      queue.pop();
+      ++done;
+      double t = std::max(ready[k], lastStart + profile_.launchMicros);
+      while (!running.empty() && (running.top().first <= t || used + time[k].share > 1 + 1e-9)) {
+        t = std::max(t, running.top().first);
+        used -= running.top().second;
+        running.pop();
+      }
+      double finish = t + time[k].micros;
+      running.push({finish, time[k].share});
+      used += time[k].share;
+      lastStart = t;
+      end = std::max(end, finish);
+      for (int e = edgeBegin[k]; e < edgeBegin[k + 1]; ++e) {
+        int s = edges[e].second;
+        ready[s] = std::max(ready[s], finish);
+        if (--pending[s] == 0)
+          queue.push({first[s], s});
+      }
+    }
+    return done == kernels ? end : std::numeric_limits<double>::infinity();
+  }
+
+  // A kernel's time alone on the device, and the share of the device it keeps busy.
+  Timing timing(std::span<const int> a, std::span<const int> b) {
+    Footprint f = footprint(a, b);
+    double micros = predictMicros(profile_, Cost{f.bytes, f.flops}, f.f16);
+    double busy = std::max(f.bytes / (profile_.bandwidthGBs * 1e3),
+                           f.flops / ((f.f16 ? profile_.f16Tflops : profile_.f32Tflops) * 1e6));
+    double slot = 1.0 / profile_.parallelSlots, span = micros - profile_.launchMicros;
+    return {micros, span > 0 ? std::clamp(busy / span, slot, 1.0) : slot};
+  }
+
+  // What kernels `a` and `b` bind and move as one kernel: the values they read from
+  // outside, and the values used outside (an insert_slice writes its source's bytes
+  // into its destination in place, which it binds but does not read).
+  Footprint footprint(std::span<const int> a, std::span<const int> b) {
+    stamp_ += 2;
+    unsigned inside = stamp_, bound = stamp_ - 1;
+    for (std::span<const int> part : {a, b})
+      for (int m : part)
+        mark_[m] = inside;
+    Footprint f;
+    for (std::span<const int> part : {a, b})
+      for (int m : part) {
+        const Node &n = g_.nodes[m];
+        f.flops += flops_[m];
+        f.f16 |= isHalf(n.type.dtype);
+        for (size_t i = 0; i < n.operands.size(); ++i) {
+          int o = n.operands[i], base = o;
+          while (isView(g_.nodes[base]))
+            base = g_.nodes[base].operands[0];
+          if (mark_[base] == inside || mark_[o] == bound)
+            continue;
+          mark_[o] = bound;
+          ++f.buffers;
+          if (n.op != Op::InsertSlice || i != 0)
+            f.bytes += bytes_[o];
+        }
+        bool escapes = exported_[m];
+        for (int u : computeUsers_[m])
+          escapes |= mark_[u] != inside;
+        if (escapes) {
+          ++f.buffers;
+          f.bytes += bytes_[n.op == Op::InsertSlice ? n.operands[1] : m];
+        }
+      }
+    return f;
+  }
+
+  // Whether a path leaves kernel P and reaches kernel C through a third kernel, for P
+  // placed before C. Kernels placed after C cannot reach it, so the search stays between
+  // the two. `reached` gets the kernels it visited: those P reaches before C.
+  bool reachesAround(int P, int C, std::vector<int> &reached) {
+    unsigned seen = ++stamp_;
+    std::vector<int> stack{P};
+    visit_[P] = seen;
+    while (!stack.empty()) {
+      int k = stack.back();
+      stack.pop_back();
+      for (int m : members(k))
+        for (int u : computeUsers_[m]) {
+          int U = find(u);
+          if (U == C && k != P)
+            return true;
+          if (U == C || visit_[U] == seen || ord_[U] > ord_[C])
+            continue;
+          visit_[U] = seen;
+          reached.push_back(U);
+          stack.push_back(U);
+        }
     }
     return false;
   }
 
-  // Buffers the merged kernel binds: values read from outside, values used outside.
-  int bufferCount(const std::vector<int> &a, const std::vector<int> &b) {
-    std::set<int> inside(a.begin(), a.end());
-    inside.insert(b.begin(), b.end());
-    std::set<int> bound;
-    for (int m : inside) {
-      for (int o : g_.nodes[m].operands)
-        if (!inside.count(o))
-          bound.insert(o);
-      bool escapes = std::find(g_.outputs.begin(), g_.outputs.end(), m) != g_.outputs.end();
-      for (int u : users_[m])
-        escapes |= !inside.count(u);
-      if (escapes)
-        bound.insert(m);
+  // Joins kernels P and C (P placed first; no path goes around them) and keeps ord_ a
+  // topological order: of the kernels placed between them, those feeding C move before
+  // the merged kernel and those P reaches (`reached`) after it, in the places the
+  // groups held; the rest feed neither and keep theirs.
+  void merge(int P, int C, std::vector<int> reached) {
+    unsigned seen = ++stamp_;
+    std::vector<int> feeding, stack{C};
+    visit_[C] = seen;
+    while (!stack.empty()) {
+      int k = stack.back();
+      stack.pop_back();
+      for (int m : members(k))
+        for (int o : g_.nodes[m].operands) {
+          int p = producer(o);
+          if (p < 0)
+            continue;
+          int K = find(p);
+          if (K == P || visit_[K] == seen || ord_[K] < ord_[P])
+            continue;
+          visit_[K] = seen;
+          feeding.push_back(K);
+          stack.push_back(K);
+        }
     }
-    return static_cast<int>(bound.size());
+    std::vector<int> places{ord_[P], ord_[C]};
+    for (int k : feeding)
+      places.push_back(ord_[k]);
+    for (int k : reached)
+      places.push_back(ord_[k]);
+    std::sort(places.begin(), places.end());
+    auto byPlace = [&](int x, int y) { return ord_[x] < ord_[y]; };
+    std::sort(feeding.begin(), feeding.end(), byPlace);
+    std::sort(reached.begin(), reached.end(), byPlace);
+    size_t i = 0;
+    for (int k : feeding)
+      ord_[k] = places[i++];
+    ord_[join(C, P)] = places[i];
+    i = places.size() - reached.size();
+    for (int k : reached)
+      ord_[k] = places[i++];
   }
 
   // Names kernels in order and reorders the nodes so that each kernel is contiguous.
@@ -324,10 +655,19 @@ private:
   }
 
   Graph &g_;
+  const DeviceProfile &profile_;
+  std::vector<int64_t> dims_;         // where costs are predicted
+  std::vector<double> bytes_, flops_; // per node, at dims_
   std::vector<int> parent_;
   std::vector<Kind> kind_;
-  std::vector<std::vector<int>> members_; // per kernel root
-  std::vector<std::vector<int>> users_;
+  std::vector<std::vector<int>> members_;      // per kernel root
+  std::vector<int> ord_;                       // per kernel root: a topological order
+  std::vector<Timing> timing_;                 // per kernel root, once predicted
+  std::vector<std::vector<int>> users_;        // direct users
+  std::vector<std::vector<int>> computeUsers_; // compute users, seen through views
+  std::vector<bool> exported_;                 // a graph output, or viewed by one
+  std::vector<unsigned> mark_, visit_;         // scratch marks, valid when == a stamp
+  unsigned stamp_ = 0;
 };
 
 class FusionPass : public Pass {

@@ -1,5 +1,6 @@
 // fusion: groups ops into kernels (pointwise chains, row reductions with a pointwise
-// prologue and epilogue, contractions with a pointwise epilogue), critical path first.
+// prologue and epilogue, contractions with a pointwise, rope and store epilogue, sibling
+// contractions that read one input), critical path first.
 #pragma once
 
 #include "passes/pass.h"

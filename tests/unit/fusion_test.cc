@@ -18,10 +18,22 @@ ir::Graph runPasses(const ir::Graph &in, const char *pipeline) {
   return g;
 }
 
-// Fused and unfused graphs give bit-identical results on the reference interpreter.
-void expectSameResults(const std::string &text, std::vector<int64_t> dims) {
+// The kernel that fusion put node %name in, or -1.
+int kernelOf(const ir::Graph &g, const std::string &name) {
+  for (const ir::Node &n : g.nodes)
+    if (n.name == name)
+      return n.kernel;
+  ADD_FAILURE() << "no node %" << name;
+  return -1;
+}
+
+// Fused and unfused graphs give bit-identical results on the reference interpreter;
+// returns the fused graph.
+ir::Graph expectSameResults(const std::string &text, std::vector<int64_t> dims) {
   auto g = ir::parseGraph(text);
-  ASSERT_TRUE(g) << g.message();
+  EXPECT_TRUE(g) << g.message();
+  if (!g)
+    return {};
   ir::Graph plain = runPasses(*g, "canonicalize");
   ir::Graph fused = runPasses(*g, "canonicalize,fusion");
   EXPECT_FALSE(fused.kernels.empty());
@@ -37,11 +49,14 @@ void expectSameResults(const std::string &text, std::vector<int64_t> dims) {
     in.push_back(ir::randomTensor(t.dtype, ir::evalShape(t.shape, dims), 40 + i));
   }
   auto a = ir::interpret(plain, dims, in), b = ir::interpret(fused, dims, in);
-  ASSERT_TRUE(a) << a.message();
-  ASSERT_TRUE(b) << b.message();
-  ASSERT_EQ(a->size(), b->size());
-  for (size_t i = 0; i < a->size(); ++i)
-    EXPECT_EQ((*a)[i].data, (*b)[i].data) << "output " << i;
+  EXPECT_TRUE(a) << a.message();
+  EXPECT_TRUE(b) << b.message();
+  if (a && b) {
+    EXPECT_EQ(a->size(), b->size());
+    for (size_t i = 0; i < a->size() && i < b->size(); ++i)
+      EXPECT_EQ((*a)[i].data, (*b)[i].data) << "output " << i;
+  }
+  return fused;
 }
 
 TEST(Fusion, ExamplesKeepTheirResults) {
@@ -67,13 +82,56 @@ TEST(Fusion, BranchesAndInPlaceWritesKeepTheirResults) {
       {4});
 }
 
+TEST(Fusion, SiblingContractionsShareAKernel) {
+  ir::Graph g = expectSameResults(
+      R"(graph @g(%x: f32[4, 64], %w1: f32[64, 32], %w2: f32[64, 32]) -> (f32[4, 32], f32[4, 32]) {
+  %a = matmul %x, %w1 : f32[4, 32]
+  %b = matmul %x, %w2 : f32[4, 32]
+  %ra = relu %a : f32[4, 32]
+  %rb = tanh %b : f32[4, 32]
+  return %ra, %rb
+})",
+      {});
+  EXPECT_EQ(g.kernels.size(), 1u);
+  EXPECT_EQ(kernelOf(g, "a"), kernelOf(g, "rb"));
+}
+
+TEST(Fusion, RopeAndTheCacheStoreJoinAContractionThroughAReshape) {
+  ir::Graph g = expectSameResults(
+      R"(graph @g(%x: f32[1, 64], %w: f32[64, 256], %pos: i32[1], %cache: f32[8, 2, 128]) -> (f32[8, 2, 128]) {
+  %m = matmul %x, %w : f32[1, 256]
+  %r = reshape %m : f32[1, 2, 128]
+  %k = rope %r, %pos {mode = half} : f32[1, 2, 128]
+  %c = insert_slice %cache, %k {offsets = [3, 0, 0]} : f32[8, 2, 128]
+  return %c
+})",
+      {});
+  EXPECT_EQ(g.kernels.size(), 1u);
+  EXPECT_EQ(kernelOf(g, "m"), kernelOf(g, "c"));
+}
+
+TEST(Fusion, ASiblingThatReadsTheOtherStaysApart) {
+  // %b reads %x like %a, but its weights come from %a: one kernel would need %a whole
+  // before %b's first dot product.
+  ir::Graph g = expectSameResults(
+      R"(graph @g(%x: f32[16, 16], %w: f32[16, 16]) -> (f32[16, 16]) {
+  %a = matmul %x, %w : f32[16, 16]
+  %t = tanh %a : f32[16, 16]
+  %b = matmul %x, %t : f32[16, 16]
+  return %b
+})",
+      {});
+  EXPECT_NE(kernelOf(g, "a"), kernelOf(g, "b"));
+  EXPECT_EQ(kernelOf(g, "a"), kernelOf(g, "t"));
+}
+
 TEST(Fusion, ThePipelineRunsTwiceToTheSameGraph) {
   auto g = ir::parseGraph(testing::readExample("llama_decoder.kir"));
   ASSERT_TRUE(g);
   ir::Graph once = runPasses(*g, "canonicalize,fusion");
   ir::Graph twice = runPasses(once, "fusion");
   EXPECT_EQ(once.kernels, twice.kernels);
-  EXPECT_LE(once.kernels.size(), 16u);
+  EXPECT_LE(once.kernels.size(), 9u);
 }
 
 } // namespace
