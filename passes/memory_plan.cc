@@ -30,7 +30,7 @@ bool mayShare(const ArenaBuffer &a, const ArenaBuffer &b, const Reachability &hb
 
 } // namespace
 
-MemoryPlan planMemory(const KernelProgram &prog, const Schedule &s) {
+MemoryPlan planMemory(const KernelProgram &prog) {
   MemoryPlan m;
   const DependenceGraph &d = prog.deps;
   // Buffers that kernels write and the caller does not own, with every kernel that
@@ -89,7 +89,10 @@ MemoryPlan planMemory(const KernelProgram &prog, const Schedule &s) {
     placed.insert(pos, i);
   }
 
-  for (int w = 0; w < s.waves; ++w) {
+  int waves = 0;
+  for (int a : d.asap)
+    waves = std::max(waves, a + 1);
+  for (int w = 0; w < waves; ++w) {
     int64_t live = 0;
     for (const ArenaBuffer &b : m.buffers)
       if (b.firstWave <= w && w <= b.lastWave)

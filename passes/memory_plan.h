@@ -28,8 +28,8 @@ struct MemoryPlan {
 };
 
 // Inputs, params, constants and outputs are the caller's memory; every other buffer a
-// kernel writes goes in the arena.
-MemoryPlan planMemory(const KernelProgram &prog, const Schedule &s);
+// kernel writes goes in the arena. Lifetimes are in the kernel DAG's waves.
+MemoryPlan planMemory(const KernelProgram &prog);
 
 // An error naming two buffers that share bytes while their kernels are not ordered.
 Status checkMemoryPlan(const KernelProgram &prog, const MemoryPlan &m);

@@ -64,9 +64,13 @@ std::string printSchedule(const ScheduleReport &r) {
   for (int k : prog.deps.criticalPath)
     out += " @" + prog.kernels[k].name;
   out += " (" + fmt("%.2f", prog.deps.criticalPathMicros) + " us)\n";
-  out += "  arena " + std::to_string(r.memory.arenaBytes) + " bytes (lower bound " +
-         std::to_string(r.memory.lowerBoundBytes) + ")\n";
-  for (const ArenaBuffer &b : r.memory.buffers)
+  return out + printMemoryPlan(prog, r.memory);
+}
+
+std::string printMemoryPlan(const KernelProgram &prog, const MemoryPlan &m) {
+  std::string out = "  arena " + std::to_string(m.arenaBytes) + " bytes (lower bound " +
+                    std::to_string(m.lowerBoundBytes) + ")\n";
+  for (const ArenaBuffer &b : m.buffers)
     out += "    " + prog.valueNames[b.buffer] + " at " + std::to_string(b.offset) + ", " +
            std::to_string(b.bytes) + " bytes, waves " + std::to_string(b.firstWave) + ".." +
            std::to_string(b.lastWave) + "\n";

@@ -20,6 +20,9 @@ struct ScheduleReport {
 // ranges they guard; graph edges; events; the critical path; the arena.
 std::string printSchedule(const ScheduleReport &r);
 
+// The arena and where each buffer sits in it.
+std::string printMemoryPlan(const KernelProgram &prog, const MemoryPlan &m);
+
 // One JSON object of counts and predictions; `compileMs` is the caller's measurement.
 std::string scheduleStats(const ScheduleReport &r, double compileMs);
 

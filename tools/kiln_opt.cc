@@ -106,7 +106,7 @@ Expected<std::string> emitSchedule(const ir::Graph &g, const Options &o,
   if (!prog)
     return prog.error();
   passes::Schedule sched = passes::placeBarriers(*prog, p);
-  passes::MemoryPlan mem = passes::planMemory(*prog, sched);
+  passes::MemoryPlan mem = passes::planMemory(*prog);
   for (Status s : {passes::checkQueue(*prog, sched.queue), passes::checkGraph(*prog, sched.graph),
                    passes::checkStreams(*prog, sched.streams), passes::checkMemoryPlan(*prog, mem)})
     if (s.failed())

@@ -29,7 +29,7 @@ Planned plan(const std::string &text, const char *pipeline) {
   auto prog = buildKernelProgram(*g, p);
   EXPECT_TRUE(prog) << prog.message();
   Planned out{*prog, placeBarriers(*prog, p), {}};
-  out.mem = planMemory(out.prog, out.sched);
+  out.mem = planMemory(out.prog);
   return out;
 }
 
