@@ -231,9 +231,9 @@ private:
   bool changed_ = false;
 };
 
-class CanonicalizePass : public Pass {
-public:
-  Expected<bool> run(Graph &g) override { return Canonicalizer(g).run(); }
+class CanonicalizePass : public GraphPass {
+protected:
+  Expected<bool> runOnGraph(Graph &g) override { return Canonicalizer(g).run(); }
 };
 
 } // namespace

@@ -670,9 +670,9 @@ private:
   unsigned stamp_ = 0;
 };
 
-class FusionPass : public Pass {
-public:
-  Expected<bool> run(Graph &g) override { return Fuser(g).run(); }
+class FusionPass : public GraphPass {
+protected:
+  Expected<bool> runOnGraph(Graph &g) override { return Fuser(g).run(); }
 };
 
 } // namespace

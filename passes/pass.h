@@ -10,12 +10,24 @@
 
 namespace kiln::passes {
 
+struct Module;
+
 class Pass {
 public:
   virtual ~Pass() = default;
-  // Rewrites `g`; returns whether anything changed. A pass keeps no state between runs
-  // and never prints: dumping is the pass manager's job.
-  virtual Expected<bool> run(ir::Graph &g) = 0;
+  // Rewrites the module's graph or computes one of its analyses; returns whether the
+  // graph changed. A pass keeps no state between runs and never prints: dumping is the
+  // pass manager's job.
+  virtual Expected<bool> run(Module &m) = 0;
+};
+
+// A pass that rewrites the graph; when it changes it, the module's analyses are dropped.
+class GraphPass : public Pass {
+public:
+  Expected<bool> run(Module &m) final;
+
+protected:
+  virtual Expected<bool> runOnGraph(ir::Graph &g) = 0;
 };
 
 struct PassInfo {

@@ -30,11 +30,20 @@ Status PassManager::addPipeline(std::string_view pipeline) {
 }
 
 Status PassManager::run(ir::Graph &g) {
+  Module m;
+  m.graph = std::move(g);
+  Status s = run(m);
+  g = std::move(m.graph);
+  return s;
+}
+
+Status PassManager::run(Module &m) {
+  ir::Graph &g = m.graph;
   std::ostream &out = inst_.out ? *inst_.out : std::cerr;
   std::vector<std::pair<std::string_view, double>> times;
   for (const PassInfo *p : passes_) {
     auto start = std::chrono::steady_clock::now();
-    auto changed = p->create()->run(g);
+    auto changed = p->create()->run(m);
     double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     if (!changed)
@@ -47,7 +56,7 @@ Status PassManager::run(ir::Graph &g) {
     bool print = inst_.printAfterAll || inst_.printAfter.count(p->name) ||
                  (inst_.printAfterChange && *changed);
     if (print)
-      out << "// -----// IR Dump After " << p->name << " //----- //\n" << ir::printGraph(g);
+      out << "// -----// IR Dump After " << p->name << " //----- //\n" << printModule(m);
   }
   if (inst_.timePasses) {
     double total = 0;

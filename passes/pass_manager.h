@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ir/graph.h"
+#include "passes/module.h"
 #include "passes/pass.h"
 
 namespace kiln::passes {
@@ -26,6 +27,8 @@ public:
 
   // Appends the passes of a comma-separated pipeline; an error names an unknown pass.
   Status addPipeline(std::string_view pipeline);
+  Status run(Module &m);
+  // For callers that want only the graph back.
   Status run(ir::Graph &g);
 
 private:

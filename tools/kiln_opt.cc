@@ -13,6 +13,7 @@
 #include "passes/cost_model.h"
 #include "passes/dependence.h"
 #include "passes/memory_plan.h"
+#include "passes/module.h"
 #include "passes/pass_manager.h"
 #include "passes/report.h"
 #include "passes/schedule.h"
@@ -98,22 +99,23 @@ Expected<std::string> emitKernels(const ir::Graph &g, const Options &o) {
   return out;
 }
 
-// Kernels, their schedule in every form and the memory plan, each proved by its checker.
-Expected<std::string> emitSchedule(const ir::Graph &g, const Options &o,
+// Kernels, their schedule in every form and the memory plan (computed here unless the
+// pipeline did), each proved by its checker.
+Expected<std::string> emitSchedule(passes::Module &m, const Options &o,
                                    std::chrono::steady_clock::time_point start) {
-  const passes::DeviceProfile &p = *passes::findDeviceProfile(o.profile);
-  auto prog = passes::buildKernelProgram(g, p);
-  if (!prog)
-    return prog.error();
-  passes::Schedule sched = passes::placeBarriers(*prog, p);
-  passes::MemoryPlan mem = passes::planMemory(*prog);
-  for (Status s : {passes::checkQueue(*prog, sched.queue), passes::checkGraph(*prog, sched.graph),
-                   passes::checkStreams(*prog, sched.streams), passes::checkMemoryPlan(*prog, mem)})
+  for (Status s : {m.ensureProgram(), m.ensureMemory(), m.ensureSchedule()})
+    if (s.failed())
+      return makeError(s.message());
+  const passes::KernelProgram &prog = *m.program;
+  const passes::Schedule &sched = *m.schedule;
+  for (Status s :
+       {passes::checkQueue(prog, sched.queue), passes::checkGraph(prog, sched.graph),
+        passes::checkStreams(prog, sched.streams), passes::checkMemoryPlan(prog, *m.memory)})
     if (s.failed())
       return makeError("error: kiln bug: the schedule checker failed: " + s.message());
   double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  passes::ScheduleReport r{g, *prog, sched, mem, p};
+  passes::ScheduleReport r{m.graph, prog, sched, *m.memory, *m.profile};
   if (o.emit == "stats")
     return passes::scheduleStats(r, ms);
   if (o.emit == "trace")
@@ -131,29 +133,32 @@ int run(const Options &o) {
   auto graph = ir::parseGraph(*text, o.input == "-" ? "<stdin>" : o.input);
   if (!graph)
     return tools::fail(graph.message());
+  passes::Module m;
+  m.graph = std::move(*graph);
+  m.profile = passes::findDeviceProfile(o.profile);
   passes::PassManager pm(o.inst);
   if (Status s = pm.addPipeline(o.pipeline); s.failed())
     return tools::fail(s.message());
-  if (Status s = pm.run(*graph); s.failed())
+  if (Status s = pm.run(m); s.failed())
     return tools::fail(s.message());
 
   std::string out;
   if (o.emit == "ir") {
-    out = ir::printGraph(*graph);
-  } else if (o.emit == "dot" && graph->kernels.empty()) {
-    out = ir::printDot(*graph);
+    out = ir::printGraph(m.graph);
+  } else if (o.emit == "dot" && m.graph.kernels.empty()) {
+    out = ir::printDot(m.graph);
   } else if (o.emit == "schedule" || o.emit == "stats" || o.emit == "trace" || o.emit == "dot") {
-    auto report = emitSchedule(*graph, o, start);
+    auto report = emitSchedule(m, o, start);
     if (!report)
       return tools::fail(report.message());
     out = std::move(*report);
   } else if (o.emit == "deps") {
-    auto deps = emitDependences(*graph, o);
+    auto deps = emitDependences(m.graph, o);
     if (!deps)
       return tools::fail(deps.message());
     out = std::move(*deps);
   } else {
-    auto code = emitKernels(*graph, o);
+    auto code = emitKernels(m.graph, o);
     if (!code)
       return tools::fail(code.message());
     out = std::move(*code);
