@@ -588,6 +588,14 @@ private:
       if (one && !output)
         unit[id] = k;
     }
+    // A view left over goes with the kernel that makes its operand: alone, it could sit
+    // between two parts of one kernel (made by the kernel, read back by it) as a cycle.
+    for (size_t id = 0; id < n; ++id) {
+      const Node &v = g_.nodes[id];
+      if (unit[id] < 0 && isView(v) && unit[v.operands[0]] >= 0 &&
+          unit[v.operands[0]] < static_cast<int>(n))
+        unit[id] = unit[v.operands[0]];
+    }
     for (size_t id = 0; id < n; ++id)
       if (unit[id] < 0)
         unit[id] = static_cast<int>(n + id); // a unit of its own
