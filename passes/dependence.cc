@@ -243,20 +243,37 @@ DependenceGraph analyzeDependences(std::span<const Accesses> units, std::vector<
     for (const Access &a : units[u].writes)
       byBuffer[a.buffer].push_back({u, a.range, true});
   }
-  std::set<std::tuple<int, int, int, int>> seen; // (from, to, kind, buffer)
+  std::set<std::tuple<int, int, int, int>> seen; // (to, from, kind, buffer)
   std::vector<std::vector<int>> direct(n);
-  for (auto &[buffer, touches] : byBuffer)
-    for (size_t j = 0; j < touches.size(); ++j)
-      for (size_t i = 0; i < j; ++i) {
-        const Touch &a = touches[i], &b = touches[j];
-        if (a.unit == b.unit || !(a.write || b.write) || !a.range.overlaps(b.range))
+  for (auto &[buffer, touches] : byBuffer) {
+    // Overlapping pairs by a sweep over range starts: ranges that miss each other (the
+    // arena's buffers, slices of one tensor) are never compared.
+    std::vector<size_t> byBegin(touches.size());
+    for (size_t i = 0; i < touches.size(); ++i)
+      byBegin[i] = i;
+    std::stable_sort(byBegin.begin(), byBegin.end(), [&](size_t x, size_t y) {
+      return touches[x].range.begin < touches[y].range.begin;
+    });
+    std::vector<size_t> active;
+    for (size_t j : byBegin) {
+      if (touches[j].range.empty())
+        continue;
+      std::erase_if(active,
+                    [&](size_t i) { return touches[i].range.end <= touches[j].range.begin; });
+      for (size_t i : active) {
+        // Touches were gathered in program order: the one added first comes first.
+        const Touch &a = touches[std::min(i, j)], &b = touches[std::max(i, j)];
+        if (a.unit == b.unit || !(a.write || b.write))
           continue;
         Hazard kind = a.write && b.write ? Hazard::WAW : a.write ? Hazard::RAW : Hazard::WAR;
-        if (!seen.insert({a.unit, b.unit, static_cast<int>(kind), buffer}).second)
-          continue;
-        d.hazards.push_back({a.unit, b.unit, kind, buffer});
-        direct[b.unit].push_back(a.unit);
+        if (seen.insert({b.unit, a.unit, static_cast<int>(kind), buffer}).second)
+          direct[b.unit].push_back(a.unit);
       }
+      active.push_back(j);
+    }
+  }
+  for (auto [to, from, kind, buffer] : seen)
+    d.hazards.push_back({from, to, static_cast<Hazard>(kind), buffer});
 
   // Transitive reduction: visiting a unit's predecessors latest first, one already
   // reachable through a kept one is redundant.

@@ -64,7 +64,6 @@ MemoryPlan planMemory(const KernelProgram &prog) {
     m.buffers.push_back(ab);
 
   // First fit, largest first, against every placed buffer it may not share bytes with.
-  Reachability hb(d);
   std::vector<int> order(m.buffers.size());
   for (size_t i = 0; i < order.size(); ++i)
     order[i] = static_cast<int>(i);
@@ -79,7 +78,7 @@ MemoryPlan planMemory(const KernelProgram &prog) {
       const ArenaBuffer &p = m.buffers[j];
       if (at + b.bytes <= p.offset)
         break;
-      if (!mayShare(b, p, hb))
+      if (!(b.lastWave < p.firstWave || p.lastWave < b.firstWave))
         at = std::max(at, alignUp(p.offset + p.bytes));
     }
     b.offset = at;
@@ -100,6 +99,49 @@ MemoryPlan planMemory(const KernelProgram &prog) {
     m.lowerBoundBytes = std::max(m.lowerBoundBytes, live);
   }
   return m;
+}
+
+void addArenaHazards(KernelProgram &prog, MemoryPlan &m) {
+  // Kernels in wave order first: hazards are read in program order, and bytes shared by
+  // buffers of different waves must be ordered the way the waves run. Kernels that
+  // conflict already sit in increasing waves, so no earlier hazard changes direction.
+  size_t n = prog.kernels.size();
+  std::vector<int> order(n), newIndex(n);
+  for (size_t k = 0; k < n; ++k)
+    order[k] = static_cast<int>(k);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return prog.deps.asap[a] < prog.deps.asap[b]; });
+  std::vector<KernelInfo> kernels;
+  for (size_t i = 0; i < n; ++i) {
+    newIndex[order[i]] = static_cast<int>(i);
+    kernels.push_back(std::move(prog.kernels[order[i]]));
+  }
+  prog.kernels = std::move(kernels);
+  for (ArenaBuffer &b : m.buffers)
+    for (std::vector<int> *list : {&b.kernels, &b.writers}) {
+      for (int &k : *list)
+        k = newIndex[k];
+      std::sort(list->begin(), list->end());
+    }
+
+  int arena = static_cast<int>(prog.valueNames.size());
+  prog.valueNames.push_back("%arena");
+  prog.callerOwned.push_back(true);
+  for (const ArenaBuffer &b : m.buffers) {
+    ByteRange r{b.offset, b.offset + b.bytes};
+    for (int k : b.kernels) {
+      Accesses &a = prog.kernels[k].accesses;
+      bool writes = std::binary_search(b.writers.begin(), b.writers.end(), k);
+      (writes ? a.writes : a.reads).push_back({arena, r});
+    }
+  }
+  std::vector<Accesses> units;
+  std::vector<double> micros;
+  for (const KernelInfo &info : prog.kernels) {
+    units.push_back(info.accesses);
+    micros.push_back(info.micros);
+  }
+  prog.deps = analyzeDependences(units, micros);
 }
 
 Status checkMemoryPlan(const KernelProgram &prog, const MemoryPlan &m) {

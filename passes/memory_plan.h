@@ -28,10 +28,20 @@ struct MemoryPlan {
 };
 
 // Inputs, params, constants and outputs are the caller's memory; every other buffer a
-// kernel writes goes in the arena. Lifetimes are in the kernel DAG's waves.
+// kernel writes goes in the arena. Lifetimes are in the kernel DAG's waves, and two
+// buffers may share bytes when their waves do not overlap: the queue form's barriers
+// order them; addArenaHazards gives the other forms the same order.
 MemoryPlan planMemory(const KernelProgram &prog);
 
-// An error naming two buffers that share bytes while their kernels are not ordered.
+// Makes reuse of arena bytes a hazard like any other: every kernel also reads or writes
+// the arena ranges of its buffers (as buffer "%arena"), and the dependence graph is
+// recomputed, so the CUDA-graph and stream forms order the kernels that share bytes.
+// Kernels are renumbered in wave order (and `m`'s kernel lists with them); waves do not
+// change, since buffers that share bytes already sit in different waves.
+void addArenaHazards(KernelProgram &prog, MemoryPlan &m);
+
+// An error naming two buffers that share bytes while their kernels are not ordered by
+// the program's dependence graph (after addArenaHazards, every sharing pair is).
 Status checkMemoryPlan(const KernelProgram &prog, const MemoryPlan &m);
 
 } // namespace kiln::passes

@@ -19,8 +19,11 @@ Status Module::ensureProgram() {
 Status Module::ensureMemory() {
   if (Status s = ensureProgram(); s.failed())
     return s;
-  if (!memory)
-    memory = planMemory(*program);
+  if (memory)
+    return Status::ok();
+  memory = planMemory(*program);
+  addArenaHazards(*program, *memory);
+  schedule.reset(); // placed on the dependence graph before the arena's hazards
   return Status::ok();
 }
 

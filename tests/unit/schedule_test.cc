@@ -28,8 +28,9 @@ Planned plan(const std::string &text, const char *pipeline) {
   const DeviceProfile &p = deviceProfiles()[0];
   auto prog = buildKernelProgram(*g, p);
   EXPECT_TRUE(prog) << prog.message();
-  Planned out{*prog, placeBarriers(*prog, p), {}};
-  out.mem = planMemory(out.prog);
+  Planned out{*prog, {}, planMemory(*prog)};
+  addArenaHazards(out.prog, out.mem);
+  out.sched = placeBarriers(out.prog, p);
   return out;
 }
 
