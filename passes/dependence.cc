@@ -206,16 +206,17 @@ std::vector<std::pair<int, int>> edgeList(const DependenceGraph &d) {
       edges.push_back({u, v});
   return edges;
 }
-std::vector<int> iota(int n) {
+} // namespace
+
+std::vector<int> programOrder(int n) {
   std::vector<int> v(n);
   for (int i = 0; i < n; ++i)
     v[i] = i;
   return v;
 }
-} // namespace
 
 Reachability::Reachability(const DependenceGraph &d)
-    : Reachability(d.units(), iota(d.units()), edgeList(d)) {}
+    : Reachability(d.units(), programOrder(d.units()), edgeList(d)) {}
 
 int DependenceGraph::edges() const {
   int n = 0;

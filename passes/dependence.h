@@ -73,6 +73,9 @@ struct DependenceGraph {
   int edges() const;
 };
 
+// 0, 1, ..., n-1: units in program order.
+std::vector<int> programOrder(int n);
+
 // Happens-before as bitsets: built from edges visited in a topological `order`.
 class Reachability {
 public:

@@ -135,13 +135,7 @@ void addArenaHazards(KernelProgram &prog, MemoryPlan &m) {
       (writes ? a.writes : a.reads).push_back({arena, r});
     }
   }
-  std::vector<Accesses> units;
-  std::vector<double> micros;
-  for (const KernelInfo &info : prog.kernels) {
-    units.push_back(info.accesses);
-    micros.push_back(info.micros);
-  }
-  prog.deps = analyzeDependences(units, micros);
+  analyzeKernelDependences(prog);
 }
 
 Status checkMemoryPlan(const KernelProgram &prog, const MemoryPlan &m) {

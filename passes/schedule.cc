@@ -20,13 +20,6 @@ bool isCompute(const Node &n) {
   return c != ir::Category::Source && c != ir::Category::Layout;
 }
 
-std::vector<int> programOrder(int n) {
-  std::vector<int> order(n);
-  for (int i = 0; i < n; ++i)
-    order[i] = i;
-  return order;
-}
-
 Error unordered(const KernelProgram &prog, const Dependence &h, const char *form) {
   static const char *kKinds[] = {"RAW", "WAR", "WAW"};
   return makeError(std::string(form) + ": " + kKinds[static_cast<int>(h.kind)] + " hazard " +
@@ -131,6 +124,11 @@ Expected<KernelProgram> buildKernelProgram(const Graph &g, const DeviceProfile &
     info.cost.bytes = std::max(info.cost.bytes, 0.0);
     info.micros = predictMicros(p, info.cost, f16);
   }
+  analyzeKernelDependences(prog);
+  return prog;
+}
+
+void analyzeKernelDependences(KernelProgram &prog) {
   std::vector<Accesses> units;
   std::vector<double> micros;
   for (const KernelInfo &k : prog.kernels) {
@@ -138,7 +136,6 @@ Expected<KernelProgram> buildKernelProgram(const Graph &g, const DeviceProfile &
     micros.push_back(k.micros);
   }
   prog.deps = analyzeDependences(units, micros);
-  return prog;
 }
 
 Schedule placeBarriers(const KernelProgram &prog, const DeviceProfile &p) {

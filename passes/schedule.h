@@ -32,6 +32,9 @@ struct KernelProgram {
 
 Expected<KernelProgram> buildKernelProgram(const ir::Graph &g, const DeviceProfile &p);
 
+// Recomputes prog.deps from the kernels' accesses and times (after they change).
+void analyzeKernelDependences(KernelProgram &prog);
+
 struct Barrier {
   int position;               // sits before order[position]
   std::vector<Access> guards; // the buffer ranges whose hazards it orders
