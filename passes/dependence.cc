@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <map>
-#include <set>
+#include <tuple>
 
 #include "ir/verifier.h"
 #include "passes/cost_model.h"
@@ -186,16 +186,21 @@ Expected<std::vector<Accesses>> nodeAccesses(const ir::Graph &g, std::span<const
 
 Reachability::Reachability(int n, const std::vector<int> &order,
                            const std::vector<std::pair<int, int>> &edges)
-    : words_((static_cast<size_t>(n) + 63) / 64), bits_(n, std::vector<uint64_t>(words_, 0)) {
+    : words_((static_cast<size_t>(n) + 63) / 64), bits_(static_cast<size_t>(n) * words_, 0),
+      used_(n, 0) {
   std::vector<std::vector<int>> in(n);
   for (auto [a, b] : edges)
     in[b].push_back(a);
-  for (int v : order)
+  for (int v : order) {
+    uint64_t *row = &bits_[static_cast<size_t>(v) * words_];
     for (int u : in[v]) {
-      for (size_t w = 0; w < words_; ++w)
-        bits_[v][w] |= bits_[u][w];
-      bits_[v][u / 64] |= uint64_t{1} << (u % 64);
+      const uint64_t *from = &bits_[static_cast<size_t>(u) * words_];
+      for (size_t w = 0; w < used_[u]; ++w)
+        row[w] |= from[w];
+      row[u / 64] |= uint64_t{1} << (u % 64);
+      used_[v] = std::max({used_[v], used_[u], static_cast<size_t>(u / 64 + 1)});
     }
+  }
 }
 
 namespace {
@@ -231,67 +236,79 @@ DependenceGraph analyzeDependences(std::span<const Accesses> units, std::vector<
   d.micros = std::move(micros);
   d.micros.resize(n, 0);
 
-  // Hazards: per buffer, every earlier access against every later one.
+  // Hazards: per buffer, every earlier access against every later one. Touches are
+  // gathered in program order (`seq`), then sorted by buffer and range start.
   struct Touch {
-    int unit;
+    int buffer;
     ByteRange range;
+    int seq, unit;
     bool write;
   };
-  std::map<int, std::vector<Touch>> byBuffer;
-  for (int u = 0; u < n; ++u) {
-    for (const Access &a : units[u].reads)
-      byBuffer[a.buffer].push_back({u, a.range, false});
-    for (const Access &a : units[u].writes)
-      byBuffer[a.buffer].push_back({u, a.range, true});
-  }
-  std::set<std::tuple<int, int, int, int>> seen; // (to, from, kind, buffer)
-  std::vector<std::vector<int>> direct(n);
-  for (auto &[buffer, touches] : byBuffer) {
-    // Overlapping pairs by a sweep over range starts: ranges that miss each other (the
-    // arena's buffers, slices of one tensor) are never compared.
-    std::vector<size_t> byBegin(touches.size());
-    for (size_t i = 0; i < touches.size(); ++i)
-      byBegin[i] = i;
-    std::stable_sort(byBegin.begin(), byBegin.end(), [&](size_t x, size_t y) {
-      return touches[x].range.begin < touches[y].range.begin;
-    });
-    std::vector<size_t> active;
-    for (size_t j : byBegin) {
-      if (touches[j].range.empty())
+  std::vector<Touch> touches;
+  for (int u = 0; u < n; ++u)
+    for (bool write : {false, true})
+      for (const Access &a : write ? units[u].writes : units[u].reads)
+        if (!a.range.empty())
+          touches.push_back({a.buffer, a.range, static_cast<int>(touches.size()), u, write});
+  std::sort(touches.begin(), touches.end(), [](const Touch &x, const Touch &y) {
+    return std::tie(x.buffer, x.range.begin, x.seq) < std::tie(y.buffer, y.range.begin, y.seq);
+  });
+  std::vector<std::tuple<int, int, int, int>> found; // (to, from, kind, buffer)
+  // Overlapping pairs by a sweep over range starts: ranges that miss each other (the
+  // arena's buffers, slices of one tensor) are never compared.
+  std::vector<const Touch *> active;
+  for (size_t j = 0; j < touches.size(); ++j) {
+    const Touch &t = touches[j];
+    if (j == 0 || touches[j - 1].buffer != t.buffer)
+      active.clear();
+    std::erase_if(active, [&](const Touch *i) { return i->range.end <= t.range.begin; });
+    for (const Touch *i : active) {
+      const Touch &a = i->seq < t.seq ? *i : t, &b = i->seq < t.seq ? t : *i;
+      if (a.unit == b.unit || !(a.write || b.write))
         continue;
-      std::erase_if(active,
-                    [&](size_t i) { return touches[i].range.end <= touches[j].range.begin; });
-      for (size_t i : active) {
-        // Touches were gathered in program order: the one added first comes first.
-        const Touch &a = touches[std::min(i, j)], &b = touches[std::max(i, j)];
-        if (a.unit == b.unit || !(a.write || b.write))
-          continue;
-        Hazard kind = a.write && b.write ? Hazard::WAW : a.write ? Hazard::RAW : Hazard::WAR;
-        if (seen.insert({b.unit, a.unit, static_cast<int>(kind), buffer}).second)
-          direct[b.unit].push_back(a.unit);
-      }
-      active.push_back(j);
+      Hazard kind = a.write && b.write ? Hazard::WAW : a.write ? Hazard::RAW : Hazard::WAR;
+      found.push_back({b.unit, a.unit, static_cast<int>(kind), t.buffer});
     }
+    active.push_back(&t);
   }
-  for (auto [to, from, kind, buffer] : seen)
+  std::sort(found.begin(), found.end());
+  found.erase(std::unique(found.begin(), found.end()), found.end());
+  std::vector<std::vector<int>> direct(n);
+  for (auto [to, from, kind, buffer] : found) {
     d.hazards.push_back({from, to, static_cast<Hazard>(kind), buffer});
+    direct[to].push_back(from);
+  }
 
   // Transitive reduction: visiting a unit's predecessors latest first, one already
-  // reachable through a kept one is redundant.
-  size_t words = (static_cast<size_t>(n) + 63) / 64;
-  std::vector<std::vector<uint64_t>> reach(n, std::vector<uint64_t>(words, 0));
+  // reachable through a kept one is redundant. Only units with a hazard get a row of
+  // bits (views and sources have none), numbered in program order, so a row holds bits
+  // below its own number alone.
+  std::vector<int> row(n, -1);
+  int rows = 0;
+  for (auto [to, from, kind, buffer] : found)
+    row[to] = row[from] = 0;
+  for (int u = 0; u < n; ++u)
+    if (row[u] == 0)
+      row[u] = rows++;
+  size_t words = (static_cast<size_t>(rows) + 63) / 64;
+  std::vector<uint64_t> reach(static_cast<size_t>(rows) * words, 0);
   d.preds.assign(n, {});
   for (int v = 0; v < n; ++v) {
     std::vector<int> &ps = direct[v];
+    if (ps.empty())
+      continue;
     std::sort(ps.begin(), ps.end(), std::greater<>());
     ps.erase(std::unique(ps.begin(), ps.end()), ps.end());
+    uint64_t *bits = &reach[static_cast<size_t>(row[v]) * words];
     for (int p : ps) {
-      if (reach[v][p / 64] >> (p % 64) & 1)
+      int r = row[p];
+      if (bits[r / 64] >> (r % 64) & 1)
         continue;
       d.preds[v].push_back(p);
-      for (size_t w = 0; w < words; ++w)
-        reach[v][w] |= reach[p][w];
-      reach[v][p / 64] |= uint64_t{1} << (p % 64);
+      const uint64_t *from = &reach[static_cast<size_t>(r) * words];
+      for (size_t w = 0; w <= static_cast<size_t>(r) / 64; ++w)
+        bits[w] |= from[w];
+      bits[r / 64] |= uint64_t{1} << (r % 64);
     }
     std::sort(d.preds[v].begin(), d.preds[v].end());
   }

@@ -83,11 +83,14 @@ public:
   // From a dependence graph's reduced edges, in program order.
   explicit Reachability(const DependenceGraph &d);
   // Whether `from` happens before `to`.
-  bool before(int from, int to) const { return bits_[to][from / 64] >> (from % 64) & 1; }
+  bool before(int from, int to) const {
+    return bits_[static_cast<size_t>(to) * words_ + from / 64] >> (from % 64) & 1;
+  }
 
 private:
   size_t words_;
-  std::vector<std::vector<uint64_t>> bits_;
+  std::vector<uint64_t> bits_; // row `to`, bit `from`
+  std::vector<size_t> used_;   // per row: words past the last one with a bit set
 };
 
 // `micros` gives each unit's predicted time (0 for units that do no work).

@@ -394,10 +394,17 @@ private:
   double makespan(const DependenceGraph &d, int A, int B) {
     size_t n = g_.nodes.size();
     auto rootOf = [&](int v) { return find(v) == B ? A : find(v); };
-    std::vector<Timing> time(n);
-    std::vector<double> ready(n, 0);
-    std::vector<int> pending(n, 0), first(n, -1), edgeBegin(n + 1, 0);
-    std::vector<std::pair<int, int>> edges;
+    Scratch &s = scratch_;
+    std::vector<Timing> &time = s.time;
+    std::vector<double> &ready = s.ready;
+    std::vector<int> &pending = s.pending, &first = s.first, &edgeBegin = s.edgeBegin;
+    std::vector<std::pair<int, int>> &edges = s.edges;
+    time.assign(n, Timing{});
+    ready.assign(n, 0);
+    pending.assign(n, 0);
+    first.assign(n, -1);
+    edgeBegin.assign(n + 1, 0);
+    edges.clear();
     size_t kernels = 0;
     for (size_t v = 0; v < n; ++v) {
       int id = static_cast<int>(v), k = rootOf(id);
@@ -415,12 +422,17 @@ private:
       else if ((time[k] = timing_[k]).micros < 0)
         time[k] = timing_[k] = timing(members(k), {});
     }
-    std::sort(edges.begin(), edges.end());
+    // Edges bucketed by source (a counting sort): edgeBegin[k] is where k's start.
     for (auto [from, to] : edges) {
       ++edgeBegin[from + 1];
       ++pending[to];
     }
     std::partial_sum(edgeBegin.begin(), edgeBegin.end(), edgeBegin.begin());
+    std::vector<int> &succ = s.succ, &fill = s.fill;
+    succ.resize(edges.size());
+    fill.assign(edgeBegin.begin(), edgeBegin.end() - 1);
+    for (auto [from, to] : edges)
+      succ[fill[from]++] = to;
     using Item = std::pair<int, int>; // (first node, kernel)
     std::priority_queue<Item, std::vector<Item>, std::greater<>> queue;
     for (size_t k = 0; k < n; ++k)
@@ -446,10 +458,10 @@ private:
       lastStart = t;
       end = std::max(end, finish);
       for (int e = edgeBegin[k]; e < edgeBegin[k + 1]; ++e) {
-        int s = edges[e].second;
-        ready[s] = std::max(ready[s], finish);
-        if (--pending[s] == 0)
-          queue.push({first[s], s});
+        int to = succ[e];
+        ready[to] = std::max(ready[to], finish);
+        if (--pending[to] == 0)
+          queue.push({first[to], to});
       }
     }
     return done == kernels ? end : std::numeric_limits<double>::infinity();
@@ -676,6 +688,12 @@ private:
   std::vector<bool> exported_;                 // a graph output, or viewed by one
   std::vector<unsigned> mark_, visit_;         // scratch marks, valid when == a stamp
   unsigned stamp_ = 0;
+  struct Scratch { // makespan()'s, kept between calls to spare the allocations
+    std::vector<Timing> time;
+    std::vector<double> ready;
+    std::vector<int> pending, first, edgeBegin, succ, fill;
+    std::vector<std::pair<int, int>> edges;
+  } scratch_;
 };
 
 class FusionPass : public GraphPass {

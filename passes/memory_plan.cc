@@ -63,6 +63,10 @@ MemoryPlan planMemory(const KernelProgram &prog) {
   for (auto &[buffer, ab] : byBuffer)
     m.buffers.push_back(ab);
 
+  int waves = 0;
+  for (int a : d.asap)
+    waves = std::max(waves, a + 1);
+
   // First fit, largest first, against every placed buffer it may not share bytes with.
   std::vector<int> order(m.buffers.size());
   for (size_t i = 0; i < order.size(); ++i)
@@ -88,9 +92,6 @@ MemoryPlan planMemory(const KernelProgram &prog) {
     placed.insert(pos, i);
   }
 
-  int waves = 0;
-  for (int a : d.asap)
-    waves = std::max(waves, a + 1);
   for (int w = 0; w < waves; ++w) {
     int64_t live = 0;
     for (const ArenaBuffer &b : m.buffers)
@@ -140,16 +141,26 @@ void addArenaHazards(KernelProgram &prog, MemoryPlan &m) {
 
 Status checkMemoryPlan(const KernelProgram &prog, const MemoryPlan &m) {
   Reachability hb(prog.deps);
-  for (size_t i = 0; i < m.buffers.size(); ++i)
-    for (size_t j = 0; j < i; ++j) {
-      const ArenaBuffer &a = m.buffers[i], &b = m.buffers[j];
-      bool overlap = a.offset < b.offset + b.bytes && b.offset < a.offset + a.bytes &&
-                     a.bytes > 0 && b.bytes > 0;
-      if (overlap && !mayShare(a, b, hb))
+  // Pairs that overlap in the arena, by a sweep over offsets.
+  std::vector<int> byOffset(m.buffers.size()), active;
+  for (size_t i = 0; i < byOffset.size(); ++i)
+    byOffset[i] = static_cast<int>(i);
+  std::sort(byOffset.begin(), byOffset.end(),
+            [&](int x, int y) { return m.buffers[x].offset < m.buffers[y].offset; });
+  for (int i : byOffset) {
+    const ArenaBuffer &a = m.buffers[i];
+    if (a.bytes <= 0)
+      continue;
+    std::erase_if(active, [&](int j) {
+      return m.buffers[j].offset + m.buffers[j].bytes <= a.offset;
+    });
+    for (int j : active)
+      if (!mayShare(a, m.buffers[j], hb))
         return makeError("memory: " + prog.valueNames[a.buffer] + " and " +
-                         prog.valueNames[b.buffer] +
+                         prog.valueNames[m.buffers[j].buffer] +
                          " share arena bytes but their kernels may run at the same time");
-    }
+    active.push_back(i);
+  }
   return Status::ok();
 }
 

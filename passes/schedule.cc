@@ -2,6 +2,7 @@
 #include "passes/schedule.h"
 
 #include <algorithm>
+#include <climits>
 #include <map>
 #include <set>
 
@@ -14,6 +15,10 @@ using ir::Node;
 
 // Up to this many kernels, redundant stream events are pruned one by one.
 constexpr int kMaxPruneKernels = 512;
+
+// Streams the stream form uses at most: CUDA maps streams onto 8 hardware queues by
+// default (CUDA_DEVICE_MAX_CONNECTIONS), so more streams would only share them.
+constexpr int kMaxStreams = 8;
 
 bool isCompute(const Node &n) {
   ir::Category c = ir::opCategory(n.op);
@@ -37,14 +42,45 @@ std::vector<ByteRange> rangesOn(const KernelInfo &k, int buffer) {
   return out;
 }
 
-bool guards(const Barrier &b, int buffer, const std::vector<ByteRange> &ranges) {
-  for (const Access &g : b.guards)
-    if (g.buffer == buffer)
-      for (const ByteRange &r : ranges)
-        if (g.range.overlaps(r))
-          return true;
-  return false;
+bool byStart(const Access &x, const Access &y) {
+  return std::tie(x.buffer, x.range.begin, x.range.end) <
+         std::tie(y.buffer, y.range.begin, y.range.end);
 }
+
+// One barrier's guards sorted by buffer and start, with the furthest end reached so
+// far within each buffer, so that "does it guard this range" is one binary search.
+class GuardIndex {
+public:
+  explicit GuardIndex(const Barrier &b) : sorted_(b.guards) {
+    std::sort(sorted_.begin(), sorted_.end(), byStart);
+    reach_.resize(sorted_.size());
+    for (size_t i = 0; i < sorted_.size(); ++i) {
+      bool same = i > 0 && sorted_[i - 1].buffer == sorted_[i].buffer;
+      int64_t end = sorted_[i].range.empty() ? INT64_MIN : sorted_[i].range.end;
+      reach_[i] = same ? std::max(reach_[i - 1], end) : end;
+    }
+  }
+  bool guards(int buffer, const std::vector<ByteRange> &ranges) const {
+    for (const ByteRange &r : ranges) {
+      if (r.empty())
+        continue;
+      // The last guard on `buffer` that starts before r ends; an earlier one reaching
+      // past r's start overlaps it.
+      auto it = std::lower_bound(sorted_.begin(), sorted_.end(), Access{buffer, {r.end, INT64_MIN}},
+                                 byStart);
+      if (it == sorted_.begin())
+        continue;
+      size_t i = static_cast<size_t>(it - sorted_.begin()) - 1;
+      if (sorted_[i].buffer == buffer && reach_[i] > r.begin)
+        return true;
+    }
+    return false;
+  }
+
+private:
+  std::vector<Access> sorted_;
+  std::vector<int64_t> reach_;
+};
 
 } // namespace
 
@@ -162,17 +198,17 @@ Schedule placeBarriers(const KernelProgram &prog, const DeviceProfile &p) {
     for (const ByteRange &r : rangesOn(prog.kernels[h.to], h.buffer))
       b.guards.push_back({h.buffer, r});
   }
+  // Each barrier's guards, sorted, with overlapping or touching ranges of a buffer merged.
   for (Barrier &b : s.queue.barriers) {
-    std::sort(b.guards.begin(), b.guards.end(), [](const Access &x, const Access &y) {
-      return std::tie(x.buffer, x.range.begin, x.range.end) <
-             std::tie(y.buffer, y.range.begin, y.range.end);
-    });
-    b.guards.erase(std::unique(b.guards.begin(), b.guards.end(),
-                               [](const Access &x, const Access &y) {
-                                 return x.buffer == y.buffer && x.range.begin == y.range.begin &&
-                                        x.range.end == y.range.end;
-                               }),
-                   b.guards.end());
+    std::sort(b.guards.begin(), b.guards.end(), byStart);
+    std::vector<Access> merged;
+    for (const Access &a : b.guards)
+      if (!merged.empty() && merged.back().buffer == a.buffer &&
+          a.range.begin <= merged.back().range.end)
+        merged.back().range.end = std::max(merged.back().range.end, a.range.end);
+      else
+        merged.push_back(a);
+    b.guards = std::move(merged);
   }
 
   // Graph form: the reduced DAG itself.
@@ -181,8 +217,9 @@ Schedule placeBarriers(const KernelProgram &prog, const DeviceProfile &p) {
       s.graph.edges.push_back({u, v});
 
   // Stream form: a kernel continues the stream of a predecessor that ends it (the one
-  // finishing last), else starts a stream; cross-stream edges become events unless an
-  // earlier wait on the same stream already covers them.
+  // finishing last), else starts a stream, or once there are kMaxStreams, continues the
+  // stream that frees up first; cross-stream edges become events unless an earlier wait
+  // on the same stream already covers them.
   s.streams.streamOf.assign(n, -1);
   std::vector<double> finish(n, 0);
   s.start.assign(n, 0);
@@ -194,8 +231,18 @@ Schedule placeBarriers(const KernelProgram &prog, const DeviceProfile &p) {
         best = u;
     }
     int st = best >= 0 ? s.streams.streamOf[best] : static_cast<int>(s.streams.streams.size());
-    if (best < 0)
+    if (best < 0 && st == kMaxStreams) {
+      auto freesFirst = [&](const std::vector<int> &a, const std::vector<int> &b) {
+        return finish[a.back()] < finish[b.back()];
+      };
+      st = static_cast<int>(std::min_element(s.streams.streams.begin(), s.streams.streams.end(),
+                                             freesFirst) -
+                            s.streams.streams.begin());
+    }
+    if (st == static_cast<int>(s.streams.streams.size()))
       s.streams.streams.emplace_back();
+    else
+      s.start[v] = finish[s.streams.streams[st].back()];
     s.streams.streams[st].push_back(v);
     s.streams.streamOf[v] = st;
     for (int u : d.preds[v])
@@ -250,13 +297,22 @@ Status checkQueue(const KernelProgram &prog, const QueueForm &q) {
   std::vector<int> pos(n, -1);
   for (int i = 0; i < n; ++i)
     pos[q.order[i]] = i;
+  std::vector<GuardIndex> index(q.barriers.begin(), q.barriers.end());
+  std::vector<int> byPosition(q.barriers.size());
+  for (size_t i = 0; i < byPosition.size(); ++i)
+    byPosition[i] = static_cast<int>(i);
+  std::sort(byPosition.begin(), byPosition.end(),
+            [&](int a, int b) { return q.barriers[a].position < q.barriers[b].position; });
   for (const Dependence &h : prog.deps.hazards) {
     if (pos[h.from] >= pos[h.to])
       return unordered(prog, h, "queue");
     std::vector<ByteRange> ranges = rangesOn(prog.kernels[h.to], h.buffer);
-    bool ok = std::any_of(q.barriers.begin(), q.barriers.end(), [&](const Barrier &b) {
-      return b.position > pos[h.from] && b.position <= pos[h.to] && guards(b, h.buffer, ranges);
-    });
+    // The barriers between the two kernels: position in (pos[from], pos[to]].
+    auto it = std::upper_bound(byPosition.begin(), byPosition.end(), pos[h.from],
+                               [&](int p, int b) { return p < q.barriers[b].position; });
+    bool ok = false;
+    for (; !ok && it != byPosition.end() && q.barriers[*it].position <= pos[h.to]; ++it)
+      ok = index[*it].guards(h.buffer, ranges);
     if (!ok)
       return unordered(prog, h, "queue");
   }

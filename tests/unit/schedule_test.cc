@@ -105,6 +105,29 @@ TEST(Schedule, CheckerCatchesEveryRemovedBarrierEdgeAndEvent) {
   EXPECT_GT(mutations, 20);
 }
 
+TEST(Schedule, CheckerCatchesABarrierThatGuardsTheWrongBytes) {
+  int mutations = 0;
+  for (const std::string &text : cases()) {
+    Planned p = plan(text, "canonicalize,fusion");
+    for (size_t i = 0; i < p.sched.queue.barriers.size(); ++i, ++mutations) {
+      QueueForm q = p.sched.queue;
+      for (Access &a : q.barriers[i].guards) // the same buffers, bytes past the end
+        a.range = {a.range.end + (1 << 20), a.range.end + (2 << 20)};
+      EXPECT_TRUE(checkQueue(p.prog, q).failed()) << "barrier " << i << " moved";
+    }
+  }
+  EXPECT_GT(mutations, 5);
+}
+
+TEST(Schedule, BarrierGuardsAreSortedAndDisjoint) {
+  for (const std::string &text : cases())
+    for (const Barrier &b : plan(text, "canonicalize,fusion").sched.queue.barriers)
+      for (size_t i = 1; i < b.guards.size(); ++i) {
+        const Access &x = b.guards[i - 1], &y = b.guards[i];
+        EXPECT_TRUE(x.buffer < y.buffer || (x.buffer == y.buffer && x.range.end < y.range.begin));
+      }
+}
+
 TEST(Schedule, CheckerCatchesAKernelMovedAheadOfItsProducer) {
   Planned p = plan(kBranches, "canonicalize");
   QueueForm q = p.sched.queue;
@@ -120,6 +143,27 @@ TEST(Schedule, IndependentReductionsShareOneWave) {
   EXPECT_TRUE(p.sched.graph.edges.empty());
   EXPECT_EQ(p.sched.streams.streams.size(), 8u);
   EXPECT_TRUE(p.sched.streams.events.empty());
+}
+
+TEST(Schedule, StreamsAreCappedAtEightAndStillChecked) {
+  // Twenty independent chains, each of two kernels (one input each, so nothing merges).
+  std::string inputs, results, body;
+  for (int i = 0; i < 20; ++i) {
+    std::string x = "%x" + std::to_string(i);
+    inputs += (i ? ", " : "") + x + ": f32[16, 64]";
+    results += i ? ", f32[16]" : "f32[16]";
+    body += "  %e" + std::to_string(i) + " = mul " + x + ", " + x + " : f32[16, 64]\n";
+    body += "  %r" + std::to_string(i) + " = reduce_sum %e" + std::to_string(i) +
+            " {axes = [1]} : f32[16]\n";
+  }
+  std::string text = "graph @wide(" + inputs + ") -> (" + results + ") {\n" + body + "  return";
+  for (int i = 0; i < 20; ++i)
+    text += (i ? ", %r" : " %r") + std::to_string(i);
+  text += "\n}";
+  Planned p = plan(text, "canonicalize");
+  EXPECT_EQ(p.sched.streams.streams.size(), 8u);
+  Status s = checkStreams(p.prog, p.sched.streams);
+  EXPECT_FALSE(s.failed()) << s.message();
 }
 
 TEST(Schedule, AChainIsOneStreamWithNoEvents) {
