@@ -4,7 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
-#include <map>
+#include <unordered_map>
 
 #include "ir/interpreter.h"
 #include "ir/printer.h"
@@ -227,13 +227,15 @@ private:
 
   Graph &g_;
   std::vector<int> repl_;
-  std::map<std::string, int> seen_;
+  std::unordered_map<std::string, int> seen_; // lookups only, never iterated
   bool changed_ = false;
 };
 
 class CanonicalizePass : public GraphPass {
 protected:
-  Expected<bool> runOnGraph(Graph &g) override { return Canonicalizer(g).run(); }
+  Expected<bool> runOnGraph(Graph &g, const DeviceProfile &) override {
+    return Canonicalizer(g).run();
+  }
 };
 
 } // namespace

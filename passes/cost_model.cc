@@ -12,12 +12,15 @@ namespace {
 
 // Figures from ../shared/device.md (H200: 4.22 TB/s copy, 0.92 us per graph node) and
 // public peak rates; the H100 copy rate is the one measured there (about 3.0 TB/s).
-// lavapipe: 25 us per dispatch, and no gain from concurrency.
+// lavapipe: 25 us per dispatch, and no gain from concurrency. Shared memory: 227 KB per
+// block on sm_90 (opted in at launch); 32 KB, the common Vulkan maxComputeSharedMemorySize
+// (llvmpipe's too). Buffers: 16 for every target, within Vulkan's
+// maxPerStageDescriptorStorageBuffers on desktop GPUs and lavapipe.
 const DeviceProfile kProfiles[] = {
-    {"h200", 4220, 67, 989, 0.92, 1.4, 132},
-    {"h100", 3000, 67, 989, 0.92, 1.4, 132},
-    {"vulkan-gpu", 1000, 20, 80, 2.8, 3.0, 64},
-    {"lavapipe", 20, 0.2, 0.2, 25, 25, 1},
+    {"h200", 4220, 67, 989, 0.92, 1.4, 132, 16, 227 * 1024},
+    {"h100", 3000, 67, 989, 0.92, 1.4, 132, 16, 227 * 1024},
+    {"vulkan-gpu", 1000, 20, 80, 2.8, 3.0, 64, 16, 32 * 1024},
+    {"lavapipe", 20, 0.2, 0.2, 25, 25, 1, 16, 32 * 1024},
 };
 
 double elements(const ir::TensorType &t, std::span<const int64_t> dims) {
@@ -37,6 +40,11 @@ const DeviceProfile *findDeviceProfile(std::string_view name) {
     if (p.name == name)
       return &p;
   return nullptr;
+}
+
+int64_t kernelSharedBytes(int contractions, int elementBytes, int rows) {
+  int64_t tiles = contractions > 0 ? kTileM * kTileK + int64_t{contractions} * kTileK * kTileN : 0;
+  return tiles * elementBytes + rows * kRowScratchBytes;
 }
 
 std::vector<int64_t> costDims(const ir::Graph &g) {

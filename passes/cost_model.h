@@ -1,6 +1,7 @@
 // The cost model: device profiles, and bytes, flops and predicted time per op and kernel.
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
@@ -18,7 +19,17 @@ struct DeviceProfile {
   double launchMicros;    // cost of one kernel in a replayed plan (graph node / dispatch)
   double minKernelMicros; // the shortest a kernel takes even with no work
   int parallelSlots;      // small kernels that can run side by side (SMs / CUs, coarsely)
+  int maxKernelBuffers;   // buffers one kernel may bind (read from outside or write)
+  int64_t sharedBytes;    // shared (workgroup) memory one block may use
 };
+
+// Shared memory the kernels kiln generates use, which fusion keeps within a profile's
+// sharedBytes: a group of sibling contractions stages one kTileM x kTileK tile of their
+// common A operand and one kTileK x kTileN tile of each B operand; a row reduction
+// keeps one partial result per warp (kRowScratchBytes).
+constexpr int kTileM = 64, kTileN = 64, kTileK = 32;
+constexpr int64_t kRowScratchBytes = 32 * 8;
+int64_t kernelSharedBytes(int contractions, int elementBytes, int rows);
 
 // Every profile kiln knows, the first being the default.
 std::span<const DeviceProfile> deviceProfiles();

@@ -162,24 +162,30 @@ Expected<std::vector<Accesses>> nodeAccesses(const ir::Graph &g, std::span<const
   }
   // A read (or a graph output) that sees an older version than an in-place write made
   // before it would see the new bytes instead.
-  auto checkRead = [&](int reader, int value, const std::string &who) -> Status {
+  // `reader` is a node, or g.nodes.size() for the graph's results.
+  auto checkRead = [&](size_t reader, int value) -> Status {
     auto it = updates.find(layouts[value].buffer);
     if (it == updates.end())
       return Status::ok();
     for (auto [u, region] : it->second)
-      if (u > version[value] && u < reader && region.overlaps(layouts[value].range))
+      if (u > version[value] && static_cast<size_t>(u) < reader &&
+          region.overlaps(layouts[value].range)) {
+        std::string who =
+            reader < g.nodes.size() ? valueName(g, static_cast<int>(reader)) : "the graph's result";
         return makeError("error: " + who + " reads " + valueName(g, value) + " after " +
                          valueName(g, u) + " overwrote it in place (insert_slice); copy it first");
+      }
     return Status::ok();
   };
+  if (updates.empty())
+    return out;
   for (size_t id = 0; id < g.nodes.size(); ++id)
     for (int o : g.nodes[id].operands)
       if (!isView(g.nodes[id]))
-        if (Status s = checkRead(static_cast<int>(id), o, valueName(g, static_cast<int>(id)));
-            s.failed())
+        if (Status s = checkRead(id, o); s.failed())
           return s;
   for (int o : g.outputs)
-    if (Status s = checkRead(static_cast<int>(g.nodes.size()), o, "the graph's result"); s.failed())
+    if (Status s = checkRead(g.nodes.size(), o); s.failed())
       return s;
   return out;
 }

@@ -30,9 +30,9 @@ using ir::Graph;
 using ir::Node;
 using ir::Op;
 
-// Buffers one kernel may bind (inputs read and values written): a conservative limit
-// that every target kiln emits for meets.
-constexpr int kMaxKernelBuffers = 16;
+// Kernels of earlier siblings that one sibling contraction tries to join (see
+// fuseSiblings).
+constexpr int kSiblingWindow = 16;
 
 // In order of strength: a merged kernel takes the stronger kind. A Solo op stays alone,
 // except an insert_slice that joins a kernel as its store (the kernel keeps its kind).
@@ -81,16 +81,17 @@ struct Footprint {
   double bytes = 0;
   double flops = 0;
   bool f16 = false; // f16 rates when any op computes in f16 or bf16, as nodeMicros does
+  int contractions = 0, rows = 0, elementBytes = 0; // anchors, for shared memory
 };
 
 class Fuser {
 public:
-  explicit Fuser(Graph &g)
-      : g_(g), profile_(deviceProfiles()[0]), dims_(costDims(g)), bytes_(g.nodes.size()),
+  Fuser(Graph &g, const DeviceProfile &profile)
+      : g_(g), profile_(profile), dims_(costDims(g)), bytes_(g.nodes.size()),
         flops_(g.nodes.size()), parent_(g.nodes.size()), kind_(g.nodes.size()),
         members_(g.nodes.size()), timing_(g.nodes.size()), users_(g.nodes.size()),
         computeUsers_(g.nodes.size()), exported_(g.nodes.size(), false), mark_(g.nodes.size(), 0),
-        visit_(g.nodes.size(), 0) {
+        visit_(g.nodes.size(), 0), tried_(g.nodes.size(), 0) {
     size_t n = g.nodes.size();
     std::iota(parent_.begin(), parent_.end(), 0);
     for (size_t id = 0; id < n; ++id) {
@@ -270,7 +271,7 @@ private:
       for (int u : computeUsers_[m])
         if (find(u) != P && (find(u) != C || !compatible(m, u)))
           return false;
-    if (footprint(members(P), members(C)).buffers > kMaxKernelBuffers)
+    if (!fits(footprint(members(P), members(C))))
       return false;
     std::vector<int> reached;
     if (reachesAround(P, C, reached))
@@ -321,13 +322,18 @@ private:
       for (int u : users_[x])
         if (kindOf(g_.nodes[u]) == Kind::Contraction && g_.nodes[u].operands[0] == x)
           siblings.push_back(u);
-      // Each sibling tries each earlier sibling's kernel once, until it joins one.
+      // Each sibling tries the kernels of the nearest earlier siblings, the latest first
+      // (the one most likely to have room), until it joins one or has tried
+      // kSiblingWindow kernels: fusion stays linear in the siblings of a value.
       for (size_t i = 1; i < siblings.size(); ++i) {
-        std::vector<int> tried{find(siblings[i])};
-        for (size_t j = 0; j < i; ++j) {
-          if (std::find(tried.begin(), tried.end(), find(siblings[j])) != tried.end())
+        unsigned round = ++triedStamp_;
+        tried_[find(siblings[i])] = round;
+        int left = kSiblingWindow;
+        for (size_t j = i; j-- > 0 && left > 0;) {
+          if (tried_[find(siblings[j])] == round)
             continue;
-          tried.push_back(find(siblings[j]));
+          tried_[find(siblings[j])] = round;
+          --left;
           if (tryMergeSiblings(siblings[j], siblings[i], d, current)) {
             merged = true;
             break;
@@ -364,7 +370,7 @@ private:
     int A = find(a), B = find(b);
     if (A == B || !sameRows(g_.nodes[a], g_.nodes[b]) || !edgesElementwise(A, B, a, b) ||
         !edgesElementwise(B, A, b, a) ||
-        footprint(members(A), members(B)).buffers > kMaxKernelBuffers)
+        !fits(footprint(members(A), members(B))))
       return false;
     if (ord_[A] > ord_[B])
       std::swap(A, B);
@@ -405,6 +411,7 @@ private:
     first.assign(n, -1);
     edgeBegin.assign(n + 1, 0);
     edges.clear();
+    s.byFirst.clear();
     size_t kernels = 0;
     for (size_t v = 0; v < n; ++v) {
       int id = static_cast<int>(v), k = rootOf(id);
@@ -416,6 +423,7 @@ private:
       if (first[k] >= 0)
         continue;
       first[k] = id;
+      s.byFirst.push_back(k);
       ++kernels;
       if (k == A)
         time[k] = timing(members(A), members(B));
@@ -433,18 +441,28 @@ private:
     fill.assign(edgeBegin.begin(), edgeBegin.end() - 1);
     for (auto [from, to] : edges)
       succ[fill[from]++] = to;
+    // Ready kernels by first node: those ready from the start come sorted from a scan
+    // of the nodes (`initial`), those that become ready later from a heap.
+    std::vector<int> &initial = s.initial;
+    initial.clear();
+    for (int k : s.byFirst)
+      if (pending[k] == 0)
+        initial.push_back(k);
+    size_t next = 0;
     using Item = std::pair<int, int>; // (first node, kernel)
     std::priority_queue<Item, std::vector<Item>, std::greater<>> queue;
-    for (size_t k = 0; k < n; ++k)
-      if (first[k] >= 0 && pending[k] == 0)
-        queue.push({first[k], static_cast<int>(k)});
     using Run = std::pair<double, double>; // (end, share)
     std::priority_queue<Run, std::vector<Run>, std::greater<>> running;
     double used = 0, lastStart = -profile_.launchMicros, end = 0;
     size_t done = 0;
-    while (!queue.empty()) {
-      int k = queue.top().second;
-      queue.pop();
+    while (next < initial.size() || !queue.empty()) {
+      int k;
+      if (queue.empty() || (next < initial.size() && first[initial[next]] < queue.top().first)) {
+        k = initial[next++];
+      } else {
+        k = queue.top().second;
+        queue.pop();
+      }
       ++done;
       double t = std::max(ready[k], lastStart + profile_.launchMicros);
       while (!running.empty() && (running.top().first <= t || used + time[k].share > 1 + 1e-9)) {
@@ -492,6 +510,11 @@ private:
         const Node &n = g_.nodes[m];
         f.flops += flops_[m];
         f.f16 |= isHalf(n.type.dtype);
+        if (kindOf(n) == Kind::Contraction) {
+          ++f.contractions;
+          f.elementBytes = std::max(f.elementBytes, ir::dtypeBytes(g_.typeOf(n.operands[0]).dtype));
+        }
+        f.rows += kindOf(n) == Kind::Row;
         for (size_t i = 0; i < n.operands.size(); ++i) {
           int o = n.operands[i], base = o;
           while (isView(g_.nodes[base]))
@@ -512,6 +535,12 @@ private:
         }
       }
     return f;
+  }
+
+  // Whether one kernel of this footprint stays within the profile's limits.
+  bool fits(const Footprint &f) const {
+    return f.buffers <= profile_.maxKernelBuffers &&
+           kernelSharedBytes(f.contractions, f.elementBytes, f.rows) <= profile_.sharedBytes;
   }
 
   // Whether a path leaves kernel P and reaches kernel C through a third kernel, for P
@@ -688,17 +717,21 @@ private:
   std::vector<bool> exported_;                 // a graph output, or viewed by one
   std::vector<unsigned> mark_, visit_;         // scratch marks, valid when == a stamp
   unsigned stamp_ = 0;
+  std::vector<unsigned> tried_; // fuseSiblings' kernels tried, valid when == triedStamp_
+  unsigned triedStamp_ = 0;
   struct Scratch { // makespan()'s, kept between calls to spare the allocations
     std::vector<Timing> time;
     std::vector<double> ready;
-    std::vector<int> pending, first, edgeBegin, succ, fill;
+    std::vector<int> pending, first, edgeBegin, succ, fill, byFirst, initial;
     std::vector<std::pair<int, int>> edges;
   } scratch_;
 };
 
 class FusionPass : public GraphPass {
 protected:
-  Expected<bool> runOnGraph(Graph &g) override { return Fuser(g).run(); }
+  Expected<bool> runOnGraph(Graph &g, const DeviceProfile &profile) override {
+    return Fuser(g, profile).run();
+  }
 };
 
 } // namespace

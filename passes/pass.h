@@ -11,6 +11,7 @@
 namespace kiln::passes {
 
 struct Module;
+struct DeviceProfile;
 
 class Pass {
 public:
@@ -21,13 +22,14 @@ public:
   virtual Expected<bool> run(Module &m) = 0;
 };
 
-// A pass that rewrites the graph; when it changes it, the module's analyses are dropped.
+// A pass that rewrites the graph for the module's device profile; when it changes the
+// graph, the module's analyses are dropped.
 class GraphPass : public Pass {
 public:
   Expected<bool> run(Module &m) final;
 
 protected:
-  virtual Expected<bool> runOnGraph(ir::Graph &g) = 0;
+  virtual Expected<bool> runOnGraph(ir::Graph &g, const DeviceProfile &profile) = 0;
 };
 
 struct PassInfo {

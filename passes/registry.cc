@@ -38,7 +38,7 @@ const PassInfo kPasses[] = {
 } // namespace
 
 Expected<bool> GraphPass::run(Module &m) {
-  auto changed = runOnGraph(m.graph);
+  auto changed = runOnGraph(m.graph, *m.profile);
   if (changed && *changed)
     m.invalidate();
   return changed;

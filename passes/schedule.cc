@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <climits>
 #include <map>
-#include <set>
 
 namespace kiln::passes {
 
@@ -121,21 +120,26 @@ Expected<KernelProgram> buildKernelProgram(const Graph &g, const DeviceProfile &
 
   // A buffer is internal to a kernel when the kernel makes it and nothing outside the
   // kernel (another kernel, or the caller through an output) looks at its bytes.
-  std::vector<std::set<int>> touchedBy(g.nodes.size()); // buffer -> kernels
+  // Per buffer: the one kernel that touches it, or kShared when more than one does.
+  constexpr int kNone = -1, kShared = -2;
+  std::vector<int> touchedBy(g.nodes.size(), kNone);
+  auto touch = [&](int buffer, int k) {
+    int &t = touchedBy[buffer];
+    t = t == kNone || t == k ? k : kShared;
+  };
   for (size_t id = 0; id < g.nodes.size(); ++id) {
     if (kernelOfNode[id] < 0)
       continue;
     for (const Access &a : (*accesses)[id].reads)
-      touchedBy[a.buffer].insert(kernelOfNode[id]);
+      touch(a.buffer, kernelOfNode[id]);
     for (const Access &a : (*accesses)[id].writes)
-      touchedBy[a.buffer].insert(kernelOfNode[id]);
+      touch(a.buffer, kernelOfNode[id]);
   }
-  std::set<int> outputBuffers;
+  std::vector<bool> outputBuffer(g.nodes.size(), false);
   for (int o : g.outputs)
-    outputBuffers.insert(prog.layouts[o].buffer);
+    outputBuffer[prog.layouts[o].buffer] = true;
   auto internal = [&](int buffer, int k) {
-    return kernelOfNode[buffer] == k && touchedBy[buffer].size() == 1 &&
-           !outputBuffers.count(buffer);
+    return kernelOfNode[buffer] == k && touchedBy[buffer] == k && !outputBuffer[buffer];
   };
   std::vector<int64_t> dims = costDims(g);
   for (size_t k = 0; k < prog.kernels.size(); ++k) {

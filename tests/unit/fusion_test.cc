@@ -3,6 +3,7 @@
 
 #include "ir/interpreter.h"
 #include "ir/parser.h"
+#include "passes/module.h"
 #include "passes/pass_manager.h"
 #include "tests/unit/examples.h"
 
@@ -94,6 +95,39 @@ TEST(Fusion, SiblingContractionsShareAKernel) {
       {});
   EXPECT_EQ(g.kernels.size(), 1u);
   EXPECT_EQ(kernelOf(g, "a"), kernelOf(g, "rb"));
+}
+
+// Six f32 sibling contractions: 13 buffers, and 8 KB of shared memory for the A tile
+// plus 8 KB per B tile. H200 blocks have 227 KB, so one kernel holds all six; a Vulkan
+// GPU's 32 KB holds three.
+TEST(Fusion, SiblingsStayWithinTheProfilesSharedMemory) {
+  std::string text = "graph @g(%x: f32[4, 64]";
+  std::string body, results, values;
+  for (int i = 0; i < 6; ++i) {
+    std::string n = std::to_string(i);
+    text += ", %w" + n + ": f32[64, 32]";
+    body += "  %m" + n + " = matmul %x, %w" + n + " : f32[4, 32]\n";
+    results += i ? ", f32[4, 32]" : "f32[4, 32]";
+    values += i ? ", %m" + n : " %m" + n;
+  }
+  text += ") -> (" + results + ") {\n" + body + "  return" + values + "\n}";
+  auto g = ir::parseGraph(text);
+  ASSERT_TRUE(g) << g.message();
+  for (auto [profile, kernels] : {std::pair{"h200", 1u}, std::pair{"vulkan-gpu", 2u}}) {
+    Module m;
+    m.graph = *g;
+    m.profile = findDeviceProfile(profile);
+    PassManager pm;
+    ASSERT_FALSE(pm.addPipeline("canonicalize,fusion").failed());
+    ASSERT_FALSE(pm.run(m).failed());
+    EXPECT_EQ(m.graph.kernels.size(), kernels) << profile;
+    std::vector<int> perKernel(m.graph.kernels.size(), 0);
+    for (const ir::Node &n : m.graph.nodes)
+      if (n.op == ir::Op::Matmul)
+        ++perKernel[n.kernel];
+    for (int c : perKernel)
+      EXPECT_LE(kernelSharedBytes(c, 4, 0), m.profile->sharedBytes) << profile;
+  }
 }
 
 TEST(Fusion, RopeAndTheCacheStoreJoinAContractionThroughAReshape) {
