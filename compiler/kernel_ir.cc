@@ -12,6 +12,30 @@ const char *opName(KOp op) {
   switch (op) {
   case KOp::GlobalId:
     return "global_id";
+  case KOp::LocalId:
+    return "local_id";
+  case KOp::GroupId:
+    return "group_id";
+  case KOp::SharedLoad:
+    return "shared_load";
+  case KOp::SharedStore:
+    return "shared_store";
+  case KOp::Barrier:
+    return "barrier";
+  case KOp::VarNew:
+    return "var";
+  case KOp::VarGet:
+    return "get";
+  case KOp::VarSet:
+    return "set";
+  case KOp::LoopBegin:
+    return "loop";
+  case KOp::LoopEnd:
+    return "end_loop";
+  case KOp::IfBegin:
+    return "if";
+  case KOp::IfEnd:
+    return "end_if";
   case KOp::Dim:
     return "dim";
   case KOp::ConstI:
@@ -129,6 +153,8 @@ Signature signatureOf(KOp op) {
   constexpr Want B = Want::Bool, I = Want::I32, F = Want::F32, A = Want::Any;
   switch (op) {
   case KOp::GlobalId:
+  case KOp::LocalId:
+  case KOp::GroupId:
   case KOp::Dim:
   case KOp::ConstI:
     return {{}, I};
@@ -180,7 +206,23 @@ Signature signatureOf(KOp op) {
   case KOp::Load:
     return {{I}, A};
   case KOp::Store:
+  case KOp::SharedStore:
     return {{I, A}, A};
+  case KOp::SharedLoad:
+    return {{I}, A};
+  case KOp::Barrier:
+  case KOp::LoopEnd:
+  case KOp::IfEnd:
+    return {{}, A};
+  case KOp::VarNew:
+  case KOp::VarGet:
+    return {{A}, A};
+  case KOp::VarSet:
+    return {{A, A}, A};
+  case KOp::LoopBegin:
+    return {{I, I, I}, I};
+  case KOp::IfBegin:
+    return {{B}, A};
   }
   return {{}, A};
 }
@@ -235,15 +277,32 @@ public:
     if (k_.guardEnd < 0 || k_.guardEnd > n)
       return fail("guardEnd " + std::to_string(k_.guardEnd) + " is outside the body (" +
                   std::to_string(n) + " instructions)");
-    if (k_.guard < 0 || k_.guard >= k_.guardEnd)
-      return fail("guard %" + std::to_string(k_.guard) + " is not in the prologue [0, " +
+    if (k_.guard < 0 && k_.guardEnd != 0)
+      return fail("a kernel without a guard has a prologue (guardEnd " +
                   std::to_string(k_.guardEnd) + ")");
-    const KInst &g = k_.body[k_.guard];
-    if (g.op == KOp::Store || g.type != KType::Bool)
-      return fail("guard %" + std::to_string(k_.guard) + " (" + opName(g.op) + ") is not a bool");
-    for (int id = 0; id < n; ++id)
+    if (k_.guard >= 0) {
+      if (k_.guard >= k_.guardEnd)
+        return fail("guard %" + std::to_string(k_.guard) + " is not in the prologue [0, " +
+                    std::to_string(k_.guardEnd) + ")");
+      const KInst &g = k_.body[k_.guard];
+      if (hasNoResult(g.op) || g.type != KType::Bool)
+        return fail("guard %" + std::to_string(k_.guard) + " (" + opName(g.op) + ") is not a bool");
+    }
+    for (size_t i = 0; i < k_.shared.size(); ++i)
+      if (k_.shared[i].elem == KType::Bool || k_.shared[i].size <= 0)
+        return fail("shared array " + std::to_string(i) + " is not a non-empty i32 or f32 array");
+    region_.assign(n, -1);
+    open_.assign(n, false);
+    for (int id = 0; id < n; ++id) {
+      if (id == k_.guardEnd && !stack_.empty())
+        return failAt(stack_.back(), "region is still open where the prologue ends");
       if (Status s = verifyInst(id); s.failed())
         return s;
+      if (Status s = enterOrLeave(id); s.failed())
+        return s;
+    }
+    if (!stack_.empty())
+      return failAt(stack_.back(), "region is never closed");
     return Status::ok();
   }
 
@@ -251,6 +310,27 @@ private:
   Status fail(const std::string &msg) const { return makeError("kernel @" + k_.name + ": " + msg); }
   Status failAt(int id, const std::string &msg) const {
     return fail("%" + std::to_string(id) + " (" + opName(k_.body[id].op) + "): " + msg);
+  }
+
+  // Keeps the stack of open regions; a value belongs to the innermost region open where
+  // it is defined (a loop's induction variable to the loop itself).
+  Status enterOrLeave(int id) {
+    const KInst &in = k_.body[id];
+    region_[id] = stack_.empty() ? -1 : stack_.back();
+    if (in.op == KOp::LoopBegin || in.op == KOp::IfBegin) {
+      stack_.push_back(id);
+      open_[id] = true;
+      region_[id] = id;
+      return Status::ok();
+    }
+    if (in.op != KOp::LoopEnd && in.op != KOp::IfEnd)
+      return Status::ok();
+    KOp want = in.op == KOp::LoopEnd ? KOp::LoopBegin : KOp::IfBegin;
+    if (stack_.empty() || k_.body[stack_.back()].op != want)
+      return failAt(id, std::string("closes no open ") + opName(want));
+    open_[stack_.back()] = false;
+    stack_.pop_back();
+    return Status::ok();
   }
 
   Status verifyInst(int id) {
@@ -264,15 +344,18 @@ private:
       if (a < 0 || a >= id)
         return failAt(id, "operand " + std::to_string(i) + " is %" + std::to_string(a) +
                               ", not an earlier instruction");
-      if (k_.body[a].op == KOp::Store)
-        return failAt(id, "operand " + std::to_string(i) + " is %" + std::to_string(a) +
-                              ", a store, which has no result");
+      if (hasNoResult(k_.body[a].op))
+        return failAt(id, "operand " + std::to_string(i) + " is %" + std::to_string(a) + ", a " +
+                              opName(k_.body[a].op) + ", which has no result");
+      if (region_[a] >= 0 && !open_[region_[a]])
+        return failAt(id, "operand " + std::to_string(i) + " %" + std::to_string(a) +
+                              " is defined inside a region that has ended");
       KType t = k_.body[a].type;
       if (!matches(sig.operands[i], t))
         return failAt(id, "operand " + std::to_string(i) + " %" + std::to_string(a) + " is " +
                               typeName(t) + ", expected " + wantName(sig.operands[i]));
     }
-    if (in.op != KOp::Store && !matches(sig.result, in.type))
+    if (!hasNoResult(in.op) && !matches(sig.result, in.type))
       return failAt(id, std::string("result type is ") + typeName(in.type) + ", expected " +
                             wantName(sig.result));
     return verifySpecific(id, in);
@@ -306,6 +389,37 @@ private:
     case KOp::Load:
     case KOp::Store:
       return verifyMemory(id, in);
+    case KOp::SharedLoad:
+    case KOp::SharedStore:
+      return verifyShared(id, in);
+    case KOp::Barrier:
+      if (k_.guard >= 0)
+        return failAt(id, "barrier in a guarded kernel (some invocations would not arrive)");
+      return Status::ok();
+    case KOp::VarNew:
+      if (argType(0) != in.type)
+        return failAt(id, std::string("variable of ") + typeName(in.type) + " starts as " +
+                              typeName(argType(0)));
+      return Status::ok();
+    case KOp::VarGet:
+    case KOp::VarSet: {
+      const KInst &var = k_.body[in.args[0]];
+      if (var.op != KOp::VarNew)
+        return failAt(id, "operand 0 %" + std::to_string(in.args[0]) + " is not a variable");
+      KType t = in.op == KOp::VarGet ? in.type : argType(1);
+      if (t != var.type)
+        return failAt(id, std::string(in.op == KOp::VarGet ? "reads " : "writes ") + typeName(t) +
+                              " from a variable of " + typeName(var.type));
+      if (in.op == KOp::VarSet && id < k_.guardEnd)
+        return failAt(id, "side effect in the prologue");
+      return Status::ok();
+    }
+    case KOp::LoopBegin:
+    case KOp::LoopEnd:
+    case KOp::IfBegin:
+    case KOp::IfEnd:
+    case KOp::LocalId:
+    case KOp::GroupId:
     case KOp::GlobalId:
     case KOp::ConstF:
     case KOp::ConstB:
@@ -344,6 +458,22 @@ private:
     return Status::ok();
   }
 
+  Status verifyShared(int id, const KInst &in) {
+    int ns = static_cast<int>(k_.shared.size());
+    if (in.buffer < 0 || in.buffer >= ns)
+      return failAt(id, "shared array " + std::to_string(in.buffer) + " is outside [0, " +
+                            std::to_string(ns) + ")");
+    KType elem = k_.shared[in.buffer].elem;
+    KType t = in.op == KOp::SharedLoad ? in.type : k_.body[in.args[1]].type;
+    if (t != elem)
+      return failAt(id, std::string(in.op == KOp::SharedLoad ? "loads " : "stores ") + typeName(t) +
+                            " with shared array " + std::to_string(in.buffer) + " of " +
+                            typeName(elem));
+    if (in.op == KOp::SharedStore && id < k_.guardEnd)
+      return failAt(id, "side effect in the prologue");
+    return Status::ok();
+  }
+
   Status verifyMemory(int id, const KInst &in) {
     int nb = static_cast<int>(k_.buffers.size());
     if (in.buffer < 0 || in.buffer >= nb)
@@ -370,6 +500,9 @@ private:
   }
 
   const Kernel &k_;
+  std::vector<int> region_; // per instruction: its region's LoopBegin/IfBegin, or -1
+  std::vector<bool> open_;  // per LoopBegin/IfBegin: still open
+  std::vector<int> stack_;  // open regions, innermost last
 };
 
 std::string floatText(float v) {
@@ -388,8 +521,23 @@ std::string printInst(const Kernel &k, int id) {
   const KInst &in = k.body[id];
   std::string buf = in.buffer >= 0 ? "buf" + std::to_string(in.buffer) : "buf?";
   auto arg = [&](size_t i) { return i < in.args.size() ? ref(in.args[i]) : std::string("%?"); };
-  if (in.op == KOp::Store)
+  std::string shared = "shared" + std::to_string(in.buffer);
+  switch (in.op) {
+  case KOp::Store:
     return "store " + buf + "[" + arg(0) + "], " + arg(1);
+  case KOp::SharedStore:
+    return "shared_store " + shared + "[" + arg(0) + "], " + arg(1);
+  case KOp::Barrier:
+  case KOp::LoopEnd:
+  case KOp::IfEnd:
+    return opName(in.op);
+  case KOp::IfBegin:
+    return "if " + arg(0);
+  case KOp::VarSet:
+    return "set " + arg(0) + ", " + arg(1);
+  default:
+    break;
+  }
   std::string s = ref(id) + " = " + opName(in.op) + " " + typeName(in.type);
   switch (in.op) {
   case KOp::Dim:
@@ -401,6 +549,19 @@ std::string printInst(const Kernel &k, int id) {
     return s + (in.imm != 0 ? " true" : " false");
   case KOp::Load:
     return s + " " + buf + "[" + arg(0) + "]";
+  case KOp::SharedLoad:
+    return s + " " + shared + "[" + arg(0) + "]";
+  case KOp::SharedStore:
+  case KOp::Barrier:
+  case KOp::VarNew:
+  case KOp::VarGet:
+  case KOp::VarSet:
+  case KOp::LoopBegin:
+  case KOp::LoopEnd:
+  case KOp::IfBegin:
+  case KOp::IfEnd:
+  case KOp::LocalId:
+  case KOp::GroupId:
   case KOp::GlobalId:
   case KOp::IAdd:
   case KOp::ISub:
@@ -456,12 +617,22 @@ std::string printKernel(const Kernel &k) {
     s += std::string(": ") + memTypeName(b.elem) + (b.written ? " write" : " read");
   }
   s += ") dims=" + std::to_string(k.numDims) + " {\n";
+  for (size_t i = 0; i < k.shared.size(); ++i)
+    s += "  shared" + std::to_string(i) + ": " + typeName(k.shared[i].elem) + "[" +
+         std::to_string(k.shared[i].size) + "]\n";
   int n = static_cast<int>(k.body.size());
+  std::string indent = "  ";
   for (int id = 0; id <= n; ++id) {
-    if (id == k.guardEnd)
+    if (id == k.guardEnd && k.guard >= 0)
       s += "  guard " + ref(k.guard) + "\n";
-    if (id < n)
-      s += "  " + printInst(k, id) + "\n";
+    if (id == n)
+      break;
+    KOp op = k.body[id].op;
+    if ((op == KOp::LoopEnd || op == KOp::IfEnd) && indent.size() > 2)
+      indent.resize(indent.size() - 2);
+    s += indent + printInst(k, id) + "\n";
+    if (op == KOp::LoopBegin || op == KOp::IfBegin)
+      indent += "  ";
   }
   return s + "}\n";
 }

@@ -4,7 +4,18 @@
 // is a flat list of SSA instructions; an instruction's id is its index. The body runs
 // for invocations whose guard value is true; instructions before `guardEnd` are the
 // prologue that computes the guard (every invocation runs them), the rest run only
-// under the guard. Stores appear only after the prologue.
+// under the guard. Stores appear only after the prologue. A kernel without a guard
+// (guard -1, guardEnd 0) runs the whole body in every invocation.
+//
+// Structured control flow: LoopBegin ... LoopEnd and IfBegin ... IfEnd nest properly; a
+// value defined inside a region is used only inside it (values cross region boundaries
+// through variables: VarNew, VarGet, VarSet). Barrier waits for every invocation of the
+// workgroup and makes its shared-memory writes visible; it may appear only where every
+// invocation of the workgroup arrives: never under a guard, and inside loops and ifs
+// whose conditions the lowering keeps the same across the workgroup.
+//
+// Shared memory: arrays of `Kernel::shared`, one copy per workgroup, read and written
+// by SharedLoad and SharedStore (`buffer` names the array).
 //
 // Parameters: buffers 0..N-1 (storage elements of `MemType`), then the dims info
 // buffer (int32 values of the graph's symbolic dims, in declaration order).
@@ -32,6 +43,8 @@ enum class MemType : uint8_t { F32, F16, BF16, I32 };
 enum class KOp : uint8_t {
   // Leaves.
   GlobalId, // I32: the invocation's global id (x).
+  LocalId,  // I32: the invocation's index in its workgroup, [0, kWorkgroupSize).
+  GroupId,  // I32: the workgroup's index; GlobalId = GroupId * kWorkgroupSize + LocalId.
   Dim,      // I32: value of symbolic dim `imm` read from the dims buffer.
   ConstI,   // I32 `imm`.
   ConstF,   // F32 `fimm` (exactly representable in f32; NaN and infinities allowed).
@@ -75,7 +88,27 @@ enum class KOp : uint8_t {
   // Memory: `buffer` names the parameter; args[0] is the element index (I32).
   Load,  // type: the buffer's register type.
   Store, // args: index, value; no result.
+  // Shared memory: `buffer` names the array of Kernel::shared; args[0] is the index.
+  SharedLoad,  // type: the array's element type.
+  SharedStore, // args: index, value; no result.
+  Barrier,     // no operands, no result.
+  // Variables: a VarNew is a variable of its initial value's type (its id names it).
+  VarNew, // args: initial value.
+  VarGet, // args: variable; type: the variable's.
+  VarSet, // args: variable, value; no result.
+  // Regions.
+  LoopBegin, // I32 result: the induction variable i; args: begin, end, step (> 0).
+             // The body runs for i = begin, begin + step, ... while i < end.
+  LoopEnd,   // closes the innermost open LoopBegin; no result.
+  IfBegin,   // args: condition (Bool); the body runs where it holds. No result.
+  IfEnd,     // closes the innermost open IfBegin; no result.
 };
+
+// Whether an instruction produces no value.
+inline bool hasNoResult(KOp op) {
+  return op == KOp::Store || op == KOp::SharedStore || op == KOp::Barrier || op == KOp::VarSet ||
+         op == KOp::LoopEnd || op == KOp::IfBegin || op == KOp::IfEnd;
+}
 
 struct KInst {
   KOp op;
@@ -92,9 +125,16 @@ struct KBuffer {
   bool written = false; // read-only when false
 };
 
+// A shared-memory array (per workgroup).
+struct KShared {
+  KType elem = KType::F32; // I32 or F32
+  int size = 0;            // elements
+};
+
 struct Kernel {
   std::string name; // a valid identifier in PTX and SPIR-V
   std::vector<KBuffer> buffers;
+  std::vector<KShared> shared;
   int numDims = 0; // entries in the dims buffer
   std::vector<KInst> body;
   int guard = -1;   // id of a Bool instruction in the prologue
@@ -118,6 +158,24 @@ public:
   void store(int buffer, int index, int value) {
     emit({KOp::Store, KType::I32, {index, value}, 0, 0, buffer});
   }
+  int localId() { return emit({KOp::LocalId, KType::I32}); }
+  int groupId() { return emit({KOp::GroupId, KType::I32}); }
+  int sharedLoad(int array, KType t, int index) {
+    return emit({KOp::SharedLoad, t, {index}, 0, 0, array});
+  }
+  void sharedStore(int array, int index, int value) {
+    emit({KOp::SharedStore, KType::I32, {index, value}, 0, 0, array});
+  }
+  void barrier() { emit({KOp::Barrier, KType::I32}); }
+  int varNew(KType t, int init) { return emit({KOp::VarNew, t, {init}}); }
+  int varGet(KType t, int var) { return emit({KOp::VarGet, t, {var}}); }
+  void varSet(int var, int value) { emit({KOp::VarSet, KType::I32, {var, value}}); }
+  int loopBegin(int begin, int end, int step) {
+    return emit({KOp::LoopBegin, KType::I32, {begin, end, step}});
+  }
+  void loopEnd() { emit({KOp::LoopEnd, KType::I32}); }
+  void ifBegin(int cond) { emit({KOp::IfBegin, KType::I32, {cond}}); }
+  void ifEnd() { emit({KOp::IfEnd, KType::I32}); }
   // Ends the prologue: instructions after this run only where `cond` holds.
   void guard(int cond) {
     k_.guard = cond;

@@ -369,8 +369,7 @@ private:
   bool tryMergeSiblings(int a, int b, const DependenceGraph &d, double &current) {
     int A = find(a), B = find(b);
     if (A == B || !sameRows(g_.nodes[a], g_.nodes[b]) || !edgesElementwise(A, B, a, b) ||
-        !edgesElementwise(B, A, b, a) ||
-        !fits(footprint(members(A), members(B))))
+        !edgesElementwise(B, A, b, a) || !fits(footprint(members(A), members(B))))
       return false;
     if (ord_[A] > ord_[B])
       std::swap(A, B);

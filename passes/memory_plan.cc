@@ -151,9 +151,8 @@ Status checkMemoryPlan(const KernelProgram &prog, const MemoryPlan &m) {
     const ArenaBuffer &a = m.buffers[i];
     if (a.bytes <= 0)
       continue;
-    std::erase_if(active, [&](int j) {
-      return m.buffers[j].offset + m.buffers[j].bytes <= a.offset;
-    });
+    std::erase_if(active,
+                  [&](int j) { return m.buffers[j].offset + m.buffers[j].bytes <= a.offset; });
     for (int j : active)
       if (!mayShare(a, m.buffers[j], hb))
         return makeError("memory: " + prog.valueNames[a.buffer] + " and " +

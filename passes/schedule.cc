@@ -239,9 +239,9 @@ Schedule placeBarriers(const KernelProgram &prog, const DeviceProfile &p) {
       auto freesFirst = [&](const std::vector<int> &a, const std::vector<int> &b) {
         return finish[a.back()] < finish[b.back()];
       };
-      st = static_cast<int>(std::min_element(s.streams.streams.begin(), s.streams.streams.end(),
-                                             freesFirst) -
-                            s.streams.streams.begin());
+      st = static_cast<int>(
+          std::min_element(s.streams.streams.begin(), s.streams.streams.end(), freesFirst) -
+          s.streams.streams.begin());
     }
     if (st == static_cast<int>(s.streams.streams.size()))
       s.streams.streams.emplace_back();

@@ -58,16 +58,25 @@ public:
     annotate("kernel", 1);
     annotate("maxntidx", kWorkgroupSize);
 
+    for (const KShared &s : k_.shared)
+      shared_.push_back(sharedArray(s));
     auto *entry = llvm::BasicBlock::Create(ctx_, "entry", fn_);
-    auto *body = llvm::BasicBlock::Create(ctx_, "body", fn_);
-    auto *exit = llvm::BasicBlock::Create(ctx_, "exit", fn_);
     vals_.assign(k_.body.size(), nullptr);
     b_.SetInsertPoint(entry);
+    int n = static_cast<int>(k_.body.size());
+    if (k_.guard < 0) {
+      for (int id = 0; id < n; ++id)
+        vals_[id] = emitInst(k_.body[id]);
+      b_.CreateRetVoid();
+      return;
+    }
+    auto *body = llvm::BasicBlock::Create(ctx_, "body", fn_);
+    auto *exit = llvm::BasicBlock::Create(ctx_, "exit", fn_);
     for (int id = 0; id < k_.guardEnd; ++id)
       vals_[id] = emitInst(k_.body[id]);
     b_.CreateCondBr(vals_[k_.guard], body, exit);
     b_.SetInsertPoint(body);
-    for (int id = k_.guardEnd; id < static_cast<int>(k_.body.size()); ++id)
+    for (int id = k_.guardEnd; id < n; ++id)
       vals_[id] = emitInst(k_.body[id]);
     b_.CreateRetVoid();
     b_.SetInsertPoint(exit);
@@ -83,6 +92,90 @@ private:
   }
 
   llvm::Value *arg(const KInst &in, int i) { return vals_[in.args[i]]; }
+
+  // A shared array: an addrspace(3) global, one per workgroup.
+  llvm::GlobalVariable *sharedArray(const KShared &s) {
+    llvm::Type *elem = s.elem == KType::F32 ? b_.getFloatTy() : b_.getInt32Ty();
+    auto *type = llvm::ArrayType::get(elem, static_cast<uint64_t>(s.size));
+    auto *g = new llvm::GlobalVariable(m_, type, false, llvm::GlobalValue::InternalLinkage,
+                                       llvm::UndefValue::get(type), "shared", nullptr,
+                                       llvm::GlobalValue::NotThreadLocal, 3);
+    g->setAlignment(llvm::Align(16));
+    return g;
+  }
+
+  llvm::Value *sharedPtr(const KInst &in) {
+    llvm::GlobalVariable *g = shared_[in.buffer];
+    return b_.CreateInBoundsGEP(g->getValueType(), g, {b_.getInt32(0), arg(in, 0)});
+  }
+
+  llvm::Type *llvmType(KType t) {
+    switch (t) {
+    case KType::Bool:
+      return b_.getInt1Ty();
+    case KType::I32:
+      return b_.getInt32Ty();
+    case KType::F32:
+      return b_.getFloatTy();
+    }
+    return nullptr;
+  }
+
+  // A variable: a stack slot made at the function's entry (mem2reg turns it into
+  // registers), holding `init` from here on.
+  llvm::Value *variable(llvm::Type *type, llvm::Value *init) {
+    llvm::BasicBlock &entry = fn_->getEntryBlock();
+    llvm::IRBuilder<> at(&entry, entry.begin());
+    llvm::Value *slot = at.CreateAlloca(type);
+    b_.CreateStore(init, slot);
+    return slot;
+  }
+
+  // Regions open at the current instruction, innermost last.
+  struct Region {
+    llvm::BasicBlock *header = nullptr, *exit = nullptr; // exit: a loop's or an if's merge
+    llvm::Value *counter = nullptr, *step = nullptr;     // a loop's induction slot and step
+  };
+
+  llvm::Value *beginLoop(const KInst &in) {
+    Region r;
+    r.counter = variable(b_.getInt32Ty(), arg(in, 0));
+    r.step = arg(in, 2);
+    r.header = llvm::BasicBlock::Create(ctx_, "loop", fn_);
+    auto *body = llvm::BasicBlock::Create(ctx_, "loop.body", fn_);
+    r.exit = llvm::BasicBlock::Create(ctx_, "loop.exit", fn_);
+    b_.CreateBr(r.header);
+    b_.SetInsertPoint(r.header);
+    llvm::Value *i = b_.CreateLoad(b_.getInt32Ty(), r.counter);
+    b_.CreateCondBr(b_.CreateICmpSLT(i, arg(in, 1)), body, r.exit);
+    b_.SetInsertPoint(body);
+    regions_.push_back(r);
+    return i;
+  }
+
+  void endLoop() {
+    Region r = regions_.back();
+    regions_.pop_back();
+    llvm::Value *i = b_.CreateLoad(b_.getInt32Ty(), r.counter);
+    b_.CreateStore(b_.CreateAdd(i, r.step), r.counter);
+    b_.CreateBr(r.header);
+    b_.SetInsertPoint(r.exit);
+  }
+
+  void beginIf(const KInst &in) {
+    Region r;
+    auto *then = llvm::BasicBlock::Create(ctx_, "if.then", fn_);
+    r.exit = llvm::BasicBlock::Create(ctx_, "if.end", fn_);
+    b_.CreateCondBr(arg(in, 0), then, r.exit);
+    b_.SetInsertPoint(then);
+    regions_.push_back(r);
+  }
+
+  void endIf() {
+    b_.CreateBr(regions_.back().exit);
+    b_.SetInsertPoint(regions_.back().exit);
+    regions_.pop_back();
+  }
   llvm::Value *f32(float v) { return llvm::ConstantFP::get(ctx_, llvm::APFloat(v)); }
 
   llvm::Value *sreg(llvm::Intrinsic::ID id) { return b_.CreateIntrinsic(id, {}, {}); }
@@ -268,6 +361,36 @@ private:
     case KOp::Store:
       store(in);
       return nullptr;
+    case KOp::LocalId:
+      return sreg(llvm::Intrinsic::nvvm_read_ptx_sreg_tid_x);
+    case KOp::GroupId: // launches are 1-D: up to 2^31 - 1 blocks in x
+      return sreg(llvm::Intrinsic::nvvm_read_ptx_sreg_ctaid_x);
+    case KOp::SharedLoad:
+      return b_.CreateAlignedLoad(llvmType(in.type), sharedPtr(in), llvm::Align(4));
+    case KOp::SharedStore:
+      b_.CreateAlignedStore(arg(in, 1), sharedPtr(in), llvm::Align(4));
+      return nullptr;
+    case KOp::Barrier:
+      b_.CreateIntrinsic(llvm::Intrinsic::nvvm_barrier0, {}, {});
+      return nullptr;
+    case KOp::VarNew:
+      return variable(llvmType(in.type), arg(in, 0));
+    case KOp::VarGet:
+      return b_.CreateLoad(llvmType(in.type), arg(in, 0));
+    case KOp::VarSet:
+      b_.CreateStore(arg(in, 1), arg(in, 0));
+      return nullptr;
+    case KOp::LoopBegin:
+      return beginLoop(in);
+    case KOp::LoopEnd:
+      endLoop();
+      return nullptr;
+    case KOp::IfBegin:
+      beginIf(in);
+      return nullptr;
+    case KOp::IfEnd:
+      endIf();
+      return nullptr;
     }
     return nullptr;
   }
@@ -278,6 +401,8 @@ private:
   llvm::IRBuilder<> b_;
   llvm::Function *fn_ = nullptr;
   std::vector<llvm::Value *> vals_;
+  std::vector<llvm::GlobalVariable *> shared_;
+  std::vector<Region> regions_;
 };
 
 void optimize(llvm::Module &m, llvm::TargetMachine &tm) {

@@ -105,7 +105,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"GuardAfterPrologue",
                 [](Kernel &k) { k.guard = 3; },
                 {"guard %3 is not in the prologue [0, 3)"}},
-        BadCase{"NoGuard", [](Kernel &k) { k.guard = -1; }, {"guard %-1"}},
+        BadCase{"NoGuardButAPrologue",
+                [](Kernel &k) { k.guard = -1; },
+                {"without a guard has a prologue (guardEnd 3)"}},
         BadCase{"GuardEndPastBody",
                 [](Kernel &k) { k.guardEnd = 20; },
                 {"guardEnd 20 is outside the body (9 instructions)"}},
@@ -134,6 +136,91 @@ INSTANTIATE_TEST_SUITE_P(
                 {"%9 (cast)", "casts f32 to itself"}},
         BadCase{"BadName", [](Kernel &k) { k.name = "9lives"; }, {"not a valid identifier"}}),
     [](const ::testing::TestParamInfo<BadCase> &info) { return std::string(info.param.what); });
+
+// A kernel without a guard: out[lane] = sum over i < dims[0] of in[i], through a loop,
+// a variable, shared memory and a barrier. Ids: %0 local_id, %1 dim, %2 const 0,
+// %3 const 0.0, %4 var, %5 const 1, %6 loop, %7 load, %8 get, %9 fadd, %10 set,
+// %11 end_loop, %12 get, %13 shared_store, %14 barrier, %15 shared_load, %16 store.
+Kernel regionKernel() {
+  Kernel k;
+  k.name = "regions";
+  k.buffers = {{"in", MemType::F32, false}, {"out", MemType::F32, true}};
+  k.shared = {{KType::F32, kWorkgroupSize}};
+  k.numDims = 1;
+  KernelBuilder b(k);
+  int lane = b.localId();
+  int n = b.dim(0);
+  int zero = b.constI(0);
+  int acc = b.varNew(KType::F32, b.constF(0));
+  int i = b.loopBegin(zero, n, b.constI(1));
+  int x = b.load(0, KType::F32, i);
+  b.varSet(acc, b.op(KOp::FAdd, KType::F32, {b.varGet(KType::F32, acc), x}));
+  b.loopEnd();
+  b.sharedStore(0, lane, b.varGet(KType::F32, acc));
+  b.barrier();
+  b.store(1, lane, b.sharedLoad(0, KType::F32, lane));
+  return k;
+}
+
+TEST(KernelIrVerifier, AcceptsRegionsVariablesAndSharedMemory) {
+  Kernel k = regionKernel();
+  ASSERT_EQ(k.body.size(), 17u) << printKernel(k);
+  Status s = verifyKernel(k);
+  EXPECT_FALSE(s.failed()) << s.message() << "\n" << printKernel(k);
+}
+
+TEST(KernelIrVerifier, RejectsBrokenRegions) {
+  struct Case {
+    const char *what;
+    std::function<void(Kernel &)> breakIt;
+    const char *expect;
+  };
+  const Case cases[] = {
+      {"unclosed loop",
+       [](Kernel &k) {
+         k.body.push_back({KOp::LoopBegin, KType::I32, {2, 1, 5}});
+       },
+       "region is never closed"},
+      {"loop closed as an if", [](Kernel &k) { k.body[11].op = KOp::IfEnd; }, "closes no open if"},
+      {"value used after its loop", [](Kernel &k) { k.body[16].args[1] = 7; },
+       "defined inside a region that has ended"},
+      {"get of a non-variable", [](Kernel &k) { k.body[12].args[0] = 2; }, "is not a variable"},
+      {"variable of the wrong type", [](Kernel &k) { k.body[12].type = KType::I32; },
+       "reads i32 from a variable of f32"},
+      {"shared array out of range", [](Kernel &k) { k.body[15].buffer = 1; },
+       "shared array 1 is outside [0, 1)"},
+      {"shared type mismatch", [](Kernel &k) { k.shared[0].elem = KType::I32; },
+       "with shared array 0 of i32"},
+      {"empty shared array", [](Kernel &k) { k.shared[0].size = 0; }, "non-empty"},
+      {"barrier under a guard",
+       [](Kernel &k) {
+         k.body.insert(k.body.begin() + 1, {KOp::ConstB, KType::Bool, {}, 1});
+         for (KInst &in : k.body)
+           for (int &a : in.args)
+             a += a >= 1;
+         k.guard = 1;
+         k.guardEnd = 2;
+       },
+       "barrier in a guarded kernel"},
+      {"operand is a barrier", [](Kernel &k) { k.body[16].args[1] = 14; },
+       "a barrier, which has no result"},
+  };
+  for (const Case &c : cases) {
+    Kernel k = regionKernel();
+    c.breakIt(k);
+    std::string msg = verifyError(k);
+    EXPECT_NE(msg.find(c.expect), std::string::npos) << c.what << ": " << msg;
+  }
+}
+
+TEST(KernelIrPrinter, IndentsRegionsAndListsSharedArrays) {
+  std::string text = printKernel(regionKernel());
+  for (const char *line :
+       {"  shared0: f32[256]\n", "  %6 = loop i32 %2, %1, %5\n", "    %7 = load f32 buf0[%6]\n",
+        "    set %4, %9\n", "  end_loop\n", "  shared_store shared0[%0], %12\n", "  barrier\n"})
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+  EXPECT_EQ(text.find("guard"), std::string::npos) << text;
+}
 
 TEST(KernelIrVerifier, AcceptsEveryCast) {
   const KType types[] = {KType::Bool, KType::I32, KType::F32};

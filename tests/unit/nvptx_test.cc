@@ -13,6 +13,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/unit/sample_kernels.h"
+
 namespace kiln::compiler {
 namespace {
 
@@ -157,6 +159,18 @@ TEST_P(NvptxArch, EachMathOpAloneAccepted) {
     EXPECT_EQ(ptx.find("approx"), std::string::npos) << ptx;
     EXPECT_EQ(runPtxas(ptxas, ptx, GetParam()), "") << printKernel(k);
   }
+}
+
+// Loops, variables, shared memory, barriers and ifs (a workgroup row reduction).
+TEST_P(NvptxArch, ControlFlowAndSharedMemory) {
+  std::string ptx = emitOrFail(testing::rowSumMax(), GetParam());
+  for (const char *s : {".shared", "bar.sync", "st.shared.f32", "ld.shared.f32", "max.NaN.f32"})
+    EXPECT_NE(ptx.find(s), std::string::npos) << s << "\n" << ptx;
+  EXPECT_EQ(ptx.find(".local"), std::string::npos) << "a variable stayed in memory";
+  std::string ptxas = findPtxas();
+  if (ptxas.empty())
+    GTEST_SKIP() << "SKIPPED: ptxas not found";
+  EXPECT_EQ(runPtxas(ptxas, ptx, GetParam()), "");
 }
 
 INSTANTIATE_TEST_SUITE_P(Archs, NvptxArch, ::testing::Values("sm_80", "sm_90"),

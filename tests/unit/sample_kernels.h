@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,61 @@ inline compiler::Kernel mulBroadcastExp() {
   int bi = b.load(1, KType::F32, b.op(KOp::IRem, KType::I32, {i, b.dim(1)}));
   int prod = b.op(KOp::FMul, KType::F32, {a, bi});
   b.store(2, i, b.op(KOp::FAdd, KType::F32, {prod, b.op(KOp::FExp, KType::F32, {a})}));
+  return k;
+}
+
+// Row sums and maxima, one workgroup per row: out_sum[r] = sum of in[r, :], out_max[r] =
+// max of in[r, :], rows = dims[0], cols = dims[1]. Each invocation accumulates a strided
+// part of the row in variables (a loop), then the workgroup combines the partials with a
+// shared-memory tree (barriers; halving loop). Workgroups past the last row do nothing
+// (a uniform if). Buffers: in, out_sum, out_max.
+inline compiler::Kernel rowSumMax() {
+  compiler::Kernel k;
+  k.name = "row_sum_max";
+  k.numDims = 2;
+  k.buffers = {{"in", MemType::F32, false},
+               {"out_sum", MemType::F32, true},
+               {"out_max", MemType::F32, true}};
+  constexpr int kSize = compiler::kWorkgroupSize;
+  k.shared = {{KType::F32, kSize}, {KType::F32, kSize}};
+  KernelBuilder b(k);
+  int row = b.groupId(), lane = b.localId(), rows = b.dim(0), cols = b.dim(1);
+  b.ifBegin(b.op(KOp::ILt, KType::Bool, {row, rows}));
+  int sum = b.varNew(KType::F32, b.constF(0));
+  int max = b.varNew(KType::F32, b.constF(-std::numeric_limits<float>::infinity()));
+  int base = b.op(KOp::IMul, KType::I32, {row, cols});
+  int c = b.loopBegin(lane, cols, b.constI(kSize));
+  int x = b.load(0, KType::F32, b.op(KOp::IAdd, KType::I32, {base, c}));
+  b.varSet(sum, b.op(KOp::FAdd, KType::F32, {b.varGet(KType::F32, sum), x}));
+  b.varSet(max, b.op(KOp::FMax, KType::F32, {b.varGet(KType::F32, max), x}));
+  b.loopEnd();
+  b.sharedStore(0, lane, b.varGet(KType::F32, sum));
+  b.sharedStore(1, lane, b.varGet(KType::F32, max));
+  b.barrier();
+  // for (half = kSize / 2; half > 0; half /= 2), as a loop over steps.
+  int half = b.varNew(KType::I32, b.constI(kSize / 2));
+  int steps = 0;
+  for (int w = kSize; w > 1; w /= 2)
+    ++steps;
+  b.loopBegin(b.constI(0), b.constI(steps), b.constI(1));
+  int h = b.varGet(KType::I32, half);
+  b.ifBegin(b.op(KOp::ILt, KType::Bool, {lane, h}));
+  int other = b.op(KOp::IAdd, KType::I32, {lane, h});
+  b.sharedStore(0, lane,
+                b.op(KOp::FAdd, KType::F32,
+                     {b.sharedLoad(0, KType::F32, lane), b.sharedLoad(0, KType::F32, other)}));
+  b.sharedStore(1, lane,
+                b.op(KOp::FMax, KType::F32,
+                     {b.sharedLoad(1, KType::F32, lane), b.sharedLoad(1, KType::F32, other)}));
+  b.ifEnd();
+  b.barrier();
+  b.varSet(half, b.op(KOp::IDiv, KType::I32, {h, b.constI(2)}));
+  b.loopEnd();
+  b.ifBegin(b.op(KOp::ILt, KType::Bool, {lane, b.constI(1)}));
+  b.store(1, row, b.sharedLoad(0, KType::F32, b.constI(0)));
+  b.store(2, row, b.sharedLoad(1, KType::F32, b.constI(0)));
+  b.ifEnd();
+  b.ifEnd();
   return k;
 }
 
