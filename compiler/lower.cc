@@ -1,12 +1,16 @@
-// Lowers a pointwise graph to one kernel: every node is evaluated at the output
-// element of each invocation, and broadcast operands are read through their strides.
+// Lowering: a fused graph becomes one kernel per kernel block (a computed node outside
+// every block is a kernel of its own). Values that leave a kernel go to memory: the
+// caller's output buffers, or temporaries. Each kernel is lowered by the template of its
+// kind: pointwise, or a row kernel around one reduction or normalization.
 #include "compiler/lower.h"
 
+#include <algorithm>
 #include <cctype>
-#include <cmath>
-#include <map>
-#include <numbers>
+#include <memory>
 #include <set>
+
+#include "compiler/element_lowering.h"
+#include "compiler/templates.h"
 
 namespace kiln::compiler {
 
@@ -16,364 +20,292 @@ using ir::DType;
 using ir::Node;
 using ir::Op;
 
-std::optional<MemType> memTypeOf(DType t) {
-  switch (t) {
-  case DType::F32:
-    return MemType::F32;
-  case DType::F16:
-    return MemType::F16;
-  case DType::BF16:
-    return MemType::BF16;
-  case DType::I32:
-    return MemType::I32;
-  case DType::I64:
-  case DType::Bool:
-    return std::nullopt;
-  }
-  return std::nullopt;
+bool isView(const Node &n) { return ir::opCategory(n.op) == ir::Category::Layout; }
+bool isCompute(const Node &n) { return ir::opCategory(n.op) != ir::Category::Source && !isView(n); }
+bool isRowAnchor(const Node &n) {
+  return ir::opCategory(n.op) == ir::Category::Reduce ||
+         ir::opCategory(n.op) == ir::Category::Normalize;
 }
 
-// Why a node cannot be part of the pointwise kernel, or empty when it can.
-std::string unsupportedReason(const ir::Graph &g, const Node &n, const std::set<int> &storedOnly,
-                              int id) {
-  if (n.op == Op::Input || n.op == Op::Param)
-    return memTypeOf(n.type.dtype) ? ""
-                                   : "inputs of dtype " + std::string(ir::dtypeName(n.type.dtype));
-  if (n.op == Op::Constant)
-    return n.has("value") ? "" : "dense constants";
-  bool pointwise = ir::isPointwise(n.op) || n.op == Op::Broadcast;
-  if (!pointwise)
-    return std::string(ir::opName(n.op));
+std::string identifier(const std::string &s) {
+  std::string out;
+  for (char c : s)
+    out += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return out;
+}
+
+// Why node `id` cannot be part of a kernel kiln generates, or empty when it can.
+// `storedOnly`: the node's value is only stored (a narrowing cast is exact there).
+std::string unsupportedReason(const ir::Graph &g, int id, bool storedOnly) {
+  const Node &n = g.nodes[id];
   DType t = n.type.dtype;
+  std::string op(ir::opName(n.op));
+  switch (ir::opCategory(n.op)) {
+  case ir::Category::Source:
+    if (n.op == Op::Constant && !n.has("value"))
+      return "dense constants";
+    if (n.op != Op::Constant && !memTypeOf(t))
+      return "inputs of dtype " + std::string(ir::dtypeName(t));
+    return "";
+  case ir::Category::Layout:
+    return "";
+  case ir::Category::Reduce:
+    if (n.attrInts("axes").size() != 1)
+      return op + " over several axes";
+    if (!ir::isFloat(t))
+      return op + " on " + std::string(ir::dtypeName(t));
+    return "";
+  case ir::Category::Normalize:
+    return "";
+  case ir::Category::Unary:
+  case ir::Category::Binary:
+  case ir::Category::Select:
+  case ir::Category::Cast:
+    break;
+  case ir::Category::Rope:
+  case ir::Category::Contraction:
+  case ir::Category::Gather:
+  case ir::Category::Concat:
+  case ir::Category::Update:
+    return op;
+  }
   if (t == DType::I64)
-    return std::string(ir::opName(n.op)) + " on i64";
-  if (t == DType::Bool && n.op != Op::Cast && n.op != Op::Broadcast)
-    return std::string(ir::opName(n.op)) + " on bool";
+    return op + " on i64";
+  if (t == DType::Bool && n.op != Op::Cast)
+    return op + " on bool";
   if (!ir::isFloat(t) && (n.op == Op::Div || n.op == Op::Pow))
-    return "integer " + std::string(ir::opName(n.op));
+    return "integer " + op;
   // Registers hold floats as f32: a narrowing cast is exact only where it is stored.
-  if (n.op == Op::Cast && (t == DType::F16 || t == DType::BF16) && !storedOnly.count(id))
+  if (n.op == Op::Cast && (t == DType::F16 || t == DType::BF16) && !storedOnly)
     return "a cast to " + std::string(ir::dtypeName(t)) + " that feeds other ops";
   return "";
 }
 
-class PointwiseLowering {
+class Lowering {
 public:
-  PointwiseLowering(const ir::Graph &g, Kernel &k, runtime::Executable &exe)
-      : g_(g), k_(k), exe_(exe), b_(k) {}
+  explicit Lowering(const ir::Graph &g) : g_(g), unit_(g.nodes.size(), -1) {}
 
-  void run() {
-    const ir::Shape &out = g_.typeOf(g_.outputs[0]).shape;
-    shape_ = out;
-    gid_ = b_.globalId();
-    int total = b_.constI(1);
-    for (const ir::Dim &d : out)
-      total = b_.op(KOp::IMul, KType::I32, {total, extent(d)});
-    b_.guard(b_.op(KOp::ILt, KType::Bool, {gid_, total}));
-    for (size_t i = 0; i < g_.outputs.size(); ++i) {
-      int node = g_.outputs[i];
-      int buf = addBuffer(exe_.outputs[i], true);
-      b_.store(buf, gid_, value(node));
-    }
+  Expected<LoweredGraph> run() {
+    groupKernels();
+    findEscapes();
+    if (Status s = checkSupported(); s.failed())
+      return s;
+    declareBuffers();
+    for (size_t k = 0; k < groups_.size(); ++k)
+      if (Status s = lowerKernel(static_cast<int>(k)); s.failed())
+        return s;
+    for (size_t i = 0; i < g_.outputs.size(); ++i)
+      if (!isCompute(g_.nodes[g_.outputs[i]]))
+        if (Status s = lowerCopy(static_cast<int>(i)); s.failed())
+          return s;
+    for (const Kernel &k : out_.kernels)
+      if (Status s = verifyKernel(k); s.failed())
+        return makeError("error: kiln bug: lowering made an invalid kernel: " + s.message());
+    return std::move(out_);
   }
 
 private:
-  // The extent of a dim as an I32 value.
-  int extent(const ir::Dim &d) {
-    if (d.isStatic())
-      return b_.constI(d.offset);
-    int v = b_.dim(d.sym);
-    return d.offset ? b_.op(KOp::IAdd, KType::I32, {v, b_.constI(d.offset)}) : v;
+  // Kernels in program order of their first node: the graph's kernel blocks, and each
+  // computed node outside every block alone.
+  void groupKernels() {
+    std::vector<int> groupOfBlock(g_.kernels.size(), -1);
+    for (size_t id = 0; id < g_.nodes.size(); ++id) {
+      const Node &n = g_.nodes[id];
+      if (!isCompute(n))
+        continue;
+      int &gb = n.kernel >= 0 ? groupOfBlock[n.kernel] : unit_[id];
+      if (gb < 0 || n.kernel < 0) {
+        gb = static_cast<int>(groups_.size());
+        groups_.emplace_back();
+      }
+      unit_[id] = gb;
+      groups_[gb].nodes.push_back(static_cast<int>(id));
+    }
   }
 
-  int addBuffer(int exeBuffer, bool written) {
-    const runtime::ExecBuffer &eb = exe_.buffers[exeBuffer];
-    k_.buffers.push_back({eb.name, *memTypeOf(eb.type.dtype), written});
-    exe_.kernels.back().buffers.push_back(exeBuffer);
-    return static_cast<int>(k_.buffers.size()) - 1;
-  }
-
-  // Coordinate d of the output element, computed once.
-  int coord(size_t d) {
-    if (coords_.empty()) {
-      coords_.assign(shape_.size(), -1);
-      int rest = gid_;
-      for (size_t i = shape_.size(); i-- > 0;) {
-        int e = extent(shape_[i]);
-        coords_[i] = b_.op(KOp::IRem, KType::I32, {rest, e});
-        rest = b_.op(KOp::IDiv, KType::I32, {rest, e});
+  // Which computed values leave their kernel: read by another kernel (directly or
+  // through views) or returned.
+  void findEscapes() {
+    size_t n = g_.nodes.size();
+    escapes_.assign(n, false);
+    onlyStored_.assign(n, true);
+    std::vector<int> root(n, -1); // the computed or source node a view reads
+    for (size_t id = 0; id < n; ++id) {
+      const Node &v = g_.nodes[id];
+      root[id] = isView(v) ? root[v.operands[0]] : static_cast<int>(id);
+      if (!isCompute(v))
+        continue;
+      for (int o : v.operands) {
+        int r = root[o];
+        bool elsewhere = isCompute(g_.nodes[r]) && unit_[r] != unit_[id];
+        // A reader in another kernel sees the stored (rounded) value.
+        if (!elsewhere)
+          onlyStored_[r] = false;
+        escapes_[r] = escapes_[r] || elsewhere;
       }
     }
-    return coords_[d];
+    for (int o : g_.outputs)
+      if (isCompute(g_.nodes[root[o]]))
+        escapes_[root[o]] = true;
   }
 
-  // Element index into a tensor of `shape` broadcast to the output shape.
-  int index(const ir::Shape &shape) {
-    if (shape == shape_)
-      return gid_;
-    size_t lead = shape_.size() - shape.size();
-    int idx = b_.constI(0), stride = -1;
-    for (size_t i = shape.size(); i-- > 0;) {
-      const ir::Dim &d = shape[i];
-      if (!(d.isStatic() && d.offset == 1)) {
-        int term =
-            stride < 0 ? coord(lead + i) : b_.op(KOp::IMul, KType::I32, {coord(lead + i), stride});
-        idx = b_.op(KOp::IAdd, KType::I32, {idx, term});
-      }
-      int e = extent(d);
-      stride = stride < 0 ? e : b_.op(KOp::IMul, KType::I32, {stride, e});
+  Status checkSupported() {
+    std::set<std::string> refused;
+    auto check = [&](int id) {
+      std::string why = unsupportedReason(g_, id, onlyStored_[id]);
+      if (!why.empty())
+        refused.insert(why);
+    };
+    for (size_t id = 0; id < g_.nodes.size(); ++id) {
+      const Node &n = g_.nodes[id];
+      if (isCompute(n) || n.op == Op::Input || n.op == Op::Param)
+        check(static_cast<int>(id));
+      if (isCompute(n) && escapes_[id] && !memTypeOf(n.type.dtype))
+        refused.insert(std::string(ir::dtypeName(n.type.dtype)) + " values between kernels");
+      if (!isCompute(n) &&
+          std::find(g_.outputs.begin(), g_.outputs.end(), static_cast<int>(id)) !=
+              g_.outputs.end() &&
+          !memTypeOf(n.type.dtype))
+        refused.insert("outputs of dtype " + std::string(ir::dtypeName(n.type.dtype)));
+      int64_t elems = 1;
+      for (const ir::Dim &d : n.type.shape)
+        if (__builtin_mul_overflow(elems, d.max(g_.dims), &elems))
+          elems = INT64_MAX;
+      if (elems > INT32_MAX)
+        refused.insert("more than 2^31-1 elements");
     }
-    return idx;
-  }
-
-  int f(float x) { return b_.constF(x); }
-  int fop(KOp op, std::vector<int> args) { return b_.op(op, KType::F32, std::move(args)); }
-
-  int sigmoid(int x) {
-    return fop(KOp::FDiv, {f(1), fop(KOp::FAdd, {f(1), fop(KOp::FExp, {fop(KOp::FNeg, {x})})})});
-  }
-
-  int unaryFloat(Op op, int x) {
-    switch (op) {
-    case Op::Neg:
-      return fop(KOp::FNeg, {x});
-    case Op::Abs:
-      return fop(KOp::FAbs, {x});
-    case Op::Exp:
-      return fop(KOp::FExp, {x});
-    case Op::Log:
-      return fop(KOp::FLog, {x});
-    case Op::Sqrt:
-      return fop(KOp::FSqrt, {x});
-    case Op::Rsqrt:
-      return fop(KOp::FRsqrt, {x});
-    case Op::Recip:
-      return fop(KOp::FDiv, {f(1), x});
-    case Op::Tanh:
-      return fop(KOp::FTanh, {x});
-    case Op::Sigmoid:
-      return sigmoid(x);
-    case Op::Silu:
-      return fop(KOp::FMul, {x, sigmoid(x)});
-    case Op::Gelu: {
-      int e = fop(KOp::FErf, {fop(KOp::FMul, {x, f(static_cast<float>(1 / std::numbers::sqrt2))})});
-      return fop(KOp::FMul, {fop(KOp::FMul, {f(0.5f), x}), fop(KOp::FAdd, {f(1), e})});
+    for (const Group &grp : groups_) {
+      int anchors = 0;
+      for (int id : grp.nodes)
+        anchors += isRowAnchor(g_.nodes[id]);
+      if (anchors > 1)
+        refused.insert("several reductions in one kernel");
     }
-    case Op::GeluTanh: {
-      int x3 = fop(KOp::FMul, {x, fop(KOp::FMul, {x, x})});
-      int inner = fop(KOp::FAdd, {x, fop(KOp::FMul, {f(0.044715f), x3})});
-      float k = static_cast<float>(std::sqrt(2 / std::numbers::pi));
-      int t = fop(KOp::FTanh, {fop(KOp::FMul, {f(k), inner})});
-      return fop(KOp::FMul, {fop(KOp::FMul, {f(0.5f), x}), fop(KOp::FAdd, {f(1), t})});
-    }
-    case Op::Relu:
-      return fop(KOp::FMax, {x, f(0)});
-    case Op::Sin:
-      return fop(KOp::FSin, {x});
-    case Op::Cos:
-      return fop(KOp::FCos, {x});
-    case Op::Erf:
-      return fop(KOp::FErf, {x});
-    default:
-      break;
-    }
-    return -1;
-  }
-
-  int unaryInt(Op op, int x) {
-    int zero = b_.constI(0);
-    switch (op) {
-    case Op::Neg:
-      return b_.op(KOp::ISub, KType::I32, {zero, x});
-    case Op::Abs:
-      return b_.op(
-          KOp::Select, KType::I32,
-          {b_.op(KOp::ILt, KType::Bool, {x, zero}), b_.op(KOp::ISub, KType::I32, {zero, x}), x});
-    case Op::Relu:
-      return b_.op(KOp::Select, KType::I32, {b_.op(KOp::ILt, KType::Bool, {zero, x}), x, zero});
-    default:
-      break;
-    }
-    return -1;
-  }
-
-  int binary(Op op, int a, int b, bool isInt) {
-    KType t = isInt ? KType::I32 : KType::F32;
-    switch (op) {
-    case Op::Add:
-      return b_.op(isInt ? KOp::IAdd : KOp::FAdd, t, {a, b});
-    case Op::Sub:
-      return b_.op(isInt ? KOp::ISub : KOp::FSub, t, {a, b});
-    case Op::Mul:
-      return b_.op(isInt ? KOp::IMul : KOp::FMul, t, {a, b});
-    case Op::Div:
-      return fop(KOp::FDiv, {a, b});
-    case Op::Pow:
-      return fop(KOp::FPow, {a, b});
-    case Op::Max:
-    case Op::Min:
-      if (!isInt)
-        return fop(op == Op::Max ? KOp::FMax : KOp::FMin, {a, b});
-      return b_.op(
-          KOp::Select, t,
-          {b_.op(KOp::ILt, KType::Bool, op == Op::Max ? std::vector{b, a} : std::vector{a, b}), a,
-           b});
-    default:
-      break;
-    }
-    return -1;
-  }
-
-  KType regType(DType t) {
-    return t == DType::Bool ? KType::Bool : ir::isFloat(t) ? KType::F32 : KType::I32;
-  }
-
-  int cast(int x, DType from, DType to) {
-    KType a = regType(from), b = regType(to);
-    if (a == b)
-      return x; // float to float: rounding happens at the store
-    return b_.op(KOp::Cast, b, {x});
-  }
-
-  // The node's value at this invocation's output element.
-  int value(int id) {
-    if (auto it = memo_.find(id); it != memo_.end())
-      return it->second;
-    const Node &n = g_.nodes[id];
-    bool isInt = !ir::isFloat(n.type.dtype);
-    auto arg = [&](int i) { return value(n.operands[i]); };
-    int v = -1;
-    switch (ir::opCategory(n.op)) {
-    case ir::Category::Source:
-      if (n.op == Op::Constant) {
-        double c = n.attrFloat("value");
-        if (n.type.dtype == DType::Bool)
-          v = b_.emit({KOp::ConstB, KType::Bool, {}, c != 0});
-        else
-          v = isInt ? b_.constI(static_cast<int64_t>(c)) : b_.constF(static_cast<float>(c));
-      } else {
-        int buf = addBuffer(inputBuffer(id), false);
-        v = b_.load(buf, regType(n.type.dtype), index(n.type.shape));
-      }
-      break;
-    case ir::Category::Unary:
-      v = isInt ? unaryInt(n.op, arg(0)) : unaryFloat(n.op, arg(0));
-      break;
-    case ir::Category::Binary:
-      v = binary(n.op, arg(0), arg(1), isInt);
-      break;
-    case ir::Category::Select:
-      v = b_.op(KOp::Select, regType(n.type.dtype), {arg(0), arg(1), arg(2)});
-      break;
-    case ir::Category::Cast:
-      v = cast(arg(0), g_.typeOf(n.operands[0]).dtype, n.type.dtype);
-      break;
-    case ir::Category::Layout: // broadcast: the same element, read through strides
-      v = arg(0);
-      break;
-    default:
-      break;
-    }
-    memo_[id] = v;
-    return v;
-  }
-
-  int inputBuffer(int node) {
-    for (size_t i = 0; i < g_.inputs.size(); ++i)
-      if (g_.inputs[i] == node)
-        return exe_.inputs[i];
-    return -1;
-  }
-
-  const ir::Graph &g_;
-  Kernel &k_;
-  runtime::Executable &exe_;
-  KernelBuilder b_;
-  ir::Shape shape_;
-  int gid_ = -1;
-  std::vector<int> coords_;
-  std::map<int, int> memo_;
-};
-
-std::string kernelName(const ir::Graph &g) {
-  std::string s = "kiln_";
-  for (char c : g.name)
-    s += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-  return s + "_0";
-}
-
-} // namespace
-
-Expected<LoweredGraph> lowerGraph(const ir::Graph &g) {
-  // Nodes whose only use is a graph output: a narrowing cast there is a store.
-  std::vector<int> uses(g.nodes.size(), 0);
-  for (const Node &n : g.nodes)
-    for (int o : n.operands)
-      ++uses[o];
-  std::set<int> storedOnly(g.outputs.begin(), g.outputs.end());
-  for (int o : g.outputs)
-    if (uses[o] > 0)
-      storedOnly.erase(o);
-
-  std::set<std::string> refused;
-  std::vector<bool> needed(g.nodes.size(), false);
-  for (int o : g.outputs)
-    needed[o] = true;
-  for (size_t id = g.nodes.size(); id-- > 0;)
-    if (needed[id])
-      for (int o : g.nodes[id].operands)
-        needed[o] = true;
-  for (size_t id = 0; id < g.nodes.size(); ++id) {
-    std::string why = unsupportedReason(g, g.nodes[id], storedOnly, static_cast<int>(id));
-    if (!why.empty() && (needed[id] || g.nodes[id].op == Op::Input || g.nodes[id].op == Op::Param))
-      refused.insert(why);
-  }
-  const ir::Shape &shape = g.typeOf(g.outputs[0]).shape;
-  for (int o : g.outputs)
-    if (!(g.typeOf(o).shape == shape))
-      refused.insert("outputs of different shapes");
-  for (int o : g.outputs)
-    if (!memTypeOf(g.typeOf(o).dtype))
-      refused.insert("outputs of dtype " + std::string(ir::dtypeName(g.typeOf(o).dtype)));
-  int64_t maxElems = 1;
-  for (const ir::Dim &d : shape)
-    if (__builtin_mul_overflow(maxElems, d.max(g.dims), &maxElems))
-      maxElems = INT64_MAX;
-  if (maxElems > INT32_MAX)
-    refused.insert("more than 2^31-1 elements");
-  if (!refused.empty()) {
+    if (refused.empty())
+      return Status::ok();
     std::string list;
     for (const std::string &r : refused)
       list += (list.empty() ? "" : ", ") + r;
-    return makeError("error: graph @" + g.name +
-                     ": no kernel template lowers this group yet (only pointwise graphs are "
-                     "lowered today): " +
-                     list);
+    return makeError("error: graph @" + g_.name + ": no kernel template lowers " + list + " yet");
   }
 
-  LoweredGraph out;
-  runtime::Executable &exe = out.exe;
-  exe.dims = g.dims;
-  for (int in : g.inputs) {
-    const Node &n = g.nodes[in];
-    exe.inputs.push_back(static_cast<int>(exe.buffers.size()));
-    exe.buffers.push_back(
-        {n.name, n.type,
-         n.op == Op::Param ? runtime::BufferRole::Param : runtime::BufferRole::Input});
+  // The caller's buffers (inputs and params, then outputs) and a temporary for every
+  // other value that leaves its kernel.
+  void declareBuffers() {
+    runtime::Executable &exe = out_.exe;
+    exe.dims = g_.dims;
+    memory_.assign(g_.nodes.size(), -1);
+    for (int in : g_.inputs) {
+      const Node &n = g_.nodes[in];
+      memory_[in] = static_cast<int>(exe.buffers.size());
+      exe.inputs.push_back(memory_[in]);
+      exe.buffers.push_back(
+          {n.name, n.type,
+           n.op == Op::Param ? runtime::BufferRole::Param : runtime::BufferRole::Input});
+    }
+    for (int o : g_.outputs) {
+      int b = static_cast<int>(exe.buffers.size());
+      exe.outputs.push_back(b);
+      exe.buffers.push_back({g_.nodes[o].name, g_.typeOf(o), runtime::BufferRole::Output});
+      if (isCompute(g_.nodes[o]) && memory_[o] < 0)
+        memory_[o] = b;
+    }
+    for (size_t id = 0; id < g_.nodes.size(); ++id)
+      if (escapes_[id] && memory_[id] < 0) {
+        memory_[id] = static_cast<int>(exe.buffers.size());
+        exe.buffers.push_back({g_.nodes[id].name, g_.nodes[id].type, runtime::BufferRole::Temp});
+      }
   }
-  for (int o : g.outputs) {
-    exe.outputs.push_back(static_cast<int>(exe.buffers.size()));
-    exe.buffers.push_back({g.nodes[o].name, g.typeOf(o), runtime::BufferRole::Output});
+
+  // A new kernel and its ExecKernel, with a lowering whose loads add read buffers.
+  struct Open {
+    Kernel *kernel;
+    runtime::ExecKernel *exec;
+    std::unique_ptr<ElementLowering> el;
+  };
+
+  Open openKernel(std::vector<bool> inKernel) {
+    out_.kernels.emplace_back();
+    out_.exe.kernels.emplace_back();
+    size_t index = out_.kernels.size() - 1;
+    Kernel &k = out_.kernels.back();
+    k.name = "kiln_" + identifier(g_.name) + "_" + std::to_string(index);
+    out_.exe.kernels.back().name = k.name;
+    auto read = [this, index](int node) {
+      Kernel &kk = out_.kernels[index];
+      runtime::ExecKernel &ek = out_.exe.kernels[index];
+      int exeBuffer = memory_[node];
+      for (size_t i = 0; i < ek.buffers.size(); ++i)
+        if (ek.buffers[i] == exeBuffer && !kk.buffers[i].written)
+          return static_cast<int>(i);
+      return addBuffer(index, exeBuffer, false);
+    };
+    auto el = std::make_unique<ElementLowering>(g_, k, std::move(inKernel), read);
+    return {&k, &out_.exe.kernels.back(), std::move(el)};
   }
-  out.kernels.emplace_back();
-  Kernel &k = out.kernels.back();
-  k.name = kernelName(g);
-  k.numDims = static_cast<int>(g.dims.size());
-  exe.kernels.push_back({k.name, {}, {}, {}, shape});
-  PointwiseLowering(g, k, exe).run();
-  if (Status s = verifyKernel(k); s.failed())
-    return makeError("error: kiln bug: lowering made an invalid kernel: " + s.message());
-  return out;
-}
+
+  int addBuffer(size_t kernel, int exeBuffer, bool written) {
+    const runtime::ExecBuffer &eb = out_.exe.buffers[exeBuffer];
+    Kernel &k = out_.kernels[kernel];
+    k.buffers.push_back({eb.name, *memTypeOf(eb.type.dtype), written});
+    out_.exe.kernels[kernel].buffers.push_back(exeBuffer);
+    return static_cast<int>(k.buffers.size()) - 1;
+  }
+
+  Status lowerKernel(int group) {
+    const Group &grp = groups_[group];
+    std::vector<bool> inKernel(g_.nodes.size(), false);
+    for (int id : grp.nodes)
+      inKernel[id] = true;
+    Open o = openKernel(std::move(inKernel));
+    size_t index = out_.kernels.size() - 1;
+    KernelStores stores;
+    for (int id : grp.nodes) {
+      if (!escapes_[id])
+        continue;
+      // Its memory buffer, and every further output buffer that returns it.
+      std::vector<int> targets{memory_[id]};
+      for (size_t i = 0; i < g_.outputs.size(); ++i)
+        if (g_.outputs[i] == id && out_.exe.outputs[i] != memory_[id])
+          targets.push_back(out_.exe.outputs[i]);
+      for (int b : targets)
+        stores.push_back({id, addBuffer(index, b, true)});
+    }
+    int anchor = -1;
+    for (int id : grp.nodes)
+      if (isRowAnchor(g_.nodes[id]))
+        anchor = id;
+    Status s = anchor >= 0 ? lowerRowKernel(*o.el, stores, anchor, *o.exec)
+                           : lowerPointwiseKernel(*o.el, stores, *o.exec);
+    if (s.failed())
+      return makeError("error: graph @" + g_.name + ": kernel " + o.kernel->name + ": " +
+                       s.message());
+    return Status::ok();
+  }
+
+  // Output i returns a view or a source: a pointwise kernel copies it.
+  Status lowerCopy(int i) {
+    Open o = openKernel(std::vector<bool>(g_.nodes.size(), false));
+    size_t index = out_.kernels.size() - 1;
+    KernelStores stores{{g_.outputs[i], addBuffer(index, out_.exe.outputs[i], true)}};
+    return lowerPointwiseKernel(*o.el, stores, *o.exec);
+  }
+
+  struct Group {
+    std::vector<int> nodes; // computed nodes, in program order
+  };
+
+  const ir::Graph &g_;
+  std::vector<Group> groups_;
+  std::vector<int> unit_;        // per node: its kernel, or -1
+  std::vector<bool> escapes_;    // per node: its value leaves its kernel
+  std::vector<bool> onlyStored_; // per node: no op reads its value
+  std::vector<int> memory_;      // per node: the Executable buffer holding it, or -1
+  LoweredGraph out_;
+};
+
+} // namespace
+
+Expected<LoweredGraph> lowerGraph(const ir::Graph &g) { return Lowering(g).run(); }
 
 } // namespace kiln::compiler

@@ -1,0 +1,309 @@
+// Element-wise lowering: pointwise ops become kernel IR math, views become coordinate
+// maps, and values that live in memory become loads.
+#include "compiler/element_lowering.h"
+
+#include <cassert>
+#include <cmath>
+#include <numbers>
+
+#include "ir/verifier.h"
+
+namespace kiln::compiler {
+
+using ir::DType;
+using ir::Node;
+using ir::Op;
+
+std::optional<MemType> memTypeOf(DType t) {
+  switch (t) {
+  case DType::F32:
+    return MemType::F32;
+  case DType::F16:
+    return MemType::F16;
+  case DType::BF16:
+    return MemType::BF16;
+  case DType::I32:
+    return MemType::I32;
+  case DType::I64:
+  case DType::Bool:
+    return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+KType regType(DType t) {
+  return t == DType::Bool ? KType::Bool : ir::isFloat(t) ? KType::F32 : KType::I32;
+}
+
+ElementLowering::ElementLowering(const ir::Graph &g, Kernel &k, std::vector<bool> inKernel,
+                                 std::function<int(int)> readBuffer)
+    : g_(g), k_(k), b_(k), inKernel_(std::move(inKernel)), readBuffer_(std::move(readBuffer)) {
+  k_.numDims = static_cast<int>(g.dims.size());
+  for (size_t i = 0; i < g.dims.size(); ++i)
+    dims_.push_back(b_.dim(static_cast<int>(i)));
+}
+
+int ElementLowering::extent(const ir::Dim &d) {
+  if (d.isStatic())
+    return b_.constI(d.offset);
+  int v = dims_[d.sym];
+  return d.offset ? iop(KOp::IAdd, {v, b_.constI(d.offset)}) : v;
+}
+
+int ElementLowering::elements(const ir::Shape &shape) {
+  int n = b_.constI(1);
+  for (const ir::Dim &d : shape)
+    n = iop(KOp::IMul, {n, extent(d)});
+  return n;
+}
+
+std::vector<int> ElementLowering::delinearize(int linear, const ir::Shape &shape) {
+  std::vector<int> coords(shape.size());
+  int rest = linear;
+  for (size_t i = shape.size(); i-- > 0;) {
+    if (shape[i].isStatic() && shape[i].offset == 1) {
+      coords[i] = b_.constI(0);
+      continue;
+    }
+    if (i == 0) { // the leading coordinate is what is left
+      coords[i] = rest;
+      break;
+    }
+    int e = extent(shape[i]);
+    coords[i] = iop(KOp::IRem, {rest, e});
+    rest = iop(KOp::IDiv, {rest, e});
+  }
+  return coords;
+}
+
+int ElementLowering::linearize(const std::vector<int> &coords, const ir::Shape &shape) {
+  int idx = -1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (idx < 0) {
+      idx = coords[i];
+      continue;
+    }
+    idx = iop(KOp::IAdd, {iop(KOp::IMul, {idx, extent(shape[i])}), coords[i]});
+  }
+  return idx < 0 ? b_.constI(0) : idx;
+}
+
+int ElementLowering::lookup(const Key &key) const {
+  for (size_t s = scopes_.size(); s-- > 0;) {
+    if (auto it = scopes_[s].find({key.first, {}}); it != scopes_[s].end())
+      return it->second;
+    if (auto it = scopes_[s].find(key); it != scopes_[s].end())
+      return it->second;
+  }
+  return -1;
+}
+
+int ElementLowering::valueAt(int id, const std::vector<int> &coords) {
+  Key key{id, coords};
+  if (int v = lookup(key); v >= 0)
+    return v;
+  int v = compute(id, coords);
+  scopes_.back()[key] = v;
+  return v;
+}
+
+// Coordinates in `from` (an operand's shape) of the element at `coords` in `to`, under
+// broadcasting: trailing dims line up, and extent-1 dims read index 0.
+std::vector<int> ElementLowering::broadcastCoords(const ir::Shape &from, const ir::Shape &to,
+                                                  const std::vector<int> &coords) {
+  if (from == to)
+    return coords;
+  std::vector<int> out(from.size());
+  size_t lead = to.size() - from.size();
+  for (size_t i = 0; i < from.size(); ++i)
+    out[i] = from[i].isStatic() && from[i].offset == 1 ? b_.constI(0) : coords[lead + i];
+  return out;
+}
+
+// Coordinates in a view's operand of the element at `coords` in the view.
+std::vector<int> ElementLowering::operandCoords(const Node &view, const std::vector<int> &coords) {
+  const ir::Shape &in = g_.typeOf(view.operands[0]).shape;
+  switch (view.op) {
+  case Op::Broadcast:
+    return broadcastCoords(in, view.type.shape, coords);
+  case Op::Slice: {
+    std::vector<int> out = coords;
+    int axis = ir::normalizeAxis(view.attrInt("axis"), static_cast<int>(in.size()));
+    out[axis] = iop(KOp::IAdd, {out[axis], extent(view.attrDim("start"))});
+    return out;
+  }
+  case Op::Permute: {
+    std::vector<int> out(in.size());
+    const std::vector<int64_t> &perm = view.attrInts("perm");
+    for (size_t i = 0; i < perm.size(); ++i)
+      out[perm[i]] = coords[i];
+    return out;
+  }
+  case Op::Reshape:
+    return delinearize(linearize(coords, view.type.shape), in);
+  case Op::View: { // element offset + sum(coord * stride) of the operand's storage
+    int idx = extent(view.attrDim("offset"));
+    const std::vector<int64_t> &strides = view.attrInts("strides");
+    for (size_t i = 0; i < coords.size(); ++i)
+      if (strides[i] != 0)
+        idx = iop(KOp::IAdd, {idx, iop(KOp::IMul, {coords[i], b_.constI(strides[i])})});
+    return delinearize(idx, in);
+  }
+  default:
+    break;
+  }
+  assert(false && "not a view");
+  return coords;
+}
+
+int ElementLowering::compute(int id, const std::vector<int> &coords) {
+  const Node &n = g_.nodes[id];
+  bool isInt = !ir::isFloat(n.type.dtype);
+  auto arg = [&](int i) {
+    int o = n.operands[i];
+    return valueAt(o, broadcastCoords(g_.typeOf(o).shape, n.type.shape, coords));
+  };
+  switch (ir::opCategory(n.op)) {
+  case ir::Category::Source:
+    if (n.op == Op::Constant) { // splat; the driver refuses dense constants
+      double c = n.attrFloat("value");
+      if (n.type.dtype == DType::Bool)
+        return b_.emit({KOp::ConstB, KType::Bool, {}, c != 0});
+      return isInt ? b_.constI(static_cast<int64_t>(c)) : b_.constF(static_cast<float>(c));
+    }
+    break;
+  case ir::Category::Layout:
+    return valueAt(n.operands[0], operandCoords(n, coords));
+  case ir::Category::Unary:
+    if (inKernel_[id])
+      return isInt ? unaryInt(n.op, arg(0)) : unaryFloat(n.op, arg(0));
+    break;
+  case ir::Category::Binary:
+    if (inKernel_[id])
+      return binary(n.op, arg(0), arg(1), isInt);
+    break;
+  case ir::Category::Select:
+    if (inKernel_[id])
+      return b_.op(KOp::Select, regType(n.type.dtype), {arg(0), arg(1), arg(2)});
+    break;
+  case ir::Category::Cast:
+    if (inKernel_[id]) {
+      int x = arg(0);
+      KType from = regType(g_.typeOf(n.operands[0]).dtype), to = regType(n.type.dtype);
+      return from == to ? x : b_.op(KOp::Cast, to, {x}); // float rounding happens at stores
+    }
+    break;
+  case ir::Category::Reduce:
+  case ir::Category::Normalize:
+  case ir::Category::Rope:
+  case ir::Category::Contraction:
+  case ir::Category::Gather:
+  case ir::Category::Concat:
+  case ir::Category::Update:
+    // Computed here only by a template, which sets the value first.
+    assert(!inKernel_[id] && "an anchor's value was not set");
+    break;
+  }
+  // A value in memory: contiguous and row-major in its own shape.
+  int buffer = readBuffer_(id);
+  return b_.load(buffer, regType(n.type.dtype), linearize(coords, n.type.shape));
+}
+
+int ElementLowering::sigmoid(int x) {
+  return fop(KOp::FDiv, {f(1), fop(KOp::FAdd, {f(1), fop(KOp::FExp, {fop(KOp::FNeg, {x})})})});
+}
+
+int ElementLowering::unaryFloat(Op op, int x) {
+  switch (op) {
+  case Op::Neg:
+    return fop(KOp::FNeg, {x});
+  case Op::Abs:
+    return fop(KOp::FAbs, {x});
+  case Op::Exp:
+    return fop(KOp::FExp, {x});
+  case Op::Log:
+    return fop(KOp::FLog, {x});
+  case Op::Sqrt:
+    return fop(KOp::FSqrt, {x});
+  case Op::Rsqrt:
+    return fop(KOp::FRsqrt, {x});
+  case Op::Recip:
+    return fop(KOp::FDiv, {f(1), x});
+  case Op::Tanh:
+    return fop(KOp::FTanh, {x});
+  case Op::Sigmoid:
+    return sigmoid(x);
+  case Op::Silu:
+    return fop(KOp::FMul, {x, sigmoid(x)});
+  case Op::Gelu: {
+    int e = fop(KOp::FErf, {fop(KOp::FMul, {x, f(static_cast<float>(1 / std::numbers::sqrt2))})});
+    return fop(KOp::FMul, {fop(KOp::FMul, {f(0.5f), x}), fop(KOp::FAdd, {f(1), e})});
+  }
+  case Op::GeluTanh: {
+    int x3 = fop(KOp::FMul, {x, fop(KOp::FMul, {x, x})});
+    int inner = fop(KOp::FAdd, {x, fop(KOp::FMul, {f(0.044715f), x3})});
+    float k = static_cast<float>(std::sqrt(2 / std::numbers::pi));
+    int t = fop(KOp::FTanh, {fop(KOp::FMul, {f(k), inner})});
+    return fop(KOp::FMul, {fop(KOp::FMul, {f(0.5f), x}), fop(KOp::FAdd, {f(1), t})});
+  }
+  case Op::Relu:
+    return fop(KOp::FMax, {x, f(0)});
+  case Op::Sin:
+    return fop(KOp::FSin, {x});
+  case Op::Cos:
+    return fop(KOp::FCos, {x});
+  case Op::Erf:
+    return fop(KOp::FErf, {x});
+  default:
+    break;
+  }
+  assert(false && "unary op without a float lowering");
+  return -1;
+}
+
+int ElementLowering::unaryInt(Op op, int x) {
+  int zero = b_.constI(0);
+  switch (op) {
+  case Op::Neg:
+    return iop(KOp::ISub, {zero, x});
+  case Op::Abs:
+    return b_.op(KOp::Select, KType::I32,
+                 {b_.op(KOp::ILt, KType::Bool, {x, zero}), iop(KOp::ISub, {zero, x}), x});
+  case Op::Relu:
+    return b_.op(KOp::Select, KType::I32, {b_.op(KOp::ILt, KType::Bool, {zero, x}), x, zero});
+  default:
+    break;
+  }
+  assert(false && "unary op without an integer lowering");
+  return -1;
+}
+
+int ElementLowering::binary(Op op, int a, int c, bool isInt) {
+  KType t = isInt ? KType::I32 : KType::F32;
+  switch (op) {
+  case Op::Add:
+    return b_.op(isInt ? KOp::IAdd : KOp::FAdd, t, {a, c});
+  case Op::Sub:
+    return b_.op(isInt ? KOp::ISub : KOp::FSub, t, {a, c});
+  case Op::Mul:
+    return b_.op(isInt ? KOp::IMul : KOp::FMul, t, {a, c});
+  case Op::Div:
+    return fop(KOp::FDiv, {a, c});
+  case Op::Pow:
+    return fop(KOp::FPow, {a, c});
+  case Op::Max:
+  case Op::Min:
+    if (!isInt)
+      return fop(op == Op::Max ? KOp::FMax : KOp::FMin, {a, c});
+    return b_.op(
+        KOp::Select, t,
+        {b_.op(KOp::ILt, KType::Bool, op == Op::Max ? std::vector{c, a} : std::vector{a, c}), a,
+         c});
+  default:
+    break;
+  }
+  assert(false && "binary op without a lowering");
+  return -1;
+}
+
+} // namespace kiln::compiler

@@ -1,0 +1,78 @@
+// Element-wise lowering shared by the kernel templates: the value of a graph node at
+// one element (given as coordinates in the node's shape), through pointwise ops, views
+// and loads of values that live in memory.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "compiler/kernel_ir.h"
+#include "ir/graph.h"
+
+namespace kiln::compiler {
+
+// The storage type of a dtype, or none when buffers of it are not supported.
+std::optional<MemType> memTypeOf(ir::DType t);
+
+// The register type values of a dtype compute in.
+KType regType(ir::DType t);
+
+class ElementLowering {
+public:
+  // `inKernel[n]`: node n is computed by this kernel. `readBuffer(n)`: the kernel
+  // buffer that holds node n's value (contiguous, row-major in n's shape), for a node
+  // computed elsewhere or a source; it adds the buffer to the kernel on first use.
+  ElementLowering(const ir::Graph &g, Kernel &k, std::vector<bool> inKernel,
+                  std::function<int(int)> readBuffer);
+
+  KernelBuilder &b() { return b_; }
+  Kernel &kernel() { return k_; }
+  const ir::Graph &graph() const { return g_; }
+
+  // An extent as an I32 value (symbolic dims are read once, at the kernel's top).
+  int extent(const ir::Dim &d);
+  int elements(const ir::Shape &shape);
+  // Row-major coordinates of `linear` in `shape`, and back.
+  std::vector<int> delinearize(int linear, const ir::Shape &shape);
+  int linearize(const std::vector<int> &coords, const ir::Shape &shape);
+
+  // Node `id`'s value at `coords` (one I32 value per dim of its shape).
+  int valueAt(int id, const std::vector<int> &coords);
+  // From here on (in the current scope), `id` has value `v` at the element being
+  // computed: how a template hands its anchor's result to the epilogue.
+  void setValue(int id, int v) { scopes_.back()[{id, {}}] = v; }
+
+  // Values computed inside a loop or an if are not used after it: a template opens a
+  // scope where it opens a region and closes it with the region.
+  void pushScope() { scopes_.emplace_back(); }
+  void popScope() { scopes_.pop_back(); }
+
+  int f(float x) { return b_.constF(x); }
+  int fop(KOp op, std::vector<int> args) { return b_.op(op, KType::F32, std::move(args)); }
+  int iop(KOp op, std::vector<int> args) { return b_.op(op, KType::I32, std::move(args)); }
+
+private:
+  using Key = std::pair<int, std::vector<int>>;
+  int lookup(const Key &key) const;
+  int compute(int id, const std::vector<int> &coords);
+  std::vector<int> operandCoords(const ir::Node &view, const std::vector<int> &coords);
+  std::vector<int> broadcastCoords(const ir::Shape &from, const ir::Shape &to,
+                                   const std::vector<int> &coords);
+  int unaryFloat(ir::Op op, int x);
+  int unaryInt(ir::Op op, int x);
+  int binary(ir::Op op, int a, int c, bool isInt);
+  int sigmoid(int x);
+
+  const ir::Graph &g_;
+  Kernel &k_;
+  KernelBuilder b_;
+  std::vector<bool> inKernel_;
+  std::function<int(int)> readBuffer_;
+  std::vector<int> dims_;                     // per symbolic dim: its value
+  std::vector<std::map<Key, int>> scopes_{1}; // memo: (node, coords) -> value
+};
+
+} // namespace kiln::compiler

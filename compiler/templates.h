@@ -1,0 +1,30 @@
+// The kernel templates: each lowers one kernel of a fused graph through an
+// ElementLowering, storing the values that leave the kernel.
+#pragma once
+
+#include <utility>
+#include <vector>
+
+#include "compiler/element_lowering.h"
+#include "runtime/executable.h"
+
+namespace kiln::compiler {
+
+// (node, kernel buffer): the node's value is stored to the buffer, contiguous and
+// row-major in the node's shape.
+using KernelStores = std::vector<std::pair<int, int>>;
+
+// Whether two shapes have as many elements for every value of the dims.
+bool sameSize(const ir::Shape &a, const ir::Shape &b);
+
+// Every stored value is pointwise in one iteration space: one invocation per element of
+// the first stored value (the others have as many elements, in the same order).
+Status lowerPointwiseKernel(ElementLowering &el, const KernelStores &stores,
+                            runtime::ExecKernel &exec);
+
+// One workgroup per row of `anchor`'s input (a reduction over one axis, softmax,
+// rms_norm or layer_norm), with its pointwise prologue and epilogue.
+Status lowerRowKernel(ElementLowering &el, const KernelStores &stores, int anchor,
+                      runtime::ExecKernel &exec);
+
+} // namespace kiln::compiler
