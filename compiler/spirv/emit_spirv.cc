@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <map>
 
 #include <spirv-tools/libspirv.h>
 
@@ -55,6 +56,16 @@ constexpr float kErfcCoef[3][kErfcDegree + 1] = {
      -8.04814335e-05f, 7.71457126e-05f, -6.68906869e-05f, 3.70374328e-05f},
 };
 
+// A builtin input of three u32; the entry point lists those a kernel reads.
+struct Builtin {
+  spv::BuiltIn id;
+  const char *name;
+};
+constexpr Builtin kGlobalInvocationId{spv::BuiltInGlobalInvocationId, "gl_GlobalInvocationID"};
+constexpr Builtin kLocalInvocationId{spv::BuiltInLocalInvocationId, "gl_LocalInvocationID"};
+constexpr Builtin kWorkgroupId{spv::BuiltInWorkgroupId, "gl_WorkGroupID"};
+constexpr Builtin kNumWorkgroups{spv::BuiltInNumWorkgroups, "gl_NumWorkGroups"};
+
 struct BufferInfo {
   Id var;
   Id elemPtr; // StorageBuffer pointer to one element
@@ -68,13 +79,33 @@ public:
   Expected<std::vector<uint32_t>> run();
 
 private:
+  // An open IfBegin or LoopBegin (or the guard's if); loops use every field.
+  struct Region {
+    int begin = -1; // the LoopBegin
+    Id header, merge, cont;
+  };
+
   Status checkOperands() const;
   void declareInterface();
   BufferInfo declareBuffer(MemType mem, uint32_t binding, bool written, const std::string &name);
+  void declareShared();
+  void declareLocals();
+  std::vector<Id> usedBuiltins() const;
   void emitRange(int begin, int end);
-  Id emitInst(const KInst &in);
+  Id emitInst(int id);
+  Id tableInst(const KInst &in, Id type);
   Id regType(KType t) const;
   Id arg(const KInst &in, int i) const { return values_[in.args[i]]; }
+
+  Id readBuiltin(const Builtin &which, uint32_t component);
+  Id globalId();
+  Id groupId();
+  Id sharedElement(const KInst &in);
+  void barrier();
+  void beginIf(Id cond);
+  void endIf();
+  Id beginLoop(int id);
+  void endLoop();
 
   Id load(const BufferInfo &b, Id index);
   void store(const BufferInfo &b, Id index, Id value);
@@ -89,14 +120,19 @@ private:
 
   const Kernel &k_;
   Builder b_;
-  Id tVoid_, tBool_, tI32_, tU32_, tF32_, gid_, numGroups_;
+  Id tVoid_, tBool_, tI32_, tU32_, tF32_;
   std::vector<BufferInfo> buffers_;
   BufferInfo dims_;
+  std::vector<Id> shared_;              // Workgroup variables, one per Kernel::shared array
+  std::map<spv::BuiltIn, Id> builtins_; // Input variables, declared on first read
+  std::vector<Id> locals_;              // per instruction: a VarNew's or LoopBegin's variable
+  std::vector<Region> regions_;         // innermost last
   std::vector<Id> values_;
 };
 
 Status Emitter::checkOperands() const {
   int n = static_cast<int>(k_.body.size());
+  int depth = 0;
   for (int i = 0; i < n; ++i) {
     const KInst &in = k_.body[i];
     for (int a : in.args)
@@ -107,6 +143,16 @@ Status Emitter::checkOperands() const {
     if (usesBuffer && (in.buffer < 0 || in.buffer >= static_cast<int>(k_.buffers.size())))
       return makeError("spirv: kernel " + k_.name + ": instruction " + std::to_string(i) +
                        " names no buffer");
+    bool usesShared = in.op == KOp::SharedLoad || in.op == KOp::SharedStore;
+    if (usesShared && (in.buffer < 0 || in.buffer >= static_cast<int>(k_.shared.size())))
+      return makeError("spirv: kernel " + k_.name + ": instruction " + std::to_string(i) +
+                       " names no shared array");
+    // An end without a begin would pop an empty region stack.
+    depth += in.op == KOp::LoopBegin || in.op == KOp::IfBegin;
+    depth -= in.op == KOp::LoopEnd || in.op == KOp::IfEnd;
+    if (depth < 0)
+      return makeError("spirv: kernel " + k_.name + ": instruction " + std::to_string(i) +
+                       " closes no region");
   }
   if (k_.guard >= k_.guardEnd || k_.guardEnd > n)
     return makeError("spirv: kernel " + k_.name + ": guard is not in the prologue");
@@ -172,14 +218,40 @@ void Emitter::declareInterface() {
     buffers_.push_back(declareBuffer(kb.elem, static_cast<uint32_t>(i), kb.written, kb.name));
   }
   dims_ = declareBuffer(MemType::I32, static_cast<uint32_t>(k_.buffers.size()), false, "dims");
-  Id v3 = b_.vectorType(tU32_, 3);
-  Id input = b_.pointerType(spv::StorageClassInput, v3);
-  gid_ = b_.globalVariable(input, spv::StorageClassInput);
-  b_.decorate(gid_, spv::DecorationBuiltIn, {spv::BuiltInGlobalInvocationId});
-  b_.name(gid_, "gl_GlobalInvocationID");
-  numGroups_ = b_.globalVariable(input, spv::StorageClassInput);
-  b_.decorate(numGroups_, spv::DecorationBuiltIn, {spv::BuiltInNumWorkgroups});
-  b_.name(numGroups_, "gl_NumWorkGroups");
+  declareShared();
+}
+
+// Per-workgroup arrays. In SPIR-V 1.3 the entry point lists only Input and Output
+// variables, so these stay off its interface.
+void Emitter::declareShared() {
+  for (size_t i = 0; i < k_.shared.size(); ++i) {
+    const KShared &s = k_.shared[i];
+    Id length = b_.constU32(static_cast<uint32_t>(s.size));
+    Id array = b_.arrayType(regType(s.elem), length);
+    Id var = b_.globalVariable(b_.pointerType(spv::StorageClassWorkgroup, array),
+                               spv::StorageClassWorkgroup);
+    b_.name(var, "shared" + std::to_string(i));
+    shared_.push_back(var);
+  }
+}
+
+// SPIR-V wants every Function variable at the start of the function's first block, so
+// all are declared here, before any code; a VarNew stores its initial value in place.
+void Emitter::declareLocals() {
+  locals_.assign(k_.body.size(), Id{});
+  for (size_t i = 0; i < k_.body.size(); ++i) {
+    const KInst &in = k_.body[i];
+    if (in.op == KOp::VarNew || in.op == KOp::LoopBegin)
+      locals_[i] = b_.functionVariable(b_.pointerType(spv::StorageClassFunction, regType(in.type)));
+  }
+}
+
+// In BuiltIn order, so the interface does not depend on which id the body read first.
+std::vector<Id> Emitter::usedBuiltins() const {
+  std::vector<Id> vars;
+  for (const auto &[builtin, var] : builtins_)
+    vars.push_back(var);
+  return vars;
 }
 
 Expected<std::vector<uint32_t>> Emitter::run() {
@@ -187,54 +259,41 @@ Expected<std::vector<uint32_t>> Emitter::run() {
     return s;
   declareInterface();
   Id fn = b_.newId();
-  b_.entryPoint(spv::ExecutionModelGLCompute, fn, kSpirvEntryPoint, {gid_, numGroups_});
   b_.executionMode(fn, spv::ExecutionModeLocalSize, {kWorkgroupSize, 1, 1});
   b_.name(fn, k_.name);
   b_.beginFunction(fn, tVoid_, b_.functionType(tVoid_, {}));
   b_.label(b_.newId());
+  declareLocals();
   values_.resize(k_.body.size());
-  int n = static_cast<int>(k_.body.size());
-  if (k_.guard < 0) {
-    emitRange(0, n);
-  } else {
-    emitRange(0, k_.guardEnd);
-    Id body = b_.newId(), merge = b_.newId();
-    b_.code(spv::OpSelectionMerge).id(merge).word(spv::SelectionControlMaskNone);
-    b_.code(spv::OpBranchConditional).id(values_[k_.guard]).id(body).id(merge);
-    b_.label(body);
-    emitRange(k_.guardEnd, n);
-    b_.code(spv::OpBranch).id(merge);
-    b_.label(merge);
-  }
+  // A kernel without a guard has an empty prologue and no guard's if.
+  emitRange(0, k_.guardEnd);
+  if (k_.guard >= 0)
+    beginIf(values_[k_.guard]);
+  emitRange(k_.guardEnd, static_cast<int>(k_.body.size()));
+  if (k_.guard >= 0)
+    endIf();
   b_.code(spv::OpReturn);
   b_.endFunction();
+  // The entry point goes to its own section, so it can wait until the builtins are known.
+  b_.entryPoint(spv::ExecutionModelGLCompute, fn, kSpirvEntryPoint, usedBuiltins());
   return b_.finish(kSpirvVersion);
 }
 
 void Emitter::emitRange(int begin, int end) {
   for (int i = begin; i < end; ++i)
-    values_[i] = emitInst(k_.body[i]);
+    values_[i] = emitInst(i);
 }
 
-Id Emitter::emitInst(const KInst &in) {
+Id Emitter::emitInst(int id) {
+  const KInst &in = k_.body[id];
   Id t = regType(in.type);
   switch (in.op) {
-  case KOp::GlobalId: {
-    // Grids wider than maxComputeWorkGroupCount[0] workgroups are dispatched as rows of
-    // workgroups: id = x + y * (workgroups in x) * kWorkgroupSize.
-    Id v3 = b_.vectorType(tU32_, 3);
-    auto component = [&](Id var, uint32_t c) {
-      Id vector = b_.op(spv::OpLoad, v3, {var});
-      Id r = b_.newId();
-      b_.code(spv::OpCompositeExtract).id(tU32_).id(r).id(vector).word(c);
-      return r;
-    };
-    Id rowWidth =
-        b_.op(spv::OpIMul, tU32_, {component(numGroups_, 0), b_.constU32(kWorkgroupSize)});
-    Id row = b_.op(spv::OpIMul, tU32_, {component(gid_, 1), rowWidth});
-    Id id = b_.op(spv::OpIAdd, tU32_, {component(gid_, 0), row});
-    return b_.op(spv::OpBitcast, tI32_, {id});
-  }
+  case KOp::GlobalId:
+    return globalId();
+  case KOp::LocalId:
+    return b_.op(spv::OpBitcast, tI32_, {readBuiltin(kLocalInvocationId, 0)});
+  case KOp::GroupId:
+    return groupId();
   case KOp::Dim:
     return load(dims_, b_.constI32(static_cast<int32_t>(in.imm)));
   case KOp::ConstI:
@@ -263,7 +322,7 @@ Id Emitter::emitInst(const KInst &in) {
   case KOp::Or:
   case KOp::Not:
   case KOp::Select:
-    break;
+    return tableInst(in, t);
   case KOp::FMax:
     return fmaxmin(arg(in, 0), arg(in, 1), GLSLstd450FMax);
   case KOp::FMin:
@@ -299,7 +358,40 @@ Id Emitter::emitInst(const KInst &in) {
   case KOp::Store:
     store(buffers_[in.buffer], arg(in, 0), arg(in, 1));
     return Id{};
+  case KOp::SharedLoad:
+    return b_.op(spv::OpLoad, t, {sharedElement(in)});
+  case KOp::SharedStore: {
+    Id ptr = sharedElement(in);
+    b_.code(spv::OpStore).id(ptr).id(arg(in, 1));
+    return Id{};
   }
+  case KOp::Barrier:
+    barrier();
+    return Id{};
+  case KOp::VarNew:
+    b_.code(spv::OpStore).id(locals_[id]).id(arg(in, 0));
+    return locals_[id]; // VarGet and VarSet name the variable by this id
+  case KOp::VarGet:
+    return b_.op(spv::OpLoad, t, {arg(in, 0)});
+  case KOp::VarSet:
+    b_.code(spv::OpStore).id(arg(in, 0)).id(arg(in, 1));
+    return Id{};
+  case KOp::LoopBegin:
+    return beginLoop(id);
+  case KOp::LoopEnd:
+    endLoop();
+    return Id{};
+  case KOp::IfBegin:
+    beginIf(arg(in, 0));
+    return Id{};
+  case KOp::IfEnd:
+    endIf();
+    return Id{};
+  }
+  return Id{}; // not reached: every op returns above
+}
+
+Id Emitter::tableInst(const KInst &in, Id type) {
   std::vector<Id> operands;
   for (int a : in.args)
     operands.push_back(values_[a]);
@@ -308,15 +400,109 @@ Id Emitter::emitInst(const KInst &in) {
       continue;
     Id r = b_.newId();
     if (o.glsl < 0) {
-      b_.code(o.spvOp).id(t).id(r).ids(operands);
+      b_.code(o.spvOp).id(type).id(r).ids(operands);
       return r;
     }
     Id set = b_.importGlsl();
-    b_.code(spv::OpExtInst).id(t).id(r).id(set).word(o.glsl).ids(operands);
+    b_.code(spv::OpExtInst).id(type).id(r).id(set).word(o.glsl).ids(operands);
     return r;
   }
   assert(false && "kernel op missing from the SPIR-V table");
   return Id{};
+}
+
+// One component of a builtin input, declaring the variable on first use.
+Id Emitter::readBuiltin(const Builtin &which, uint32_t component) {
+  Id v3 = b_.vectorType(tU32_, 3);
+  auto [it, inserted] = builtins_.try_emplace(which.id);
+  if (inserted) {
+    it->second =
+        b_.globalVariable(b_.pointerType(spv::StorageClassInput, v3), spv::StorageClassInput);
+    b_.decorate(it->second, spv::DecorationBuiltIn, {static_cast<uint32_t>(which.id)});
+    b_.name(it->second, which.name);
+  }
+  Id vector = b_.op(spv::OpLoad, v3, {it->second});
+  Id r = b_.newId();
+  b_.code(spv::OpCompositeExtract).id(tU32_).id(r).id(vector).word(component);
+  return r;
+}
+
+// Grids wider than maxComputeWorkGroupCount[0] workgroups are dispatched as rows of
+// workgroups: id = x + y * (workgroups in x) * kWorkgroupSize.
+Id Emitter::globalId() {
+  Id rowWidth =
+      b_.op(spv::OpIMul, tU32_, {readBuiltin(kNumWorkgroups, 0), b_.constU32(kWorkgroupSize)});
+  Id row = b_.op(spv::OpIMul, tU32_, {readBuiltin(kGlobalInvocationId, 1), rowWidth});
+  Id id = b_.op(spv::OpIAdd, tU32_, {readBuiltin(kGlobalInvocationId, 0), row});
+  return b_.op(spv::OpBitcast, tI32_, {id});
+}
+
+// The same rows of workgroups, so that GlobalId = GroupId * kWorkgroupSize + LocalId.
+Id Emitter::groupId() {
+  Id row =
+      b_.op(spv::OpIMul, tU32_, {readBuiltin(kWorkgroupId, 1), readBuiltin(kNumWorkgroups, 0)});
+  Id id = b_.op(spv::OpIAdd, tU32_, {readBuiltin(kWorkgroupId, 0), row});
+  return b_.op(spv::OpBitcast, tI32_, {id});
+}
+
+// A pointer to element args[0] of shared array `buffer`.
+Id Emitter::sharedElement(const KInst &in) {
+  Id elemPtr = b_.pointerType(spv::StorageClassWorkgroup, regType(k_.shared[in.buffer].elem));
+  return b_.op(spv::OpAccessChain, elemPtr, {shared_[in.buffer], arg(in, 0)});
+}
+
+// Waits for the workgroup; AcquireRelease on Workgroup memory makes the shared-array
+// writes before it visible to every invocation after it.
+void Emitter::barrier() {
+  Id workgroup = b_.constU32(spv::ScopeWorkgroup);
+  Id semantics =
+      b_.constU32(spv::MemorySemanticsAcquireReleaseMask | spv::MemorySemanticsWorkgroupMemoryMask);
+  b_.code(spv::OpControlBarrier).id(workgroup).id(workgroup).id(semantics);
+}
+
+void Emitter::beginIf(Id cond) {
+  Id body = b_.newId(), merge = b_.newId();
+  b_.code(spv::OpSelectionMerge).id(merge).word(spv::SelectionControlMaskNone);
+  b_.code(spv::OpBranchConditional).id(cond).id(body).id(merge);
+  b_.label(body);
+  regions_.push_back({.merge = merge});
+}
+
+void Emitter::endIf() {
+  Id merge = regions_.back().merge;
+  regions_.pop_back();
+  b_.code(spv::OpBranch).id(merge);
+  b_.label(merge);
+}
+
+// The induction variable lives in its Function variable: set to `begin` on entry, read
+// and compared in the header (that read is the LoopBegin's value in the body), stepped in
+// the continue block.
+Id Emitter::beginLoop(int id) {
+  const KInst &in = k_.body[id];
+  Region r{id, b_.newId(), b_.newId(), b_.newId()};
+  b_.code(spv::OpStore).id(locals_[id]).id(arg(in, 0));
+  b_.code(spv::OpBranch).id(r.header);
+  b_.label(r.header);
+  Id i = b_.op(spv::OpLoad, tI32_, {locals_[id]});
+  Id more = b_.op(spv::OpSLessThan, tBool_, {i, arg(in, 1)});
+  b_.code(spv::OpLoopMerge).id(r.merge).id(r.cont).word(spv::LoopControlMaskNone);
+  Id body = b_.newId();
+  b_.code(spv::OpBranchConditional).id(more).id(body).id(r.merge);
+  b_.label(body);
+  regions_.push_back(r);
+  return i;
+}
+
+void Emitter::endLoop() {
+  Region r = regions_.back();
+  regions_.pop_back();
+  b_.code(spv::OpBranch).id(r.cont);
+  b_.label(r.cont);
+  Id next = b_.op(spv::OpIAdd, tI32_, {values_[r.begin], arg(k_.body[r.begin], 2)});
+  b_.code(spv::OpStore).id(locals_[r.begin]).id(next);
+  b_.code(spv::OpBranch).id(r.header);
+  b_.label(r.merge);
 }
 
 Id Emitter::load(const BufferInfo &b, Id index) {

@@ -135,6 +135,10 @@ Id Builder::runtimeArrayType(Id elem, uint32_t strideBytes) {
   return it->second;
 }
 
+Id Builder::arrayType(Id elem, Id length) {
+  return cachedType(spv::OpTypeArray, {elem.value, length.value});
+}
+
 Id Builder::blockStructType(Id member) {
   bool created = false;
   Id s = cachedType(spv::OpTypeStruct, {member.value}, &created);
@@ -187,6 +191,12 @@ Id Builder::constF32(float v) {
 Id Builder::globalVariable(Id pointerType, spv::StorageClass sc) {
   Id v = newId();
   Inst(globals_, spv::OpVariable).id(pointerType).id(v).word(sc);
+  return v;
+}
+
+Id Builder::functionVariable(Id pointerType) {
+  Id v = newId();
+  Inst(functions_, spv::OpVariable).id(pointerType).id(v).word(spv::StorageClassFunction);
   return v;
 }
 

@@ -69,6 +69,9 @@ public:
   Id vectorType(Id elem, uint32_t count);
   Id runtimeArrayType(Id elem, uint32_t strideBytes); // decorated with ArrayStride
   Id blockStructType(Id member);                      // one member at offset 0, Block
+  // `length` is an integer constant. No ArrayStride: Vulkan forbids explicit layout on
+  // the Workgroup arrays this is for.
+  Id arrayType(Id elem, Id length);
   Id pointerType(spv::StorageClass sc, Id pointee);
   Id functionType(Id result, const std::vector<Id> &params);
 
@@ -80,6 +83,9 @@ public:
 
   // A module-scope variable.
   Id globalVariable(Id pointerType, spv::StorageClass sc);
+  // A Function-storage variable, emitted where the function code is: SPIR-V wants all of
+  // them at the start of the first block, so call this right after that block's label.
+  Id functionVariable(Id pointerType);
 
   // Function code goes to the function section.
   void beginFunction(Id fn, Id resultType, Id fnType);

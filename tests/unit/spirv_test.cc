@@ -26,6 +26,42 @@ std::vector<uint32_t> emitValid(const Kernel &k) {
   return *words;
 }
 
+// Nested loops (the inner one starting at the outer's induction variable), an if and
+// variables of every type under a guard: out[i] = the number of pairs j < i % 5,
+// j <= m < 4 with j + m odd, plus 0.5 when there was one.
+Kernel nestedRegions() {
+  Kernel k;
+  k.name = "nested_regions";
+  k.numDims = 1;
+  k.buffers = {{"out", MemType::F32, true}};
+  KernelBuilder b(k);
+  int i = b.globalId();
+  b.guard(b.op(KOp::ILt, KType::Bool, {i, b.dim(0)}));
+  int count = b.varNew(KType::I32, b.constI(0));
+  int any = b.varNew(KType::Bool, b.emit({KOp::ConstB, KType::Bool, {}, 0}));
+  int j = b.loopBegin(b.constI(0), b.op(KOp::IRem, KType::I32, {i, b.constI(5)}), b.constI(1));
+  int m = b.loopBegin(j, b.constI(4), b.constI(1));
+  int odd = b.op(KOp::IRem, KType::I32, {b.op(KOp::IAdd, KType::I32, {j, m}), b.constI(2)});
+  b.ifBegin(b.op(KOp::ILt, KType::Bool, {b.constI(0), odd}));
+  b.varSet(count, b.op(KOp::IAdd, KType::I32, {b.varGet(KType::I32, count), b.constI(1)}));
+  b.varSet(any, b.emit({KOp::ConstB, KType::Bool, {}, 1}));
+  b.ifEnd();
+  b.loopEnd();
+  b.loopEnd();
+  int half = b.op(KOp::Cast, KType::F32, {b.varGet(KType::Bool, any)});
+  half = b.op(KOp::FMul, KType::F32, {half, b.constF(0.5f)});
+  int n = b.op(KOp::Cast, KType::F32, {b.varGet(KType::I32, count)});
+  b.store(0, i, b.op(KOp::FAdd, KType::F32, {n, half}));
+  return k;
+}
+
+size_t countOf(const std::string &text, const std::string &what) {
+  size_t n = 0;
+  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1))
+    ++n;
+  return n;
+}
+
 struct FloatOpCase {
   KOp op;
   int arity;
@@ -104,11 +140,45 @@ TEST(SpirvEmit, ModuleShape) {
         "OpMemoryModel Logical GLSL450", "OpExtInstImport \"GLSL.std.450\""})
     EXPECT_NE(text.find(want), std::string::npos) << want << " missing in\n" << text;
   // Three read-only buffers: a, b and dims.
-  size_t nonWritable = 0;
-  for (size_t p = text.find("NonWritable"); p != std::string::npos;
-       p = text.find("NonWritable", p + 1))
-    ++nonWritable;
-  EXPECT_EQ(nonWritable, 3u);
+  EXPECT_EQ(countOf(text, "NonWritable"), 3u);
+}
+
+TEST(SpirvEmit, RowSumMaxValidatesAndIsDeterministic) {
+  Kernel k = testing::rowSumMax();
+  ASSERT_FALSE(verifyKernel(k).failed()) << verifyKernel(k).message();
+  std::vector<uint32_t> words = emitValid(k);
+  ASSERT_FALSE(words.empty());
+  Expected<std::vector<uint32_t>> again = emitSpirv(k);
+  ASSERT_TRUE(again) << again.message();
+  EXPECT_EQ(words, *again);
+}
+
+// Structured control flow, shared arrays, barriers and the workgroup builtins.
+TEST(SpirvEmit, RowSumMaxShape) {
+  std::string text = disassembleSpirv(emitValid(testing::rowSumMax()));
+  // Two loops; the guardless kernel's ifs: the row check, the tree step and lane 0.
+  EXPECT_EQ(countOf(text, "OpLoopMerge"), 2u) << text;
+  EXPECT_EQ(countOf(text, "OpSelectionMerge"), 3u) << text;
+  EXPECT_EQ(countOf(text, "OpControlBarrier %uint_2 %uint_2 %uint_264"), 2u) << text;
+  EXPECT_EQ(countOf(text, "= OpVariable %_ptr_Workgroup__arr_float_uint_256 Workgroup"), 2u)
+      << text;
+  // Two float variables, one int variable and two induction variables.
+  EXPECT_EQ(countOf(text, "= OpVariable %_ptr_Function_float Function"), 2u) << text;
+  EXPECT_EQ(countOf(text, "= OpVariable %_ptr_Function_int Function"), 3u) << text;
+  for (const char *want :
+       {"BuiltIn LocalInvocationId", "BuiltIn WorkgroupId", "BuiltIn NumWorkgroups", "OpSLessThan"})
+    EXPECT_NE(text.find(want), std::string::npos) << want << " missing in\n" << text;
+  // Only the builtins a kernel reads are declared.
+  EXPECT_EQ(text.find("GlobalInvocationId"), std::string::npos) << text;
+}
+
+TEST(SpirvEmit, NestedRegionsUnderAGuard) {
+  Kernel k = nestedRegions();
+  ASSERT_FALSE(verifyKernel(k).failed()) << verifyKernel(k).message();
+  std::string text = disassembleSpirv(emitValid(k));
+  EXPECT_EQ(countOf(text, "OpLoopMerge"), 2u) << text;
+  EXPECT_EQ(countOf(text, "OpSelectionMerge"), 2u) << text; // the guard's and the inner if
+  EXPECT_EQ(countOf(text, "= OpVariable %_ptr_Function_bool Function"), 1u) << text;
 }
 
 TEST(SpirvEmit, ByteIdenticalAcrossRuns) {
@@ -139,6 +209,16 @@ TEST(SpirvEmit, RejectsUndefinedOperand) {
   EXPECT_NE(words.message().find("undefined value"), std::string::npos) << words.message();
 }
 
+TEST(SpirvEmit, RejectsUnbalancedRegionEnd) {
+  Kernel k;
+  k.name = "bad";
+  KernelBuilder b(k);
+  b.loopEnd();
+  Expected<std::vector<uint32_t>> words = emitSpirv(k);
+  ASSERT_FALSE(words);
+  EXPECT_NE(words.message().find("closes no region"), std::string::npos) << words.message();
+}
+
 TEST(SpirvBuilder, CachesTypesAndConstants) {
   spirv::Builder b;
   EXPECT_EQ(b.intType(32, true), b.intType(32, true));
@@ -147,6 +227,8 @@ TEST(SpirvBuilder, CachesTypesAndConstants) {
   EXPECT_NE(b.constF32(0.0f), b.constF32(-0.0f));
   spirv::Id f = b.floatType(32);
   EXPECT_NE(b.runtimeArrayType(f, 4), b.runtimeArrayType(f, 8));
+  EXPECT_EQ(b.arrayType(f, b.constU32(4)), b.arrayType(f, b.constU32(4)));
+  EXPECT_NE(b.arrayType(f, b.constU32(4)), b.arrayType(f, b.constU32(8)));
   EXPECT_EQ(b.pointerType(spv::StorageClassStorageBuffer, f),
             b.pointerType(spv::StorageClassStorageBuffer, f));
 }
@@ -160,7 +242,7 @@ TEST(SpirvBuilder, ValidatorRejectsGarbage) {
 TEST(SpirvEmit, SpirvValToolAccepts) {
   if (std::system("command -v spirv-val >/dev/null 2>&1") != 0)
     GTEST_SKIP() << "SKIPPED: spirv-val not found";
-  std::vector<Kernel> kernels = {testing::mulBroadcastExp()};
+  std::vector<Kernel> kernels = {testing::mulBroadcastExp(), testing::rowSumMax(), nestedRegions()};
   for (const FloatOpCase &c : kFloatOps)
     kernels.push_back(floatOp(c.op, c.arity));
   kernels.push_back(elementwise("bf16_to_f16", {MemType::BF16}, MemType::F16,

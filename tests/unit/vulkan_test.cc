@@ -433,6 +433,104 @@ TEST_F(VulkanTest, WideGridCoversEveryIdOnce) {
     ASSERT_EQ(ids[j], j);
 }
 
+// testing::rowSumMax with one workgroup per row: the grid is rows * kWorkgroupSize.
+Executable rowSumMaxExecutable(int64_t maxRows, int64_t maxCols) {
+  Kernel k = testing::rowSumMax();
+  Executable exe;
+  exe.dims = {{"rows", 1, maxRows}, {"cols", 1, maxCols}};
+  ir::Dim rows = ir::Dim::symbol(0), cols = ir::Dim::symbol(1);
+  Expected<std::vector<uint32_t>> words = compiler::emitSpirv(k);
+  EXPECT_TRUE(words) << words.message();
+  if (words)
+    exe.kernels = {{k.name, *words, "", {0, 1, 2}, {rows, ir::Dim::of(compiler::kWorkgroupSize)}}};
+  exe.buffers = {{"in", {ir::DType::F32, {rows, cols}}, BufferRole::Input},
+                 {"out_sum", {ir::DType::F32, {rows}}, BufferRole::Output},
+                 {"out_max", {ir::DType::F32, {rows}}, BufferRole::Output}};
+  exe.inputs = {0};
+  exe.outputs = {1, 2};
+  return exe;
+}
+
+// Values of both signs and several magnitudes, so that sums cancel.
+std::vector<float> rowValues(int64_t rows, int64_t cols) {
+  std::vector<float> v(rows * cols);
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> mid(-100.0f, 100.0f);
+  for (float &x : v)
+    x = mid(rng);
+  return v;
+}
+
+// Runs rowSumMax on `in` and checks it against a CPU loop: maxima exactly (NaN where a
+// row has one); sums within what f32 summation in any order can lose, a few ulp of the
+// sum of magnitudes per addition on the longest chain (cols / kWorkgroupSize + 8 deep).
+void checkRowSumMax(const std::vector<Bytes> &out, const std::vector<float> &in, int64_t rows,
+                    int64_t cols) {
+  ASSERT_EQ(out.size(), 2u);
+  std::vector<float> sums = fromBytes<float>(out[0]), maxima = fromBytes<float>(out[1]);
+  ASSERT_EQ(sums.size(), static_cast<size_t>(rows));
+  ASSERT_EQ(maxima.size(), static_cast<size_t>(rows));
+  double depth = static_cast<double>(cols / compiler::kWorkgroupSize + 9);
+  int failures = 0;
+  for (int64_t r = 0; r < rows && failures < 5; ++r) {
+    double sum = 0, magnitude = 0;
+    float max = -kInf;
+    for (int64_t c = 0; c < cols; ++c) {
+      float x = in[r * cols + c];
+      sum += x;
+      magnitude += std::fabs(x);
+      max = nanMax(max, x);
+    }
+    auto want = static_cast<float>(sum);
+    bool sumOk = std::isnan(want)
+                     ? std::isnan(sums[r])
+                     : sums[r] == want || std::fabs(sums[r] - sum) <= depth * 1.2e-7 * magnitude;
+    bool maxOk = std::isnan(max) ? std::isnan(maxima[r]) : maxima[r] == max;
+    if (!sumOk || !maxOk) {
+      ++failures;
+      ADD_FAILURE() << "row " << r << " of " << rows << " x " << cols << ": sum " << sums[r]
+                    << " (want " << want << "), max " << maxima[r] << " (want " << max << ")";
+    }
+  }
+}
+
+// Loops, variables, shared memory, barriers and uniform ifs; columns fewer than, equal to
+// and more than the workgroup; one row with NaN and +inf, one with +inf alone.
+TEST_F(VulkanTest, RowSumMaxMatchesCpu) {
+  Executable exe = rowSumMaxExecutable(8, 5000);
+  for (auto [rows, cols] :
+       {std::pair<int64_t, int64_t>{1, 1}, {3, 5}, {2, 256}, {4, 1000}, {5, 4097}, {3, 300}}) {
+    std::vector<float> in = rowValues(rows, cols);
+    bool special = rows == 3 && cols == 300;
+    if (special) {
+      in[1 * cols + 17] = kInf;
+      in[1 * cols + 290] = kNaN;
+      in[2 * cols + 299] = kInf;
+    }
+    std::vector<Bytes> out = run(exe, {rows, cols}, {toBytes(in)});
+    checkRowSumMax(out, in, rows, cols);
+    if (special && out.size() == 2) {
+      std::vector<float> sums = fromBytes<float>(out[0]), maxima = fromBytes<float>(out[1]);
+      EXPECT_TRUE(std::isfinite(sums[0]) && std::isfinite(maxima[0]));
+      EXPECT_TRUE(std::isnan(sums[1]) && std::isnan(maxima[1]));
+      EXPECT_EQ(sums[2], kInf);
+      EXPECT_EQ(maxima[2], kInf);
+    }
+  }
+}
+
+// More rows than one dispatch row of workgroups holds (65535 on lavapipe): GroupId must
+// count the rows of a 2-D dispatch.
+TEST_F(VulkanTest, RowSumMaxOnAWideGrid) {
+  const int64_t rows = 70000, cols = 3;
+  std::vector<float> in = rowValues(rows, cols);
+  // Every row's maximum names its row, so a row computed twice or skipped shows.
+  for (int64_t r = 0; r < rows; ++r)
+    in[r * cols + r % cols] = 1000.0f + static_cast<float>(r);
+  std::vector<Bytes> out = run(rowSumMaxExecutable(rows, cols), {rows, cols}, {toBytes(in)});
+  checkRowSumMax(out, in, rows, cols);
+}
+
 TEST_F(VulkanTest, BadArgumentsAreErrors) {
   Executable exe = oneKernel(testing::floatOp(KOp::FExp, 1), {{"n", 1, 100}});
   Expected<std::unique_ptr<Plan>> plan = device_->load(exe);
