@@ -9,6 +9,7 @@
 #include "ir/interpreter.h"
 #include "ir/parser.h"
 #include "passes/pass_manager.h"
+#include "runtime/cuda/cuda_device.h"
 #include "runtime/vulkan/vulkan_device.h"
 #include "tools/tool_common.h"
 
@@ -137,17 +138,32 @@ std::string dimsText(const ir::Graph &g, const std::vector<int64_t> &dims) {
   return s.empty() ? "static" : s;
 }
 
+// Whether `dev` is `kind` or `kind:N`; `index` gets N, or -1.
+bool deviceKind(const std::string &dev, const std::string &kind, int &index) {
+  index = -1;
+  if (dev == kind)
+    return true;
+  size_t n = kind.size() + 1;
+  if (!dev.starts_with(kind + ":") || dev.size() == n ||
+      dev.find_first_not_of("0123456789", n) != std::string::npos)
+    return false;
+  index = std::atoi(dev.c_str() + n);
+  return true;
+}
+
 // Refuses a --device value before any work is done.
 int checkDevice(const std::string &dev) {
-  if (dev == "cuda" || dev.starts_with("cuda:"))
-    return tools::fail("error: --device=" + dev +
-                       ": the CUDA runtime is not part of kiln yet; use vulkan or ref");
-  bool vulkanIndex = dev.starts_with("vulkan:") && dev.size() > 7 &&
-                     dev.find_first_not_of("0123456789", 7) == std::string::npos;
-  if (dev != "auto" && dev != "ref" && dev != "vulkan" && !vulkanIndex)
+  int index;
+  if (dev != "auto" && dev != "ref" && !deviceKind(dev, "vulkan", index) &&
+      !deviceKind(dev, "cuda", index))
     return tools::usageError("kiln-run", "unknown --device '" + dev + "'");
   return 0;
 }
+
+// Opens the device `dev` names (auto: the best Vulkan device) and loads the graph on it,
+// compiled for it; leaves `runner.plan` null for the reference interpreter.
+Status loadOnDevice(const std::string &dev, const ir::Graph &g, Runner &runner,
+                    runtime::Executable &exe, std::string &deviceName);
 
 int run(const Options &o) {
   if (int rc = checkDevice(o.device))
@@ -188,27 +204,8 @@ int run(const Options &o) {
   Runner runner{g};
   runtime::Executable exe;
   std::string deviceName = "ref (reference interpreter)";
-  const std::string &dev = o.device;
-  if (dev != "ref") {
-    int index = dev.starts_with("vulkan:") ? std::atoi(dev.c_str() + 7) : -1;
-    auto device = runtime::openVulkanDevice(index);
-    if (!device && dev == "auto") {
-      std::fprintf(stderr, "kiln-run: no Vulkan device (%s); using the reference interpreter\n",
-                   device.message().c_str());
-    } else if (!device) {
-      return tools::fail("error: --device=" + dev + ": " + device.message());
-    } else {
-      auto compiled = compiler::compileGraph(g, {});
-      if (!compiled)
-        return tools::fail(compiled.message());
-      exe = std::move(*compiled);
-      auto plan = (*device)->load(exe);
-      if (!plan)
-        return tools::fail("error: " + plan.message());
-      runner.plan = std::move(*plan);
-      deviceName = (*device)->describe();
-    }
-  }
+  if (Status s = loadOnDevice(o.device, g, runner, exe, deviceName); s.failed())
+    return tools::fail(s.message());
   std::printf("device: %s\n", deviceName.c_str());
   std::fflush(stdout);
 
@@ -259,15 +256,60 @@ int run(const Options &o) {
   return allPassed ? 0 : 1;
 }
 
+Status loadOnDevice(const std::string &dev, const ir::Graph &g, Runner &runner,
+                    runtime::Executable &exe, std::string &deviceName) {
+  if (dev == "ref")
+    return Status::ok();
+  int index = -1;
+  bool cuda = deviceKind(dev, "cuda", index);
+  if (!cuda)
+    deviceKind(dev, "vulkan", index);
+  compiler::CompileOptions opts;
+  if (cuda) { // PTX for the device's architecture instead of SPIR-V
+    auto list = runtime::listCudaDevices();
+    if (!list)
+      return makeError("error: --device=" + dev + ": " + list.message());
+    if (list->empty() || index >= static_cast<int>(list->size()))
+      return makeError("error: --device=" + dev + ": no such CUDA device");
+    opts.spirv = false;
+    opts.ptx = true;
+    opts.smArch = (*list)[index < 0 ? 0 : index].arch;
+  }
+  auto device = cuda ? runtime::openCudaDevice(index) : runtime::openVulkanDevice(index);
+  if (!device && dev == "auto") {
+    std::fprintf(stderr, "kiln-run: no Vulkan device (%s); using the reference interpreter\n",
+                 device.message().c_str());
+    return Status::ok();
+  }
+  if (!device)
+    return makeError("error: --device=" + dev + ": " + device.message());
+  auto compiled = compiler::compileGraph(g, opts);
+  if (!compiled)
+    return compiled.error();
+  exe = std::move(*compiled);
+  auto plan = (*device)->load(exe);
+  if (!plan)
+    return makeError("error: " + plan.message());
+  runner.plan = std::move(*plan);
+  deviceName = (*device)->describe();
+  return Status::ok();
+}
+
 int listDevices() {
   std::printf("ref: the reference interpreter (CPU, float64)\n");
   auto devices = runtime::listVulkanDevices();
-  if (!devices) {
+  if (!devices)
     std::printf("(no Vulkan: %s)\n", devices.message().c_str());
-    return 0;
-  }
-  for (size_t i = 0; i < devices->size(); ++i)
-    std::printf("vulkan:%zu: %s (%s)\n", i, (*devices)[i].name.c_str(), (*devices)[i].type.c_str());
+  else
+    for (size_t i = 0; i < devices->size(); ++i)
+      std::printf("vulkan:%zu: %s (%s)\n", i, (*devices)[i].name.c_str(),
+                  (*devices)[i].type.c_str());
+  auto gpus = runtime::listCudaDevices();
+  if (!gpus)
+    std::printf("(no CUDA: %s)\n", gpus.message().c_str());
+  else
+    for (size_t i = 0; i < gpus->size(); ++i)
+      std::printf("cuda:%zu: %s (%s)\n", i, (*gpus)[i].name.c_str(), (*gpus)[i].arch.c_str());
   return 0;
 }
 

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,6 +14,7 @@
 #include "ir/interpreter.h"
 #include "ir/parser.h"
 #include "passes/pass_manager.h"
+#include "runtime/cuda/cuda_device.h"
 #include "runtime/vulkan/vulkan_device.h"
 #include "tests/unit/examples.h"
 
@@ -132,18 +134,60 @@ TEST(Compile, RowKernelsAreOneWorkgroupPerRow) {
   EXPECT_THAT(text, HasSubstr("loop"));
 }
 
-// Runs `text` on the best Vulkan device at each binding of dims and compares every
-// output with the reference interpreter.
-void runOnVulkan(const std::string &text, const std::vector<std::vector<int64_t>> &bindings) {
-  auto device = runtime::openVulkanDevice(-1);
-  if (!device && std::getenv("KILN_REQUIRE_VULKAN"))
-    FAIL() << "KILN_REQUIRE_VULKAN is set but there is no Vulkan device: " << device.message();
-  if (!device)
-    GTEST_SKIP() << "SKIPPED: no Vulkan device: " << device.message();
+// Opens the backend's device and the options that compile for it; skips the test (or
+// fails it, where CI requires Vulkan) when there is none.
+struct Target {
+  std::unique_ptr<runtime::Device> device;
+  CompileOptions opts;
+};
+
+std::optional<Target> openTarget(const std::string &backend, std::string &why) {
+  Target t;
+  if (backend == "cuda") {
+    auto list = runtime::listCudaDevices();
+    if (!list || list->empty()) {
+      why = list ? "the driver lists no device" : list.message();
+      return std::nullopt;
+    }
+    t.opts.spirv = false;
+    t.opts.ptx = true;
+    t.opts.smArch = (*list)[0].arch;
+    auto d = runtime::openCudaDevice(0);
+    if (!d) {
+      why = d.message();
+      return std::nullopt;
+    }
+    t.device = std::move(*d);
+    return t;
+  }
+  auto d = runtime::openVulkanDevice(-1);
+  if (!d) {
+    why = d.message();
+    return std::nullopt;
+  }
+  t.device = std::move(*d);
+  return t;
+}
+
+// End-to-end tests, once per backend: compile, run at each binding of dims, compare
+// every output with the reference interpreter.
+class EndToEnd : public ::testing::TestWithParam<std::string> {
+protected:
+  void run(const std::string &text, const std::vector<std::vector<int64_t>> &bindings);
+};
+
+void EndToEnd::run(const std::string &text, const std::vector<std::vector<int64_t>> &bindings) {
+  std::string why;
+  std::optional<Target> target = openTarget(GetParam(), why);
+  if (!target && GetParam() == "vulkan" && std::getenv("KILN_REQUIRE_VULKAN"))
+    FAIL() << "KILN_REQUIRE_VULKAN is set but there is no Vulkan device: " << why;
+  if (!target)
+    GTEST_SKIP() << "SKIPPED: no " << GetParam() << " device: " << why;
+  runtime::Device *device = target->device.get();
   ir::Graph ref = prepare(text), g = ref;
-  auto exe = compileGraph(g, {});
+  auto exe = compileGraph(g, target->opts);
   ASSERT_TRUE(exe) << exe.message();
-  auto plan = (*device)->load(*exe);
+  auto plan = device->load(*exe);
   ASSERT_TRUE(plan) << plan.message();
   for (const std::vector<int64_t> &dims : bindings) {
     std::vector<ir::HostTensor> in;
@@ -168,13 +212,13 @@ void runOnVulkan(const std::string &text, const std::vector<std::vector<int64_t>
   }
 }
 
-TEST(Compile, PointwiseChainMatchesTheReferenceOnVulkanAtSeveralDims) {
-  runOnVulkan(readExample("pointwise_chain.kir"), {{1}, {37}, {256}});
+TEST_P(EndToEnd, PointwiseChainMatchesTheReferenceAtSeveralDims) {
+  run(readExample("pointwise_chain.kir"), {{1}, {37}, {256}});
 }
 
-TEST(Compile, MixedDtypesBroadcastsAndSpecialValuesMatchOnVulkan) {
+TEST_P(EndToEnd, MixedDtypesBroadcastsAndSpecialValuesMatch) {
   // log and sqrt of negative inputs give NaN; recip of tiny values overflows f16.
-  runOnVulkan(
+  run(
       R"(graph @mixed(%a: f16[r, 1, 8], %b: f32[3, 8], %i: i32[r, 3, 8], %s: bf16[8]) -> (f16[r, 3, 8], f32[r, 3, 8], i32[r, 3, 8], bf16[r, 3, 8]) {
   dim r in [1, 5]
   %a32 = cast %a : f32[r, 1, 8]
@@ -198,14 +242,12 @@ TEST(Compile, MixedDtypesBroadcastsAndSpecialValuesMatchOnVulkan) {
       {{1}, {4}});
 }
 
-TEST(Compile, RmsNormTimesWeightMatchesOnVulkan) {
-  runOnVulkan(readExample("rmsnorm_mul.kir"), {{1}, {3}});
-}
+TEST_P(EndToEnd, RmsNormTimesWeightMatches) { run(readExample("rmsnorm_mul.kir"), {{1}, {3}}); }
 
-TEST(Compile, ReductionsWithEpiloguesMatchOnVulkan) {
+TEST_P(EndToEnd, ReductionsWithEpiloguesMatch) {
   // Rows shorter than a workgroup, longer and not a multiple of it; a reduction over the
   // leading axis; keepdims; mean; epilogues that read another input.
-  runOnVulkan(
+  run(
       R"(graph @reductions(%x: f32[r, 600], %y: f16[5, 3], %b: f32[r]) -> (f32[r], f32[r, 1], f16[3], f32[r], f32[5]) {
   dim r in [1, 9]
   %s = reduce_sum %x {axes = [1]} : f32[r]
@@ -222,8 +264,8 @@ TEST(Compile, ReductionsWithEpiloguesMatchOnVulkan) {
       {{1}, {7}});
 }
 
-TEST(Compile, NormalizationsMatchOnVulkan) {
-  runOnVulkan(
+TEST_P(EndToEnd, NormalizationsMatch) {
+  run(
       R"(graph @norms(%x: f32[4, 1000], %g: f32[1000], %s: f16[2, 3, 40], %mask: f16[3, 40]) -> (f32[4, 1000], f16[2, 3, 40], bf16[4, 1000]) {
   %ln = layer_norm %x {eps = 0.001} : f32[4, 1000]
   %lg = mul %ln, %g : f32[4, 1000]
@@ -239,11 +281,11 @@ TEST(Compile, NormalizationsMatchOnVulkan) {
       {{}});
 }
 
-TEST(Compile, KernelsPassValuesThroughTemporariesAndViews) {
+TEST_P(EndToEnd, KernelsPassValuesThroughTemporariesAndViews) {
   // softmax over a permuted input; a row max subtracted in a second kernel; a slice and a
   // reshape read across kernels; an input and a view returned as they are; one value
   // returned twice.
-  runOnVulkan(
+  run(
       R"(graph @multi(%x: f32[6, 50]) -> (f32[50, 6], f32[6, 50], f32[2, 50], f32[300], f32[6, 50], f32[6, 50]) {
   %t = permute %x {perm = [1, 0]} : f32[50, 6]
   %p = softmax %t : f32[50, 6]
@@ -257,6 +299,20 @@ TEST(Compile, KernelsPassValuesThroughTemporariesAndViews) {
 })",
       {{}});
 }
+
+// Without a GPU the CUDA backend says why, in one line, instead of crashing.
+TEST(Cuda, AMissingDriverIsAClearError) {
+  auto device = runtime::openCudaDevice(-1);
+  if (device)
+    GTEST_SKIP() << "SKIPPED: a CUDA device is present: " << (*device)->describe();
+  EXPECT_THAT(device.message(), ::testing::StartsWith("cuda: "));
+  EXPECT_THAT(device.message(),
+              ::testing::AnyOf(HasSubstr("libcuda.so.1"), HasSubstr("without CUDA headers"),
+                               HasSubstr("no device")));
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, EndToEnd, ::testing::Values("vulkan", "cuda"),
+                         [](const auto &info) { return info.param; });
 
 } // namespace
 } // namespace kiln::compiler
