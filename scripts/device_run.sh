@@ -7,24 +7,65 @@
 # and fetch the Vulkan loader into .gl/ once (device.md has the recipe), with the GL
 # vendor-neutral libraries the NVIDIA driver needs beside it (without libglvnd0 its
 # Vulkan driver is not found): `apt-get $o download libvulkan1 libglvnd0 libegl1 libgl1
-# libglx0 libgles2 libopengl0` in .gl/, with $o as in device.md. Then run this
-# script through the device tool with carry [build-device/carry, .gl]. It runs the
-# walking skeleton on the GPU's Vulkan driver against the reference interpreter and
-# prints a short table last.
+# libglx0 libgles2 libopengl0` in .gl/, with $o as in device.md. Then run this script
+# through the device tool with carry [build-device/carry, .gl], output under $OUT; copy
+# ../shared/bench/torch_anchors.py into build-device/carry/ so PyTorch runs beside kiln.
+#
+# It checks kiln's kernels on the GPU (CUDA and Vulkan) against the reference
+# interpreter, times them (kernel time from device events or timestamps, median of
+# --iters runs), runs ../shared/bench/torch_anchors.py in the same call when it is
+# there (KILN_TORCH=0 skips it), and prints a short table last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=${KILN_BIN:-build-device/carry}
+out=${OUT:-$(mktemp -d)}
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)
 "$bin/kiln-run" --list-devices
 
-log=$(mktemp)
-"$bin/kiln-run" examples/pointwise_chain.kir --device=vulkan --check --iters 50 \
-  --dims n=1 --dims n=1024 --dims n=4096 | tee "$log"
-status=${PIPESTATUS[0]}
+status=0
+table=$out/table.txt
+: >"$table"
+# run NAME DEVICE FILE [kiln-run args...]: checks and times one graph.
+run() {
+  local name=$1 dev=$2 file=$3
+  shift 3
+  echo "== $name on $dev"
+  "$bin/kiln-run" "$file" --device="$dev" --check --iters 50 "$@" | tee "$out/$name.$dev.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+  local verdict us
+  verdict=$(grep -cE "^FAIL" "$out/$name.$dev.log")
+  us=$(grep -oE "[0-9.]+ us median" "$out/$name.$dev.log" | tail -1 | cut -d' ' -f1)
+  printf "%-36s %-7s %10s us  %s\n" "$name" "$dev" "${us:-?}" \
+    "$([[ $verdict -eq 0 ]] && echo PASS || echo FAIL)" >>"$table"
+}
+
+for dev in cuda vulkan; do
+  run pointwise_chain[1x4096] $dev examples/pointwise_chain.kir --dims n=1
+  run pointwise_chain[4096x4096] $dev examples/pointwise_chain.kir --dims n=4096
+  run rmsnorm_mul[1x4096,f16] $dev examples/rmsnorm_mul.kir --dims t=1
+  run rmsnorm_mul[8192x4096,f16] $dev examples/rmsnorm_mul.kir --dims t=8192
+  run rmsnorm_mul[8192x4096,f32] $dev bench/graphs/rmsnorm_mul_f32.kir --dims t=8192
+  run ew_chain[16M,f32] $dev bench/graphs/ew_chain.kir --dims n=16777216
+  run softmax_scale_mask[32x512x512,f16] $dev examples/softmax_scale_mask.kir
+  run tiny_chain[64ops,4096] $dev bench/graphs/tiny_chain.kir
+done
+
+# The team's PyTorch anchors: ../shared/bench/torch_anchors.py, or a copy carried
+# beside the binaries (the device machine has no ../shared).
+anchors=../shared/bench/torch_anchors.py
+[[ -f $anchors ]] || anchors=$bin/torch_anchors.py
+if [[ ${KILN_TORCH:-1} != 0 && -f $anchors ]]; then
+  echo "== PyTorch, same machine, same call"
+  python3 "$anchors" 2>&1 | tee "$out/torch.log"
+fi
 
 echo
-echo "== kiln walking skeleton on $gpu =="
-grep -E "^device:|^run |^PASS|^FAIL" "$log"
+echo "== kiln on $gpu (kernel time, median of 50; Vulkan memory is host-visible for now)"
+cat "$table"
+if [[ -f $out/torch.log ]]; then
+  echo "== PyTorch on the same graphs"
+  grep -E "^(rmsnorm_mul|ew_chain|softmax_scale_mask|tiny_chain)" "$out/torch.log" | grep -E "inductor "
+fi
 exit "$status"
