@@ -1,11 +1,19 @@
-// The row template: one workgroup per row of the anchor's input. Each invocation walks a
-// strided part of the row (kWorkgroupSize apart), the workgroup combines the partial
-// results through shared memory, and a last pass over the row computes the normalized
-// values and the epilogue; a reduction's result is stored by the first invocation.
-// Prologue values are recomputed in every pass instead of being kept.
+// The row template: T invocations per row of the anchor's input (T a power of two
+// dividing the workgroup, so a workgroup holds 256 / T rows). Invocation t of a row
+// takes elements t, t + T, t + 2T, ...; the row's invocations combine their partial
+// results with a tree in shared memory; a last pass computes the normalized values and
+// the epilogue, and a reduction's result is stored by invocation 0.
+//
+// When the row length is static and short enough, each invocation keeps its elements in
+// registers ("slots", unrolled), so the input is read once; otherwise the passes are
+// loops and the prologue is recomputed in each. Every invocation of a workgroup takes
+// part in the trees (rows past the last are computed as the last row and not stored), so
+// barriers are reached by all of them.
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <map>
+#include <memory>
 
 #include "compiler/templates.h"
 #include "ir/verifier.h"
@@ -16,6 +24,14 @@ namespace {
 
 using ir::Node;
 using ir::Op;
+
+// Elements an invocation keeps in registers at most.
+constexpr int64_t kMaxSlots = 32;
+// Elements per invocation the row width aims for when rows are short.
+constexpr int64_t kSlotsPerInvocation = 8;
+
+using Coords = std::vector<int>;
+using ElementFn = std::function<int(const Coords &)>;
 
 class RowLowering {
 public:
@@ -29,6 +45,21 @@ public:
     for (int i = 0; i < rank; ++i)
       if (i != axis_)
         outer_.push_back(xs_[i]);
+    // Invocations per row: about kSlotsPerInvocation elements each, a power of two, at
+    // most a workgroup; registers hold the row when it has at most kMaxSlots per
+    // invocation.
+    const ir::Dim &len = xs_[axis_];
+    if (len.isStatic()) {
+      int64_t want = (len.offset + kSlotsPerInvocation - 1) / kSlotsPerInvocation;
+      while (width_ < want && width_ < kWorkgroupSize)
+        width_ *= 2;
+      int64_t slots = (len.offset + width_ - 1) / width_;
+      slots_ = slots <= kMaxSlots ? static_cast<int>(slots) : 0;
+      if (slots_ == 0)
+        width_ = kWorkgroupSize;
+    } else {
+      width_ = kWorkgroupSize;
+    }
   }
 
   Status run(const KernelStores &stores, runtime::ExecKernel &exec) {
@@ -42,20 +73,31 @@ public:
                          "one per element of the rows of %" + a_.name);
       (rowResult ? perRow : perElement).push_back(store);
     }
+    int64_t invocations = width_;
+    for (const ir::Dim &d : outer_)
+      if (__builtin_mul_overflow(invocations, d.max(g_.dims), &invocations) ||
+          invocations > INT32_MAX)
+        return makeError("more than 2^31-1 invocations for the rows of %" + a_.name);
+
     el_.kernel().shared = {{KType::F32, kWorkgroupSize}};
     length_ = el_.extent(xs_[axis_]);
     int rows = el_.elements(outer_);
+    int gid = b_.globalId();
+    int width = b_.constI(width_);
     lane_ = b_.localId();
-    row_ = b_.groupId();
-    // Workgroups past the last row (a grid dispatched as rows of workgroups) do nothing;
-    // the condition is the same for the whole workgroup, so barriers inside are reached
-    // by all of its invocations.
-    b_.ifBegin(b_.op(KOp::ILt, KType::Bool, {row_, rows}));
-    el_.pushScope();
+    t_ = iop(KOp::IRem, {gid, width});
+    int row = iop(KOp::IDiv, {gid, width});
+    rowValid_ = b_.op(KOp::ILt, KType::Bool, {row, rows});
+    // Rows past the last compute the last row again, and store nothing.
+    row_ = b_.op(KOp::Select, KType::I32, {rowValid_, row, iop(KOp::ISub, {rows, b_.constI(1)})});
     rowCoords_ = el_.delinearize(row_, outer_);
-    std::function<int(const std::vector<int> &)> normalized = statistics();
+    if (slots_ > 0)
+      makeSlots();
+
+    ElementFn normalized = statistics();
     if (!perRow.empty()) {
-      b_.ifBegin(b_.op(KOp::ILt, KType::Bool, {lane_, b_.constI(1)}));
+      b_.ifBegin(b_.op(KOp::And, KType::Bool,
+                       {rowValid_, b_.op(KOp::ILt, KType::Bool, {t_, b_.constI(1)})}));
       el_.pushScope();
       el_.setValue(anchor_, result_);
       for (auto [node, buffer] : perRow)
@@ -64,23 +106,21 @@ public:
       b_.ifEnd();
     }
     if (!perElement.empty())
-      pass([&](const std::vector<int> &x) {
-        if (normalized)
-          el_.setValue(anchor_, normalized(x));
-        int idx = el_.linearize(x, xs_);
-        for (auto [node, buffer] : perElement) {
-          const ir::Shape &s = g_.typeOf(node).shape;
-          b_.store(buffer, idx, el_.valueAt(node, s == xs_ ? x : el_.delinearize(idx, s)));
-        }
-      });
-    el_.popScope();
-    b_.ifEnd();
+      storeElements(perElement, normalized);
     exec.grid = outer_;
-    exec.grid.push_back(ir::Dim{kWorkgroupSize});
+    exec.grid.push_back(ir::Dim{width_});
     return Status::ok();
   }
 
 private:
+  struct Slot {
+    Coords x;       // coordinates in the input (clamped into the row)
+    int valid = -1; // Bool, or -1 when always inside the row
+  };
+
+  int iop(KOp op, std::vector<int> args) { return el_.iop(op, std::move(args)); }
+  int fop(KOp op, std::vector<int> args) { return el_.fop(op, std::move(args)); }
+
   // Whether the node's value depends on the anchor's (through the kernel's nodes).
   bool dependsOnAnchor(int id) {
     if (id == anchor_)
@@ -93,52 +133,127 @@ private:
     return false;
   }
 
-  // Runs `body` at each element of the row this invocation walks, in a loop.
-  void pass(const std::function<void(const std::vector<int> &)> &body) {
-    int c = b_.loopBegin(lane_, length_, b_.constI(kWorkgroupSize));
-    el_.pushScope();
-    std::vector<int> x = rowCoords_;
+  Coords at(int c) const {
+    Coords x = rowCoords_;
     x.insert(x.begin() + axis_, c);
-    body(x);
-    el_.popScope();
-    b_.loopEnd();
+    return x;
   }
 
-  // The workgroup's combination of every invocation's `v` by `op`, in every invocation:
-  // a tree over shared memory, halving the active invocations at each step.
-  int workgroupReduce(KOp op, int v) {
+  // Slot j holds element t + j * width of the row; only the last slot can fall past the
+  // end, and it then reads the last element (the value is masked where it matters).
+  void makeSlots() {
+    int64_t len = xs_[axis_].offset;
+    int last = b_.constI(len - 1);
+    for (int j = 0; j < slots_; ++j) {
+      int c = iop(KOp::IAdd, {t_, b_.constI(int64_t{j} * width_)});
+      Slot s;
+      if ((int64_t{j} + 1) * width_ > len) {
+        s.valid = b_.op(KOp::ILt, KType::Bool, {c, length_});
+        c = b_.op(KOp::Select, KType::I32, {s.valid, c, last});
+      }
+      s.x = at(c);
+      slotList_.push_back(s);
+    }
+  }
+
+  // `op` over the row of `valueOf`, starting from (and padded with) `init`, combined
+  // across the row's invocations.
+  int rowReduce(KOp op, float init, const ElementFn &valueOf) {
+    if (slots_ > 0) {
+      int acc = el_.f(init);
+      for (const Slot &s : slotList_) {
+        int v = valueOf(s.x);
+        if (s.valid >= 0)
+          v = b_.op(KOp::Select, KType::F32, {s.valid, v, el_.f(init)});
+        acc = fop(op, {acc, v});
+      }
+      return treeReduce(op, acc);
+    }
+    int acc = b_.varNew(KType::F32, el_.f(init));
+    int c = b_.loopBegin(t_, length_, b_.constI(width_));
+    el_.pushScope();
+    b_.varSet(acc, fop(op, {b_.varGet(KType::F32, acc), valueOf(at(c))}));
+    el_.popScope();
+    b_.loopEnd();
+    return treeReduce(op, b_.varGet(KType::F32, acc));
+  }
+
+  // Combines `v` over the row's `width_` invocations (consecutive lanes of the
+  // workgroup): a tree in shared memory, halving the active invocations at each step.
+  int treeReduce(KOp op, int v) {
+    if (width_ == 1)
+      return v;
     b_.sharedStore(0, lane_, v);
     b_.barrier();
-    for (int half = kWorkgroupSize / 2; half >= 1; half /= 2) {
-      b_.ifBegin(b_.op(KOp::ILt, KType::Bool, {lane_, b_.constI(half)}));
-      int other =
-          b_.sharedLoad(0, KType::F32, b_.op(KOp::IAdd, KType::I32, {lane_, b_.constI(half)}));
-      b_.sharedStore(0, lane_, el_.fop(op, {b_.sharedLoad(0, KType::F32, lane_), other}));
+    for (int half = width_ / 2; half >= 1; half /= 2) {
+      b_.ifBegin(b_.op(KOp::ILt, KType::Bool, {t_, b_.constI(half)}));
+      int other = b_.sharedLoad(0, KType::F32, iop(KOp::IAdd, {lane_, b_.constI(half)}));
+      b_.sharedStore(0, lane_, fop(op, {b_.sharedLoad(0, KType::F32, lane_), other}));
       b_.ifEnd();
       b_.barrier();
     }
-    int r = b_.sharedLoad(0, KType::F32, b_.constI(0));
+    int r = b_.sharedLoad(0, KType::F32, iop(KOp::ISub, {lane_, t_}));
     b_.barrier(); // every invocation has read it before the array is reused
     return r;
   }
 
-  // `op` over the row of `valueOf(x)`, starting from `init`.
-  int rowReduce(KOp op, float init, const std::function<int(const std::vector<int> &)> &valueOf) {
-    int acc = b_.varNew(KType::F32, el_.f(init));
-    pass([&](const std::vector<int> &x) {
-      b_.varSet(acc, el_.fop(op, {b_.varGet(KType::F32, acc), valueOf(x)}));
-    });
-    return workgroupReduce(op, b_.varGet(KType::F32, acc));
+  // Stores the per-element values: in registers, slot by slot; otherwise in a loop.
+  void storeElements(const KernelStores &stores, const ElementFn &normalized) {
+    auto storeAt = [&](const Coords &x) {
+      if (normalized)
+        el_.setValue(anchor_, normalized(x));
+      int idx = el_.linearize(x, xs_);
+      std::vector<std::pair<int, int>> values;
+      for (auto [node, buffer] : stores) {
+        const ir::Shape &s = g_.typeOf(node).shape;
+        values.push_back({buffer, el_.valueAt(node, s == xs_ ? x : el_.delinearize(idx, s))});
+      }
+      return std::make_pair(idx, values);
+    };
+    if (slots_ > 0) {
+      for (const Slot &s : slotList_) {
+        el_.pushScope(); // the anchor's value belongs to this slot
+        auto [idx, values] = storeAt(s.x);
+        int ok = s.valid >= 0 ? b_.op(KOp::And, KType::Bool, {rowValid_, s.valid}) : rowValid_;
+        b_.ifBegin(ok);
+        for (auto [buffer, v] : values)
+          b_.store(buffer, idx, v);
+        b_.ifEnd();
+        el_.popScope();
+      }
+      return;
+    }
+    b_.ifBegin(rowValid_);
+    int c = b_.loopBegin(t_, length_, b_.constI(width_));
+    el_.pushScope();
+    auto [idx, values] = storeAt(at(c));
+    for (auto [buffer, v] : values)
+      b_.store(buffer, idx, v);
+    el_.popScope();
+    b_.loopEnd();
+    b_.ifEnd();
   }
 
-  int x(const std::vector<int> &coords) { return el_.valueAt(input_, coords); }
-  int overLength(int v) { return el_.fop(KOp::FDiv, {v, b_.op(KOp::Cast, KType::F32, {length_})}); }
+  int x(const Coords &c) { return el_.valueAt(input_, c); }
+  int overLength(int v) { return fop(KOp::FDiv, {v, b_.op(KOp::Cast, KType::F32, {length_})}); }
+
+  // A function of the element, computed once per element in registers (slots), where
+  // values live at the kernel's top level.
+  ElementFn once(ElementFn fn) {
+    if (slots_ == 0)
+      return fn;
+    auto memo = std::make_shared<std::map<Coords, int>>();
+    return [fn, memo](const Coords &c) {
+      auto it = memo->find(c);
+      return it != memo->end() ? it->second : (*memo)[c] = fn(c);
+    };
+  }
 
   // The row's statistics; for a reduction, its result (result_) and no element function;
   // for a normalization, the function that gives each normalized element.
-  std::function<int(const std::vector<int> &)> statistics() {
+  ElementFn statistics() {
     constexpr float inf = std::numeric_limits<float>::infinity();
-    auto xOf = [&](const std::vector<int> &c) { return x(c); };
+    ElementFn xOf = [this](const Coords &c) { return x(c); };
     switch (a_.op) {
     case Op::ReduceSum:
       result_ = rowReduce(KOp::FAdd, 0, xOf);
@@ -154,29 +269,26 @@ private:
       return nullptr;
     case Op::Softmax: {
       int m = rowReduce(KOp::FMax, -inf, xOf);
-      auto e = [this, m](const std::vector<int> &c) {
-        return el_.fop(KOp::FExp, {el_.fop(KOp::FSub, {x(c), m})});
-      };
+      ElementFn e = once([this, m](const Coords &c) {
+        return fop(KOp::FExp, {fop(KOp::FSub, {x(c), m})});
+      });
       int sum = rowReduce(KOp::FAdd, 0, e);
-      return [this, e, sum](const std::vector<int> &c) { return el_.fop(KOp::FDiv, {e(c), sum}); };
+      return [this, e, sum](const Coords &c) { return fop(KOp::FDiv, {e(c), sum}); };
     }
     case Op::RmsNorm:
     case Op::LayerNorm: {
       // As the reference does: scale = 1 / sqrt(mean((x - center)^2) + eps).
       int center = a_.op == Op::LayerNorm ? overLength(rowReduce(KOp::FAdd, 0, xOf)) : el_.f(0);
-      auto d = [this, center](const std::vector<int> &c) {
-        return el_.fop(KOp::FSub, {x(c), center});
-      };
-      int sq = rowReduce(KOp::FAdd, 0, [&](const std::vector<int> &c) {
-        int v = d(c);
-        return el_.fop(KOp::FMul, {v, v});
+      ElementFn d = once([this, center](const Coords &c) {
+        return fop(KOp::FSub, {x(c), center});
       });
-      int var =
-          el_.fop(KOp::FAdd, {overLength(sq), el_.f(static_cast<float>(a_.attrFloat("eps")))});
-      int scale = el_.fop(KOp::FDiv, {el_.f(1), el_.fop(KOp::FSqrt, {var})});
-      return [this, d, scale](const std::vector<int> &c) {
-        return el_.fop(KOp::FMul, {d(c), scale});
-      };
+      int sq = rowReduce(KOp::FAdd, 0, [&](const Coords &c) {
+        int v = d(c);
+        return fop(KOp::FMul, {v, v});
+      });
+      int var = fop(KOp::FAdd, {overLength(sq), el_.f(static_cast<float>(a_.attrFloat("eps")))});
+      int scale = fop(KOp::FDiv, {el_.f(1), fop(KOp::FSqrt, {var})});
+      return [this, d, scale](const Coords &c) { return fop(KOp::FMul, {d(c), scale}); };
     }
     default:
       break;
@@ -192,8 +304,11 @@ private:
   const ir::Shape &xs_;
   int axis_ = 0;
   ir::Shape outer_;
-  int length_ = -1, lane_ = -1, row_ = -1, result_ = -1;
-  std::vector<int> rowCoords_;
+  int64_t width_ = 1; // invocations per row
+  int slots_ = 0;     // elements per invocation kept in registers; 0: loops
+  std::vector<Slot> slotList_;
+  int length_ = -1, lane_ = -1, t_ = -1, row_ = -1, rowValid_ = -1, result_ = -1;
+  Coords rowCoords_;
 };
 
 } // namespace

@@ -120,18 +120,31 @@ TEST(Compile, OpsNoTemplateLowersAreRefusedByName) {
     EXPECT_THAT(exe.message(), HasSubstr(op));
 }
 
-TEST(Compile, RowKernelsAreOneWorkgroupPerRow) {
+TEST(Compile, RowKernelsKeepShortRowsInRegistersAndLoopOverLongOnes) {
+  // rms_norm over 4096: 256 invocations per row, 16 elements each in registers.
   ir::Graph g = prepare(readExample("rmsnorm_mul.kir"));
   auto lowered = lowerGraph(g);
   ASSERT_TRUE(lowered) << lowered.message();
   ASSERT_EQ(lowered->kernels.size(), 1u);
   const runtime::ExecKernel &k = lowered->exe.kernels[0];
-  ASSERT_EQ(k.grid.size(), 2u); // rows (t), then the workgroup
-  EXPECT_EQ(k.grid[1], ir::Dim{kWorkgroupSize});
-  EXPECT_EQ(lowered->kernels[0].shared.size(), 1u);
+  ASSERT_EQ(k.grid.size(), 2u); // rows (t), then the invocations of a row
+  EXPECT_EQ(k.grid[1], ir::Dim{256});
   std::string text = printKernel(lowered->kernels[0]);
   EXPECT_THAT(text, HasSubstr("barrier"));
-  EXPECT_THAT(text, HasSubstr("loop"));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("loop")));
+  // softmax over 512: 64 invocations per row (8 elements each), 4 rows per workgroup.
+  lowered = lowerGraph(prepare(readExample("softmax_scale_mask.kir")));
+  ASSERT_TRUE(lowered) << lowered.message();
+  EXPECT_EQ(lowered->exe.kernels[0].grid.back(), ir::Dim{64});
+  // A row of symbolic length is walked in loops.
+  lowered = lowerGraph(prepare(R"(graph @g(%x: f32[4, n]) -> (f32[4]) {
+  dim n in [1, 100000]
+  %s = reduce_sum %x {axes = [1]} : f32[4]
+  return %s
+})"));
+  ASSERT_TRUE(lowered) << lowered.message();
+  EXPECT_EQ(lowered->exe.kernels[0].grid.back(), ir::Dim{256});
+  EXPECT_THAT(printKernel(lowered->kernels[0]), HasSubstr("loop"));
 }
 
 // Opens the backend's device and the options that compile for it; skips the test (or
@@ -262,6 +275,20 @@ TEST_P(EndToEnd, ReductionsWithEpiloguesMatch) {
   return %sb, %m, %n, %l, %ys
 })",
       {{1}, {7}});
+}
+
+TEST_P(EndToEnd, LongAndSymbolicRowsMatch) {
+  // Rows too long for registers (9000 > 32 x 256) and of symbolic length are walked in
+  // loops; a row of one element has one invocation.
+  run(R"(graph @long(%x: f32[3, 9000], %y: f16[2, n], %z: f32[7, 1]) -> (f32[3, 9000], f32[2], f32[7, 1]) {
+  dim n in [1, 5000]
+  %p = softmax %x : f32[3, 9000]
+  %yf = cast %y : f32[2, n]
+  %m = reduce_max %yf {axes = [1]} : f32[2]
+  %r = rms_norm %z : f32[7, 1]
+  return %p, %m, %r
+})",
+      {{1}, {300}, {5000}});
 }
 
 TEST_P(EndToEnd, NormalizationsMatch) {
