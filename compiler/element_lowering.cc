@@ -58,6 +58,8 @@ int ElementLowering::elements(const ir::Shape &shape) {
 }
 
 std::vector<int> ElementLowering::delinearize(int linear, const ir::Shape &shape) {
+  if (const std::vector<int> *known = find(&Scope::delinearized, std::pair{linear, shape}))
+    return *known;
   std::vector<int> coords(shape.size());
   int rest = linear;
   for (size_t i = shape.size(); i-- > 0;) {
@@ -73,10 +75,16 @@ std::vector<int> ElementLowering::delinearize(int linear, const ir::Shape &shape
     coords[i] = iop(KOp::IRem, {rest, e});
     rest = iop(KOp::IDiv, {rest, e});
   }
+  scopes_.back().delinearized[{linear, shape}] = coords;
+  scopes_.back().linearized[{coords, shape}] = linear;
   return coords;
 }
 
 int ElementLowering::linearize(const std::vector<int> &coords, const ir::Shape &shape) {
+  // Coordinates made by delinearize in the same shape come from a linear index already:
+  // reusing it keeps loads of consecutive elements visibly consecutive.
+  if (const int *known = find(&Scope::linearized, std::pair{coords, shape}))
+    return *known;
   int idx = -1;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (idx < 0) {
@@ -90,9 +98,10 @@ int ElementLowering::linearize(const std::vector<int> &coords, const ir::Shape &
 
 int ElementLowering::lookup(const Key &key) const {
   for (size_t s = scopes_.size(); s-- > 0;) {
-    if (auto it = scopes_[s].find({key.first, {}}); it != scopes_[s].end())
+    const std::map<Key, int> &values = scopes_[s].values;
+    if (auto it = values.find({key.first, {}}); it != values.end())
       return it->second;
-    if (auto it = scopes_[s].find(key); it != scopes_[s].end())
+    if (auto it = values.find(key); it != values.end())
       return it->second;
   }
   return -1;
@@ -103,7 +112,7 @@ int ElementLowering::valueAt(int id, const std::vector<int> &coords) {
   if (int v = lookup(key); v >= 0)
     return v;
   int v = compute(id, coords);
-  scopes_.back()[key] = v;
+  scopes_.back().values[key] = v;
   return v;
 }
 
@@ -154,6 +163,25 @@ std::vector<int> ElementLowering::operandCoords(const Node &view, const std::vec
   }
   assert(false && "not a view");
   return coords;
+}
+
+void ElementLowering::loadInputs(int id, const std::vector<int> &coords) {
+  if (lookup({id, coords}) >= 0)
+    return;
+  const Node &n = g_.nodes[id];
+  ir::Category c = ir::opCategory(n.op);
+  if (c == ir::Category::Layout) {
+    loadInputs(n.operands[0], operandCoords(n, coords));
+    return;
+  }
+  if (c == ir::Category::Source && n.op == Op::Constant)
+    return;
+  if (inKernel_[id]) {
+    for (int o : n.operands)
+      loadInputs(o, broadcastCoords(g_.typeOf(o).shape, n.type.shape, coords));
+    return;
+  }
+  valueAt(id, coords); // a load
 }
 
 int ElementLowering::compute(int id, const std::vector<int> &coords) {

@@ -41,9 +41,13 @@ public:
 
   // Node `id`'s value at `coords` (one I32 value per dim of its shape).
   int valueAt(int id, const std::vector<int> &coords);
+  // Issues the loads valueAt(id, coords) will need, and nothing else: a template that
+  // loads several elements before computing any keeps the loads side by side, where
+  // the code generator can merge them into vector loads.
+  void loadInputs(int id, const std::vector<int> &coords);
   // From here on (in the current scope), `id` has value `v` at the element being
   // computed: how a template hands its anchor's result to the epilogue.
-  void setValue(int id, int v) { scopes_.back()[{id, {}}] = v; }
+  void setValue(int id, int v) { scopes_.back().values[{id, {}}] = v; }
 
   // Values computed inside a loop or an if are not used after it: a template opens a
   // scope where it opens a region and closes it with the region.
@@ -71,8 +75,21 @@ private:
   KernelBuilder b_;
   std::vector<bool> inKernel_;
   std::function<int(int)> readBuffer_;
-  std::vector<int> dims_;                     // per symbolic dim: its value
-  std::vector<std::map<Key, int>> scopes_{1}; // memo: (node, coords) -> value
+  std::vector<int> dims_; // per symbolic dim: its value
+  // What is known in a scope: values of nodes at coordinates, and index arithmetic done
+  // (both ways: coordinates of a linear index, and the index of those coordinates).
+  struct Scope {
+    std::map<Key, int> values;
+    std::map<std::pair<int, ir::Shape>, std::vector<int>> delinearized;
+    std::map<std::pair<std::vector<int>, ir::Shape>, int> linearized;
+  };
+  template <class K, class V> const V *find(std::map<K, V> Scope::*table, const K &key) const {
+    for (size_t s = scopes_.size(); s-- > 0;)
+      if (auto it = (scopes_[s].*table).find(key); it != (scopes_[s].*table).end())
+        return &it->second;
+    return nullptr;
+  }
+  std::vector<Scope> scopes_{1};
 };
 
 } // namespace kiln::compiler

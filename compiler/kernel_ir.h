@@ -33,6 +33,12 @@ namespace kiln::compiler {
 
 constexpr int kWorkgroupSize = 256;
 
+// Every buffer a kernel binds starts at a multiple of this many bytes (runtimes allocate
+// so; the memory plan's arena offsets are multiples of 256), and no two of a kernel's
+// buffers overlap (the lowering binds a buffer once; values a kernel reads are never
+// the ones it writes).
+constexpr int kBufferAlignment = 16;
+
 // Types of values computed in registers.
 enum class KType : uint8_t { Bool, I32, F32 };
 

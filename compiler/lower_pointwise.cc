@@ -1,12 +1,18 @@
-// The pointwise template: one invocation per element, every stored value computed at
-// that element (broadcast operands read through their coordinates).
+// The pointwise template: each invocation computes kGrain consecutive elements of every
+// stored value (broadcast operands read through their coordinates), so that loads and
+// stores of consecutive elements can become vector accesses; the last invocation checks
+// each element against the end.
 #include "compiler/templates.h"
 
 #include <algorithm>
+#include <tuple>
 
 namespace kiln::compiler {
 
 namespace {
+
+// Elements per invocation: four f32 make one 128-bit access.
+constexpr int kGrain = 4;
 
 // The extents of a shape other than 1, sorted, with the product of its static ones:
 // two shapes with equal keys have as many elements for every value of the dims.
@@ -18,9 +24,7 @@ std::pair<std::vector<ir::Dim>, int64_t> sizeKey(const ir::Shape &shape) {
       product *= d.offset;
     else
       dims.push_back(d);
-  std::sort(dims.begin(), dims.end(), [](const ir::Dim &a, const ir::Dim &b) {
-    return std::tie(a.sym, a.offset) < std::tie(b.sym, b.offset);
-  });
+  std::sort(dims.begin(), dims.end());
   return {dims, product};
 }
 
@@ -37,13 +41,43 @@ Status lowerPointwiseKernel(ElementLowering &el, const KernelStores &stores,
       return makeError("a pointwise kernel stores values of different sizes (%" +
                        g.nodes[stores.front().first].name + " and %" + g.nodes[node].name + ")");
   KernelBuilder &b = el.b();
-  int gid = b.globalId();
-  b.guard(b.op(KOp::ILt, KType::Bool, {gid, el.elements(shape)}));
-  for (auto [node, buffer] : stores) {
-    const ir::Shape &s = g.typeOf(node).shape;
-    b.store(buffer, gid, el.valueAt(node, el.delinearize(gid, s)));
+  int total = el.elements(shape);
+  int first = el.iop(KOp::IMul, {b.globalId(), b.constI(kGrain)});
+  b.guard(b.op(KOp::ILt, KType::Bool, {first, total}));
+  // (buffer, element, value) of every store of elements `es`, computed before any store.
+  auto compute = [&](const std::vector<int> &es) {
+    for (auto [node, buffer] : stores)
+      for (int e : es)
+        el.loadInputs(node, el.delinearize(e, g.typeOf(node).shape));
+    std::vector<std::tuple<int, int, int>> out;
+    for (auto [node, buffer] : stores)
+      for (int e : es)
+        out.push_back({buffer, e, el.valueAt(node, el.delinearize(e, g.typeOf(node).shape))});
+    return out;
+  };
+  std::vector<int> elements;
+  for (int j = 0; j < kGrain; ++j)
+    elements.push_back(j == 0 ? first : el.iop(KOp::IAdd, {first, b.constI(j)}));
+  // Every element inside: all loads, then all stores, with no checks between them.
+  int whole = b.op(KOp::ILt, KType::Bool, {elements.back(), total});
+  b.ifBegin(whole);
+  el.pushScope();
+  for (auto [buffer, e, v] : compute(elements))
+    b.store(buffer, e, v);
+  el.popScope();
+  b.ifEnd();
+  b.ifBegin(b.op(KOp::Not, KType::Bool, {whole}));
+  for (int e : elements) {
+    b.ifBegin(b.op(KOp::ILt, KType::Bool, {e, total}));
+    el.pushScope();
+    for (auto [buffer, e2, v] : compute({e}))
+      b.store(buffer, e2, v);
+    el.popScope();
+    b.ifEnd();
   }
+  b.ifEnd();
   exec.grid = shape;
+  exec.grain = kGrain;
   return Status::ok();
 }
 

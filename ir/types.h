@@ -33,7 +33,7 @@ struct Dim {
   static Dim of(int64_t v) { return Dim{v, -1}; }
   static Dim symbol(int32_t s, int64_t off = 0) { return Dim{off, s}; }
   bool isStatic() const { return sym < 0; }
-  bool operator==(const Dim &) const = default;
+  auto operator<=>(const Dim &) const = default; // (offset, sym): an order for map keys
 
   // Value under a binding of every symbolic dim (indexed like Graph::dims).
   int64_t eval(std::span<const int64_t> bound) const {

@@ -3,6 +3,20 @@
 
 namespace kiln::runtime {
 
+int64_t invocations(const ExecKernel &k, std::span<const int64_t> dims) {
+  int64_t n = 1;
+  for (const ir::Dim &d : k.grid)
+    n *= d.eval(dims);
+  return (n + k.grain - 1) / k.grain;
+}
+
+int64_t maxInvocations(const ExecKernel &k, std::span<const ir::SymDim> dims) {
+  int64_t n = 1;
+  for (const ir::Dim &d : k.grid)
+    n *= d.max(dims);
+  return (n + k.grain - 1) / k.grain;
+}
+
 int64_t bufferBytes(const ExecBuffer &b, std::span<const int64_t> dims) {
   return ir::numElements(ir::evalShape(b.type.shape, dims)) * ir::dtypeBytes(b.type.dtype);
 }

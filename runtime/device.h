@@ -37,6 +37,11 @@ public:
   virtual Expected<std::unique_ptr<Plan>> load(const Executable &exe) = 0;
 };
 
+// Invocations of a kernel at bound dims: its grid points over its grain, rounded up.
+int64_t invocations(const ExecKernel &k, std::span<const int64_t> dims);
+// The most invocations a kernel can need, at the largest value of each dim.
+int64_t maxInvocations(const ExecKernel &k, std::span<const ir::SymDim> dims);
+
 // Byte size of a buffer at bound dims.
 int64_t bufferBytes(const ExecBuffer &b, std::span<const int64_t> dims);
 

@@ -22,7 +22,8 @@ struct ExecKernel {
   std::vector<uint32_t> spirv; // empty when not built for Vulkan
   std::string ptx;             // empty when not built for CUDA
   std::vector<int> buffers;    // Executable::buffers index of each kernel parameter, in order
-  std::vector<ir::Dim> grid;   // invocations = product of these dims; workgroups of 256
+  std::vector<ir::Dim> grid;   // grid points: the product of these dims
+  int64_t grain = 1;           // grid points per invocation; workgroups of 256 invocations
 };
 
 struct Executable {

@@ -52,9 +52,15 @@ public:
     fn_ = llvm::Function::Create(llvm::FunctionType::get(b_.getVoidTy(), params, false),
                                  llvm::GlobalValue::ExternalLinkage, k_.name, m_);
     fn_->setCallingConv(llvm::CallingConv::PTX_Kernel);
-    for (size_t i = 0; i < k_.buffers.size(); ++i)
+    for (size_t i = 0; i < k_.buffers.size(); ++i) {
       if (!k_.buffers[i].written)
         fn_->addParamAttr(static_cast<unsigned>(i), llvm::Attribute::ReadOnly);
+      // Buffers start on kBufferAlignment boundaries and never overlap (the kernel IR's
+      // contract), so consecutive elements at a multiple of four can move as one vector.
+      fn_->addParamAttr(static_cast<unsigned>(i),
+                        llvm::Attribute::getWithAlignment(ctx_, llvm::Align(kBufferAlignment)));
+      fn_->addParamAttr(static_cast<unsigned>(i), llvm::Attribute::NoAlias);
+    }
     annotate("kernel", 1);
     annotate("maxntidx", kWorkgroupSize);
 
@@ -194,9 +200,20 @@ private:
     return b_.CreateCall(nvptx::getMathFunction(m_, fn), args);
   }
 
+  // An index `base + constant` addresses from base's element: loads of base, base + 1,
+  // ... then share one pointer, and LLVM sees them side by side (an i32 add could wrap,
+  // so it would not assume that of sext(base + 1); an in-bounds index never wraps).
   llvm::Value *elementPtr(const KInst &in, llvm::Type *elemTy) {
-    llvm::Value *idx = b_.CreateSExt(arg(in, 0), b_.getInt64Ty());
-    return b_.CreateInBoundsGEP(elemTy, fn_->getArg(in.buffer), idx);
+    int index = in.args[0];
+    int64_t offset = 0;
+    const KInst &def = k_.body[index];
+    if (def.op == KOp::IAdd && k_.body[def.args[1]].op == KOp::ConstI) {
+      offset = k_.body[def.args[1]].imm;
+      index = def.args[0];
+    }
+    llvm::Value *idx = b_.CreateSExt(vals_[index], b_.getInt64Ty());
+    llvm::Value *p = b_.CreateInBoundsGEP(elemTy, fn_->getArg(in.buffer), idx);
+    return offset ? b_.CreateInBoundsGEP(elemTy, p, b_.getInt64(offset)) : p;
   }
 
   llvm::Value *load(const KInst &in) {

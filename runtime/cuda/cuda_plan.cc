@@ -100,9 +100,7 @@ Status CudaPlan::load() {
 Status CudaPlan::launchAll(std::span<const int64_t> dims) {
   for (size_t i = 0; i < exe_.kernels.size(); ++i) {
     const ExecKernel &k = exe_.kernels[i];
-    int64_t n = 1;
-    for (const ir::Dim &d : k.grid)
-      n *= d.eval(dims);
+    int64_t n = invocations(k, dims);
     if (n <= 0)
       continue;
     std::vector<CUdeviceptr> args;

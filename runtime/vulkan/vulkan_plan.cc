@@ -22,14 +22,6 @@ std::pair<uint32_t, uint32_t> workgroups(int64_t invocations, uint32_t maxX) {
   return {static_cast<uint32_t>((groups + rows - 1) / rows), static_cast<uint32_t>(rows)};
 }
 
-// Invocations of a kernel at bound dims.
-int64_t invocations(const ExecKernel &k, std::span<const int64_t> dims) {
-  int64_t n = 1;
-  for (const ir::Dim &d : k.grid)
-    n *= d.eval(dims);
-  return n;
-}
-
 // What the runtime checks in a module before handing it to the driver.
 struct ModuleFacts {
   bool storage16 = false;  // declares StorageBuffer16BitAccess
@@ -142,9 +134,7 @@ Status VulkanPlan::checkExecutable() const {
                          " of " + std::to_string(exe_.buffers.size()));
     // Global ids are int32 in the kernel IR; 2^31 invocations take at most 129 rows of
     // workgroups, within every device's maxComputeWorkGroupCount[1] (at least 65535).
-    int64_t most = 1;
-    for (const ir::Dim &d : k.grid)
-      most *= d.max(exe_.dims);
+    int64_t most = maxInvocations(k, exe_.dims);
     if (most > std::numeric_limits<int32_t>::max())
       return makeError("vulkan: kernel " + k.name + " may need " + std::to_string(most) +
                        " invocations, more than 32-bit ids can number");
