@@ -277,6 +277,20 @@ TEST_P(EndToEnd, ReductionsWithEpiloguesMatch) {
       {{1}, {7}});
 }
 
+TEST_P(EndToEnd, PointwiseTailsMatch) {
+  // Four elements per invocation: sizes that leave 1, 2 and 3 over, and fewer than four.
+  run(R"(graph @tail(%a: f32[n], %b: f16[n], %c: f32[3, n]) -> (f32[n], f16[3, n]) {
+  dim n in [1, 2000]
+  %bf = cast %b : f32[n]
+  %s = add %a, %bf : f32[n]
+  %e = exp %s : f32[n]
+  %m = mul %c, %e : f32[3, n]
+  %h = cast %m : f16[3, n]
+  return %e, %h
+})",
+      {{1}, {2}, {3}, {5}, {6}, {1999}});
+}
+
 TEST_P(EndToEnd, LongAndSymbolicRowsMatch) {
   // Rows too long for registers (9000 > 32 x 256) and of symbolic length are walked in
   // loops; a row of one element has one invocation.
