@@ -85,6 +85,16 @@ int ElementLowering::linearize(const std::vector<int> &coords, const ir::Shape &
   // reusing it keeps loads of consecutive elements visibly consecutive.
   if (const int *known = find(&Scope::linearized, std::pair{coords, shape}))
     return *known;
+  // A constant offset on the last coordinate goes last: index + k (consecutive elements
+  // then visibly share a base; see the PTX emitter's addressing).
+  if (!coords.empty()) {
+    const KInst &last = k_.body[coords.back()];
+    if (last.op == KOp::IAdd && k_.body[last.args[1]].op == KOp::ConstI) {
+      std::vector<int> inner = coords;
+      inner.back() = last.args[0];
+      return iop(KOp::IAdd, {linearize(inner, shape), last.args[1]});
+    }
+  }
   int idx = -1;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (idx < 0) {
