@@ -9,7 +9,6 @@
 // loops and the prologue is recomputed in each. Every invocation of a workgroup takes
 // part in the trees (rows past the last are computed as the last row and not stored), so
 // barriers are reached by all of them.
-#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -49,23 +48,15 @@ public:
     // Invocations per row: about kSlotsPerInvocation elements each, a power of two, at
     // most a workgroup; registers hold the row when it has at most kMaxSlots per
     // invocation.
-    // An invocation takes its elements `vec_` at a time, consecutive (16 bytes of the
-    // input: one vector load).
     const ir::Dim &len = xs_[axis_];
     if (len.isStatic()) {
       int64_t want = (len.offset + kSlotsPerInvocation - 1) / kSlotsPerInvocation;
       while (width_ < want && width_ < kWorkgroupSize)
         width_ *= 2;
-      int64_t each = (len.offset + width_ - 1) / width_;
-      vec_ = std::max(1, 16 / ir::dtypeBytes(g_.typeOf(input_).dtype));
-      while (vec_ > 1 && vec_ > each)
-        vec_ /= 2;
-      int64_t slots = (len.offset + width_ * vec_ - 1) / (width_ * vec_) * vec_;
+      int64_t slots = (len.offset + width_ - 1) / width_;
       slots_ = slots <= kMaxSlots ? static_cast<int>(slots) : 0;
-      if (slots_ == 0) {
+      if (slots_ == 0)
         width_ = kWorkgroupSize;
-        vec_ = 1;
-      }
     } else {
       width_ = kWorkgroupSize;
     }
@@ -148,25 +139,20 @@ private:
     return x;
   }
 
-  // Group j of an invocation holds elements (t + j * width) * vec + v, v < vec, of the
-  // row; only the last group can fall past the end, and its elements there read the
-  // last element (the value is masked where it matters).
+  // Slot j holds element t + j * width of the row; only the last slot can fall past the
+  // end, and it then reads the last element (the value is masked where it matters).
   void makeSlots() {
-    int64_t len = xs_[axis_].offset, stride = width_ * vec_;
+    int64_t len = xs_[axis_].offset;
     int last = b_.constI(len - 1);
-    for (int64_t j = 0; j < slots_ / vec_; ++j) {
-      int group = j == 0 ? t_ : iop(KOp::IAdd, {t_, b_.constI(j * width_)});
-      int base = vec_ == 1 ? group : iop(KOp::IMul, {group, b_.constI(vec_)});
-      for (int v = 0; v < vec_; ++v) {
-        int c = v == 0 ? base : iop(KOp::IAdd, {base, b_.constI(v)});
-        Slot s;
-        if ((j + 1) * stride > len) {
-          s.valid = b_.op(KOp::ILt, KType::Bool, {c, length_});
-          c = b_.op(KOp::Select, KType::I32, {s.valid, c, last});
-        }
-        s.x = at(c);
-        slotList_.push_back(s);
+    for (int j = 0; j < slots_; ++j) {
+      int c = iop(KOp::IAdd, {t_, b_.constI(int64_t{j} * width_)});
+      Slot s;
+      if ((int64_t{j} + 1) * width_ > len) {
+        s.valid = b_.op(KOp::ILt, KType::Bool, {c, length_});
+        c = b_.op(KOp::Select, KType::I32, {s.valid, c, last});
       }
+      s.x = at(c);
+      slotList_.push_back(s);
     }
   }
 
@@ -320,7 +306,6 @@ private:
   ir::Shape outer_;
   int64_t width_ = 1; // invocations per row
   int slots_ = 0;     // elements per invocation kept in registers; 0: loops
-  int vec_ = 1;       // consecutive elements an invocation takes at a time
   std::vector<Slot> slotList_;
   int length_ = -1, lane_ = -1, t_ = -1, row_ = -1, rowValid_ = -1, result_ = -1;
   Coords rowCoords_;
