@@ -90,9 +90,11 @@ int ElementLowering::linearize(const std::vector<int> &coords, const ir::Shape &
   if (!coords.empty()) {
     const KInst &last = k_.body[coords.back()];
     if (last.op == KOp::IAdd && k_.body[last.args[1]].op == KOp::ConstI) {
+      int offset = last.args[1]; // copied: linearize adds instructions, moving the body
       std::vector<int> inner = coords;
       inner.back() = last.args[0];
-      return iop(KOp::IAdd, {linearize(inner, shape), last.args[1]});
+      int base = linearize(inner, shape);
+      return iop(KOp::IAdd, {base, offset});
     }
   }
   int idx = -1;
