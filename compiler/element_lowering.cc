@@ -177,6 +177,12 @@ std::vector<int> ElementLowering::operandCoords(const Node &view, const std::vec
   return coords;
 }
 
+void ElementLowering::store(int buffer, int index, int id, int v) {
+  if (g_.nodes[id].type.dtype == DType::Bool)
+    v = b_.op(KOp::Cast, KType::I32, {v});
+  b_.store(buffer, index, v);
+}
+
 void ElementLowering::loadInputs(int id, const std::vector<int> &coords) {
   if (lookup({id, coords}) >= 0)
     return;
@@ -230,7 +236,13 @@ int ElementLowering::compute(int id, const std::vector<int> &coords) {
     if (inKernel_[id]) {
       int x = arg(0);
       KType from = regType(g_.typeOf(n.operands[0]).dtype), to = regType(n.type.dtype);
-      return from == to ? x : b_.op(KOp::Cast, to, {x}); // float rounding happens at stores
+      int v = from == to ? x : b_.op(KOp::Cast, to, {x});
+      // Registers hold f32: a narrower float keeps only the values it can represent.
+      if (n.type.dtype == DType::F16)
+        return fop(KOp::RoundF16, {v});
+      if (n.type.dtype == DType::BF16)
+        return fop(KOp::RoundBF16, {v});
+      return v;
     }
     break;
   case ir::Category::Reduce:
@@ -244,9 +256,12 @@ int ElementLowering::compute(int id, const std::vector<int> &coords) {
     assert(!inKernel_[id] && "an anchor's value was not set");
     break;
   }
-  // A value in memory: contiguous and row-major in its own shape.
+  // A value in memory: contiguous and row-major in its own shape (a bool as i32).
   int buffer = readBuffer_(id);
-  return b_.load(buffer, regType(n.type.dtype), linearize(coords, n.type.shape));
+  int index = linearize(coords, n.type.shape);
+  if (n.type.dtype == DType::Bool)
+    return b_.op(KOp::Cast, KType::Bool, {b_.load(buffer, KType::I32, index)});
+  return b_.load(buffer, regType(n.type.dtype), index);
 }
 
 int ElementLowering::sigmoid(int x) {

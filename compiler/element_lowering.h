@@ -41,6 +41,8 @@ public:
 
   // Node `id`'s value at `coords` (one I32 value per dim of its shape).
   int valueAt(int id, const std::vector<int> &coords);
+  // Stores node `id`'s value `v` at element `index` of `buffer` (a bool as i32).
+  void store(int buffer, int index, int id, int v);
   // Issues the loads valueAt(id, coords) will need, and nothing else: a template that
   // loads several elements before computing any keeps the loads side by side, where
   // the code generator can merge them into vector loads.

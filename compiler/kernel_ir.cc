@@ -88,6 +88,10 @@ const char *opName(KOp op) {
     return "fpow";
   case KOp::FErf:
     return "ferf";
+  case KOp::RoundF16:
+    return "round_f16";
+  case KOp::RoundBF16:
+    return "round_bf16";
   case KOp::FLt:
     return "flt";
   case KOp::FLe:
@@ -188,6 +192,8 @@ Signature signatureOf(KOp op) {
   case KOp::FCos:
   case KOp::FTanh:
   case KOp::FErf:
+  case KOp::RoundF16:
+  case KOp::RoundBF16:
     return {{F}, F};
   case KOp::FLt:
   case KOp::FLe:
@@ -446,6 +452,8 @@ private:
     case KOp::FTanh:
     case KOp::FPow:
     case KOp::FErf:
+    case KOp::RoundF16:
+    case KOp::RoundBF16:
     case KOp::FLt:
     case KOp::FLe:
     case KOp::FEq:
@@ -586,6 +594,8 @@ std::string printInst(const Kernel &k, int id) {
   case KOp::FTanh:
   case KOp::FPow:
   case KOp::FErf:
+  case KOp::RoundF16:
+  case KOp::RoundBF16:
   case KOp::FLt:
   case KOp::FLe:
   case KOp::FEq:

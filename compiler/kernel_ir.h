@@ -80,6 +80,8 @@ enum class KOp : uint8_t {
   FTanh,
   FPow,
   FErf,
+  RoundF16,  // F32: the nearest f16 value (ties to even; NaN stays NaN), as an f32
+  RoundBF16, // F32: the nearest bf16 value (ties to even; NaN stays NaN), as an f32
   FLt,
   FLe,
   FEq,

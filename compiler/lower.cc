@@ -21,6 +21,25 @@ using ir::Node;
 using ir::Op;
 
 bool isView(const Node &n) { return ir::opCategory(n.op) == ir::Category::Layout; }
+
+// The dtype a temporary holds values of dtype `t` in: bool as i32, and f16 and bf16 as
+// f32, since the reference rounds floats only at casts (docs/kir.md): a value that went
+// through a narrower temporary could differ without bound after a cancellation.
+std::optional<DType> temporaryType(DType t) {
+  switch (t) {
+  case DType::Bool:
+    return DType::I32;
+  case DType::F16:
+  case DType::BF16:
+    return DType::F32;
+  case DType::F32:
+  case DType::I32:
+    return t;
+  case DType::I64:
+    break;
+  }
+  return std::nullopt;
+}
 bool isCompute(const Node &n) { return ir::opCategory(n.op) != ir::Category::Source && !isView(n); }
 bool isRowAnchor(const Node &n) {
   return ir::opCategory(n.op) == ir::Category::Reduce ||
@@ -35,8 +54,7 @@ std::string identifier(const std::string &s) {
 }
 
 // Why node `id` cannot be part of a kernel kiln generates, or empty when it can.
-// `storedOnly`: the node's value is only stored (a narrowing cast is exact there).
-std::string unsupportedReason(const ir::Graph &g, int id, bool storedOnly) {
+std::string unsupportedReason(const ir::Graph &g, int id) {
   const Node &n = g.nodes[id];
   DType t = n.type.dtype;
   std::string op(ir::opName(n.op));
@@ -75,9 +93,6 @@ std::string unsupportedReason(const ir::Graph &g, int id, bool storedOnly) {
     return op + " on bool";
   if (!ir::isFloat(t) && (n.op == Op::Div || n.op == Op::Pow))
     return "integer " + op;
-  // Registers hold floats as f32: a narrowing cast is exact only where it is stored.
-  if (n.op == Op::Cast && (t == DType::F16 || t == DType::BF16) && !storedOnly)
-    return "a cast to " + std::string(ir::dtypeName(t)) + " that feeds other ops";
   return "";
 }
 
@@ -128,7 +143,6 @@ private:
   void findEscapes() {
     size_t n = g_.nodes.size();
     escapes_.assign(n, false);
-    onlyStored_.assign(n, true);
     std::vector<int> root(n, -1); // the computed or source node a view reads
     for (size_t id = 0; id < n; ++id) {
       const Node &v = g_.nodes[id];
@@ -137,11 +151,7 @@ private:
         continue;
       for (int o : v.operands) {
         int r = root[o];
-        bool elsewhere = isCompute(g_.nodes[r]) && unit_[r] != unit_[id];
-        // A reader in another kernel sees the stored (rounded) value.
-        if (!elsewhere)
-          onlyStored_[r] = false;
-        escapes_[r] = escapes_[r] || elsewhere;
+        escapes_[r] = escapes_[r] || (isCompute(g_.nodes[r]) && unit_[r] != unit_[id]);
       }
     }
     for (int o : g_.outputs)
@@ -152,7 +162,7 @@ private:
   Status checkSupported() {
     std::set<std::string> refused;
     auto check = [&](int id) {
-      std::string why = unsupportedReason(g_, id, onlyStored_[id]);
+      std::string why = unsupportedReason(g_, id);
       if (!why.empty())
         refused.insert(why);
     };
@@ -160,12 +170,12 @@ private:
       const Node &n = g_.nodes[id];
       if (isCompute(n) || n.op == Op::Input || n.op == Op::Param)
         check(static_cast<int>(id));
-      if (isCompute(n) && escapes_[id] && !memTypeOf(n.type.dtype))
+      // Temporaries hold bool as i32; the caller's buffers keep the graph's dtypes.
+      bool returned =
+          std::find(g_.outputs.begin(), g_.outputs.end(), static_cast<int>(id)) != g_.outputs.end();
+      if (isCompute(n) && escapes_[id] && !returned && !temporaryType(n.type.dtype))
         refused.insert(std::string(ir::dtypeName(n.type.dtype)) + " values between kernels");
-      if (!isCompute(n) &&
-          std::find(g_.outputs.begin(), g_.outputs.end(), static_cast<int>(id)) !=
-              g_.outputs.end() &&
-          !memTypeOf(n.type.dtype))
+      if (returned && !memTypeOf(n.type.dtype))
         refused.insert("outputs of dtype " + std::string(ir::dtypeName(n.type.dtype)));
       int64_t elems = 1;
       for (const ir::Dim &d : n.type.shape)
@@ -213,7 +223,9 @@ private:
     for (size_t id = 0; id < g_.nodes.size(); ++id)
       if (escapes_[id] && memory_[id] < 0) {
         memory_[id] = static_cast<int>(exe.buffers.size());
-        exe.buffers.push_back({g_.nodes[id].name, g_.nodes[id].type, runtime::BufferRole::Temp});
+        ir::TensorType t = g_.nodes[id].type;
+        t.dtype = *temporaryType(t.dtype);
+        exe.buffers.push_back({g_.nodes[id].name, t, runtime::BufferRole::Temp});
       }
   }
 
@@ -297,10 +309,9 @@ private:
 
   const ir::Graph &g_;
   std::vector<Group> groups_;
-  std::vector<int> unit_;        // per node: its kernel, or -1
-  std::vector<bool> escapes_;    // per node: its value leaves its kernel
-  std::vector<bool> onlyStored_; // per node: no op reads its value
-  std::vector<int> memory_;      // per node: the Executable buffer holding it, or -1
+  std::vector<int> unit_;     // per node: its kernel, or -1
+  std::vector<bool> escapes_; // per node: its value leaves its kernel
+  std::vector<int> memory_;   // per node: the Executable buffer holding it, or -1
   LoweredGraph out_;
 };
 

@@ -44,15 +44,15 @@ Status lowerPointwiseKernel(ElementLowering &el, const KernelStores &stores,
   int total = el.elements(shape);
   int first = el.iop(KOp::IMul, {b.globalId(), b.constI(kGrain)});
   b.guard(b.op(KOp::ILt, KType::Bool, {first, total}));
-  // (buffer, element, value) of every store of elements `es`, computed before any store.
+  // Every store of elements `es`, its value computed before any store.
   auto compute = [&](const std::vector<int> &es) {
     for (auto [node, buffer] : stores)
       for (int e : es)
         el.loadInputs(node, el.delinearize(e, g.typeOf(node).shape));
-    std::vector<std::tuple<int, int, int>> out;
+    std::vector<std::tuple<int, int, int, int>> out; // (buffer, element, node, value)
     for (auto [node, buffer] : stores)
       for (int e : es)
-        out.push_back({buffer, e, el.valueAt(node, el.delinearize(e, g.typeOf(node).shape))});
+        out.push_back({buffer, e, node, el.valueAt(node, el.delinearize(e, g.typeOf(node).shape))});
     return out;
   };
   std::vector<int> elements;
@@ -62,16 +62,16 @@ Status lowerPointwiseKernel(ElementLowering &el, const KernelStores &stores,
   int whole = b.op(KOp::ILt, KType::Bool, {elements.back(), total});
   b.ifBegin(whole);
   el.pushScope();
-  for (auto [buffer, e, v] : compute(elements))
-    b.store(buffer, e, v);
+  for (auto [buffer, e, node, v] : compute(elements))
+    el.store(buffer, e, node, v);
   el.popScope();
   b.ifEnd();
   b.ifBegin(b.op(KOp::Not, KType::Bool, {whole}));
   for (int e : elements) {
     b.ifBegin(b.op(KOp::ILt, KType::Bool, {e, total}));
     el.pushScope();
-    for (auto [buffer, e2, v] : compute({e}))
-      b.store(buffer, e2, v);
+    for (auto [buffer, e2, node, v] : compute({e}))
+      el.store(buffer, e2, node, v);
     el.popScope();
     b.ifEnd();
   }

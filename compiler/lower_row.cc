@@ -14,6 +14,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <tuple>
 
 #include "compiler/templates.h"
 #include "ir/verifier.h"
@@ -101,7 +102,8 @@ public:
       el_.pushScope();
       el_.setValue(anchor_, result_);
       for (auto [node, buffer] : perRow)
-        b_.store(buffer, row_, el_.valueAt(node, el_.delinearize(row_, g_.typeOf(node).shape)));
+        el_.store(buffer, row_, node,
+                  el_.valueAt(node, el_.delinearize(row_, g_.typeOf(node).shape)));
       el_.popScope();
       b_.ifEnd();
     }
@@ -203,10 +205,10 @@ private:
       if (normalized)
         el_.setValue(anchor_, normalized(x));
       int idx = el_.linearize(x, xs_);
-      std::vector<std::pair<int, int>> values;
+      std::vector<std::tuple<int, int, int>> values; // (buffer, node, value)
       for (auto [node, buffer] : stores) {
         const ir::Shape &s = g_.typeOf(node).shape;
-        values.push_back({buffer, el_.valueAt(node, s == xs_ ? x : el_.delinearize(idx, s))});
+        values.push_back({buffer, node, el_.valueAt(node, s == xs_ ? x : el_.delinearize(idx, s))});
       }
       return std::make_pair(idx, values);
     };
@@ -216,8 +218,8 @@ private:
         auto [idx, values] = storeAt(s.x);
         int ok = s.valid >= 0 ? b_.op(KOp::And, KType::Bool, {rowValid_, s.valid}) : rowValid_;
         b_.ifBegin(ok);
-        for (auto [buffer, v] : values)
-          b_.store(buffer, idx, v);
+        for (auto [buffer, node, v] : values)
+          el_.store(buffer, idx, node, v);
         b_.ifEnd();
         el_.popScope();
       }
@@ -227,8 +229,8 @@ private:
     int c = b_.loopBegin(t_, length_, b_.constI(width_));
     el_.pushScope();
     auto [idx, values] = storeAt(at(c));
-    for (auto [buffer, v] : values)
-      b_.store(buffer, idx, v);
+    for (auto [buffer, node, v] : values)
+      el_.store(buffer, idx, node, v);
     el_.popScope();
     b_.loopEnd();
     b_.ifEnd();

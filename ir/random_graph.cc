@@ -2,8 +2,10 @@
 // one op kind with operands drawn from every value made so far.
 #include "ir/random_graph.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <random>
@@ -358,13 +360,14 @@ private:
   }
 
   bool reduceOp() {
-    int v = pickValue([&](int id) { return type(id).rank() >= 1; });
+    int v = pickValue(
+        [&](int id) { return type(id).rank() >= 1 && (!o_.loweredOpsOnly || isFloatValue(id)); });
     if (v < 0)
       return false;
     TensorType t = type(v);
     std::vector<int64_t> axes;
     double count = 1;
-    for (int i = 0; i < t.rank(); ++i)
+    for (int i = 0; i < t.rank() && !o_.loweredOpsOnly; ++i)
       if (chance(0.4)) {
         axes.push_back(chance(0.5) ? i : i - t.rank());
         count *= static_cast<double>(t.shape[i].max(dims_));
@@ -710,12 +713,23 @@ private:
         {&Generator::reshapeOp, 4},   {&Generator::permuteOp, 3},     {&Generator::broadcastOp, 2},
         {&Generator::viewOp, 3},      {&Generator::insertSliceOp, 2}, {&Generator::newInput, 3},
     };
+    // What the kernel templates do not lower yet.
+    using Step = bool (Generator::*)();
+    static const Step kNotLowered[] = {&Generator::matmulOp, &Generator::ropeOp,
+                                       &Generator::gatherOp, &Generator::concatOp,
+                                       &Generator::insertSliceOp};
+    auto weightOf = [&](bool (Generator::*fn)(), int w) {
+      bool lowered =
+          std::find(std::begin(kNotLowered), std::end(kNotLowered), fn) == std::end(kNotLowered);
+      return o_.loweredOpsOnly && !lowered ? 0 : w;
+    };
     int total = 0;
-    for (const auto &s : kSteps)
-      total += s.second;
+    for (const auto &[fn, weight] : kSteps)
+      total += weightOf(fn, weight);
     for (;;) { // unaryOp always applies, so this ends
       int64_t r = uniform(0, total - 1);
-      for (const auto &[fn, weight] : kSteps) {
+      for (const auto &[fn, w] : kSteps) {
+        int weight = weightOf(fn, w);
         if (r < weight) {
           if ((this->*fn)())
             return;

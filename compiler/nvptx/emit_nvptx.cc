@@ -228,12 +228,16 @@ private:
           b_.CreateAlignedLoad(b_.getHalfTy(), elementPtr(in, b_.getHalfTy()), llvm::Align(2)),
           b_.getFloatTy());
     case MemType::BF16: {
-      llvm::Value *bits = b_.CreateAlignedLoad(i16, elementPtr(in, i16), llvm::Align(2));
-      return b_.CreateBitCast(b_.CreateShl(b_.CreateZExt(bits, b_.getInt32Ty()), 16),
-                              b_.getFloatTy());
+      return fromBf16(b_.CreateAlignedLoad(i16, elementPtr(in, i16), llvm::Align(2)));
     }
     }
     return nullptr;
+  }
+
+  // bf16 bits (i16) to the f32 they stand for: the high half of its bits.
+  llvm::Value *fromBf16(llvm::Value *bits) {
+    return b_.CreateBitCast(b_.CreateShl(b_.CreateZExt(bits, b_.getInt32Ty()), 16),
+                            b_.getFloatTy());
   }
 
   // f32 to bf16 bits, rounding to nearest even; a NaN keeps its sign and top payload bits and
@@ -355,6 +359,10 @@ private:
       return math(nvptx::MathFn::Pow, in);
     case KOp::FErf:
       return math(nvptx::MathFn::Erf, in);
+    case KOp::RoundF16:
+      return b_.CreateFPExt(b_.CreateFPTrunc(arg(in, 0), b_.getHalfTy()), b_.getFloatTy());
+    case KOp::RoundBF16:
+      return fromBf16(toBf16(arg(in, 0)));
     case KOp::FLt:
       return b_.CreateFCmpOLT(arg(in, 0), arg(in, 1));
     case KOp::FLe:

@@ -110,6 +110,8 @@ private:
   Id load(const BufferInfo &b, Id index);
   void store(const BufferInfo &b, Id index, Id value);
   Id cast(Id v, KType from, KType to);
+  Id toF16(Id value);    // f32 to f16, rounded to nearest even
+  Id bf16Bits(Id value); // f32 to bf16 bits (in a u32), rounded to nearest even
   Id isNan(Id v) { return b_.op(spv::OpIsNan, tBool_, {v}); }
   Id math(GLSLstd450 op, Id x);
   Id nanBelowZero(Id x, Id r);
@@ -351,6 +353,12 @@ Id Emitter::emitInst(int id) {
     return pow(arg(in, 0), arg(in, 1));
   case KOp::FErf:
     return erf(arg(in, 0));
+  case KOp::RoundF16:
+    return b_.op(spv::OpFConvert, tF32_, {toF16(arg(in, 0))});
+  case KOp::RoundBF16: {
+    Id high = b_.op(spv::OpShiftLeftLogical, tU32_, {bf16Bits(arg(in, 0)), b_.constU32(16)});
+    return b_.op(spv::OpBitcast, tF32_, {high});
+  }
   case KOp::Cast:
     return cast(arg(in, 0), k_.body[in.args[0]].type, in.type);
   case KOp::Load:
@@ -531,26 +539,34 @@ void Emitter::store(const BufferInfo &b, Id index, Id value) {
   case MemType::I32:
     break;
   case MemType::F16:
-    value = b_.op(spv::OpFConvert, b.elem, {value});
-    // Conversions that narrow are otherwise allowed to round toward zero.
-    b_.decorate(value, spv::DecorationFPRoundingMode, {spv::FPRoundingModeRTE});
+    value = toF16(value);
     break;
-  case MemType::BF16: {
-    // Round to nearest even on the bits; NaN keeps its sign and becomes quiet, since
-    // rounding could carry a NaN's payload into infinity.
-    Id bits = b_.op(spv::OpBitcast, tU32_, {value});
-    Id high = b_.op(spv::OpShiftRightLogical, tU32_, {bits, b_.constU32(16)});
-    Id odd = b_.op(spv::OpBitwiseAnd, tU32_, {high, b_.constU32(1)});
-    Id biased =
-        b_.op(spv::OpIAdd, tU32_, {bits, b_.op(spv::OpIAdd, tU32_, {b_.constU32(0x7fff), odd})});
-    Id rounded = b_.op(spv::OpShiftRightLogical, tU32_, {biased, b_.constU32(16)});
-    Id quiet = b_.op(spv::OpBitwiseOr, tU32_, {high, b_.constU32(0x40)});
-    Id pick = b_.op(spv::OpSelect, tU32_, {isNan(value), quiet, rounded});
-    value = b_.op(spv::OpUConvert, b.elem, {pick});
+  case MemType::BF16:
+    value = b_.op(spv::OpUConvert, b.elem, {bf16Bits(value)});
     break;
-  }
   }
   b_.code(spv::OpStore).id(ptr).id(value);
+}
+
+Id Emitter::toF16(Id value) {
+  b_.capability(spv::CapabilityStorageBuffer16BitAccess);
+  Id h = b_.op(spv::OpFConvert, b_.floatType(16), {value});
+  // Conversions that narrow are otherwise allowed to round toward zero.
+  b_.decorate(h, spv::DecorationFPRoundingMode, {spv::FPRoundingModeRTE});
+  return h;
+}
+
+// Round to nearest even on the bits; NaN keeps its sign and becomes quiet, since
+// rounding could carry a NaN's payload into infinity.
+Id Emitter::bf16Bits(Id value) {
+  Id bits = b_.op(spv::OpBitcast, tU32_, {value});
+  Id high = b_.op(spv::OpShiftRightLogical, tU32_, {bits, b_.constU32(16)});
+  Id odd = b_.op(spv::OpBitwiseAnd, tU32_, {high, b_.constU32(1)});
+  Id biased =
+      b_.op(spv::OpIAdd, tU32_, {bits, b_.op(spv::OpIAdd, tU32_, {b_.constU32(0x7fff), odd})});
+  Id rounded = b_.op(spv::OpShiftRightLogical, tU32_, {biased, b_.constU32(16)});
+  Id quiet = b_.op(spv::OpBitwiseOr, tU32_, {high, b_.constU32(0x40)});
+  return b_.op(spv::OpSelect, tU32_, {isNan(value), quiet, rounded});
 }
 
 Id Emitter::cast(Id v, KType from, KType to) {

@@ -41,7 +41,7 @@ Kernel everyOpKernel() {
   for (KOp op : {KOp::FSub, KOp::FMul, KOp::FDiv, KOp::FMax, KOp::FMin, KOp::FPow})
     x = f(op, {x, bf});
   for (KOp op : {KOp::FNeg, KOp::FAbs, KOp::FSqrt, KOp::FRsqrt, KOp::FExp, KOp::FLog, KOp::FSin,
-                 KOp::FCos, KOp::FTanh, KOp::FErf})
+                 KOp::FCos, KOp::FTanh, KOp::FErf, KOp::RoundF16, KOp::RoundBF16})
     x = f(op, {x});
   // Special constants behind a run-time choice, so LLVM cannot fold the chain above away.
   int nan = b.constF(std::numeric_limits<float>::quiet_NaN());

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "compiler/spirv/emit_spirv.h"
+#include "ir/float16.h"
 #include "runtime/vulkan/vulkan_device.h"
 #include "tests/unit/sample_kernels.h"
 
@@ -230,6 +231,10 @@ const FloatCase kFloatCases[] = {
     {KOp::FTanh, 1, 1e-5, 1e-6, [](float a, float) { return std::tanh(a); }},
     {KOp::FPow, 2, 2e-5, 0, [](float a, float b) { return std::pow(a, b); }},
     {KOp::FErf, 1, 1e-6, 0, [](float a, float) { return std::erf(a); }},
+    {KOp::RoundF16, 1, 0, 0,
+     [](float a, float) { return static_cast<float>(ir::roundToDType(a, ir::DType::F16)); }},
+    {KOp::RoundBF16, 1, 0, 0,
+     [](float a, float) { return static_cast<float>(ir::roundToDType(a, ir::DType::BF16)); }},
 };
 
 TEST_F(VulkanTest, FloatOpsMatchCpu) {
