@@ -22,6 +22,8 @@ options:
   --nodes N           nodes in the graph, 1 to 1000000 (required)
   --seed S            seed of the graph (default 1)
   --no-symbolic       static dims only
+  --lowered-ops-only  only ops kiln's code generation lowers today (no matmul,
+                      rope, gather, concat or insert_slice; reductions over one axis)
   --max-elements E    largest tensor in elements, at the dims' upper bounds
                       (default 4096, at least 64)
   -o FILE             write the graph to FILE (default: stdout)
@@ -66,6 +68,8 @@ int main(int argc, char **argv) {
       o.seed = s.value_or(0);
     } else if (a == "--no-symbolic") {
       o.symbolicDims = false;
+    } else if (a == "--lowered-ops-only") {
+      o.loweredOpsOnly = true;
     } else if (args.value(a, "--max-elements", v)) {
       auto e = parseCount(v);
       if (args.ok() && (!e || *e < 64 || *e > (uint64_t{1} << 40)))
