@@ -110,7 +110,8 @@ private:
   Id load(const BufferInfo &b, Id index);
   void store(const BufferInfo &b, Id index, Id value);
   Id cast(Id v, KType from, KType to);
-  Id toF16(Id value);    // f32 to f16, rounded to nearest even
+  Id toF16(Id value);    // f32 to f16, rounded to nearest even (for a store)
+  Id roundF16(Id x);     // the nearest f16 value, as an f32
   Id bf16Bits(Id value); // f32 to bf16 bits (in a u32), rounded to nearest even
   Id isNan(Id v) { return b_.op(spv::OpIsNan, tBool_, {v}); }
   Id math(GLSLstd450 op, Id x);
@@ -354,7 +355,7 @@ Id Emitter::emitInst(int id) {
   case KOp::FErf:
     return erf(arg(in, 0));
   case KOp::RoundF16:
-    return b_.op(spv::OpFConvert, tF32_, {toF16(arg(in, 0))});
+    return roundF16(arg(in, 0));
   case KOp::RoundBF16: {
     Id high = b_.op(spv::OpShiftLeftLogical, tU32_, {bf16Bits(arg(in, 0)), b_.constU32(16)});
     return b_.op(spv::OpBitcast, tF32_, {high});
@@ -546,6 +547,35 @@ void Emitter::store(const BufferInfo &b, Id index, Id value) {
     break;
   }
   b_.code(spv::OpStore).id(ptr).id(value);
+}
+
+// The nearest f16 value as an f32, in f32 arithmetic: Vulkan honours a rounding mode
+// on a narrowing conversion only where the result is stored, so OpFConvert could round
+// toward zero here. Normal f16 values keep 10 mantissa bits (round half to even on the
+// f32 bits); below 2^-14 f16 steps are 2^-24 apart (RoundEven of x * 2^24); past 65504
+// the value is infinite. NaN and infinities pass through.
+Id Emitter::roundF16(Id x) {
+  Id bits = b_.op(spv::OpBitcast, tU32_, {x});
+  Id odd = b_.op(spv::OpBitwiseAnd, tU32_,
+                 {b_.op(spv::OpShiftRightLogical, tU32_, {bits, b_.constU32(13)}), b_.constU32(1)});
+  Id biased =
+      b_.op(spv::OpIAdd, tU32_, {bits, b_.op(spv::OpIAdd, tU32_, {b_.constU32(0x0fff), odd})});
+  Id normal = b_.op(spv::OpBitcast, tF32_,
+                    {b_.op(spv::OpBitwiseAnd, tU32_, {biased, b_.constU32(0xffffe000u)})});
+  Id scaled = b_.glsl(GLSLstd450RoundEven, tF32_,
+                      {b_.op(spv::OpFMul, tF32_, {x, b_.constF32(16777216.0f)})});
+  Id tiny = b_.op(spv::OpFMul, tF32_, {scaled, b_.constF32(1.0f / 16777216.0f)});
+  Id mag = b_.glsl(GLSLstd450FAbs, tF32_, {x});
+  Id r = b_.op(
+      spv::OpSelect, tF32_,
+      {b_.op(spv::OpFOrdLessThan, tBool_, {mag, b_.constF32(6.103515625e-05f)}), tiny, normal});
+  Id inf = b_.op(
+      spv::OpFMul, tF32_,
+      {b_.glsl(GLSLstd450FSign, tF32_, {x}), b_.constF32(std::numeric_limits<float>::infinity())});
+  Id over = b_.op(spv::OpFOrdGreaterThan, tBool_,
+                  {b_.glsl(GLSLstd450FAbs, tF32_, {r}), b_.constF32(65504.0f)});
+  r = b_.op(spv::OpSelect, tF32_, {over, inf, r});
+  return b_.op(spv::OpSelect, tF32_, {isNan(x), x, r});
 }
 
 Id Emitter::toF16(Id value) {
