@@ -11,6 +11,11 @@
 # through the device tool with carry [build-device/carry, .gl], output under $OUT; copy
 # ../shared/bench/torch_anchors.py into build-device/carry/ so PyTorch runs beside kiln.
 #
+# The conformance tests go in a separate call (both binaries exceed the 64 MiB a call
+# carries): `ninja -C build-device compile_test`, copy and strip it into
+# build-device/gpu-tests/, carry [build-device/gpu-tests, .gl] and run this script with
+# KILN_CONFORMANCE=1: the end-to-end and 200 generated graphs on CUDA and Vulkan.
+#
 # It checks kiln's kernels on the GPU (CUDA and Vulkan) against the reference
 # interpreter, times them (kernel time from device events or timestamps, median of
 # --iters runs), runs ../shared/bench/torch_anchors.py in the same call when it is
@@ -23,6 +28,12 @@ for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)
 "$bin/kiln-run" --list-devices
+
+if [[ ${KILN_CONFORMANCE:-0} == 1 ]]; then
+  KILN_SOURCE_DIR=$PWD build-device/gpu-tests/compile_test 2>&1 | tee "$out/compile_test.log" |
+    grep -E "^\[  (FAILED|PASSED|SKIPPED) |generated graphs|refused"
+  exit "${PIPESTATUS[0]}"
+fi
 
 status=0
 table=$out/table.txt
