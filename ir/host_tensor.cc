@@ -141,6 +141,24 @@ Comparison compare(const HostTensor &got, const HostTensor &want) {
   return c;
 }
 
+double outputNmseLimit(const Graph &g, int output) {
+  double limit = nmseLimit(g.typeOf(output).dtype);
+  std::vector<bool> seen(g.nodes.size(), false);
+  std::vector<int> stack{output};
+  while (!stack.empty()) {
+    int id = stack.back();
+    stack.pop_back();
+    if (seen[id])
+      continue;
+    seen[id] = true;
+    const Node &n = g.nodes[id];
+    if (opCategory(n.op) != Category::Source && isFloat(n.type.dtype))
+      limit = std::max(limit, nmseLimit(n.type.dtype));
+    stack.insert(stack.end(), n.operands.begin(), n.operands.end());
+  }
+  return limit;
+}
+
 double nmseLimit(DType t) {
   switch (t) {
   case DType::F32:

@@ -44,4 +44,10 @@ Comparison compare(const HostTensor &got, const HostTensor &want);
 // Largest NMSE accepted for outputs of this dtype (integers and bools must be exact).
 double nmseLimit(DType t);
 
+// Largest NMSE accepted for output value `output` of `g`: the limit of the narrowest
+// float type computed on its way, at least its own dtype's. An f32 output of a cast to
+// f16 carries f16 precision: a backend computing in f32 may round to the other side of
+// an f16 step than the float64 reference does.
+double outputNmseLimit(const Graph &g, int output);
+
 } // namespace kiln::ir

@@ -240,7 +240,7 @@ int run(const Options &o) {
     for (size_t i = 0; i < want->size(); ++i) {
       const ir::Node &n = ref.nodes[ref.outputs[i]];
       ir::Comparison c = ir::compare((*outs)[i], (*want)[i]);
-      double limit = ir::nmseLimit(n.type.dtype);
+      double limit = ir::outputNmseLimit(ref, ref.outputs[i]);
       bool ok = !c.shapeMismatch && c.specialMismatches == 0 && c.nmse <= limit;
       passed &= ok;
       std::printf("  output %zu %%%s: nmse %.3g (limit %.0e)", i, n.name.c_str(), c.nmse, limit);

@@ -211,29 +211,6 @@ protected:
     ASSERT_TRUE(exe) << exe.message();
     runAndCompare(*target, ref, *exe, bindings, "");
   }
-  // Runs `exe` (compiled from `ref`) at each binding with seeded inputs and compares
-  // every output with the reference; `what` names the graph in failures.
-  // The NMSE limit of an output: that of the narrowest float type a computed value on
-  // its way has (an f32 output of a cast to f16 carries f16 precision; values computed
-  // in f32 may round to the other side of an f16 step than float64 values do).
-  static double outputLimit(const ir::Graph &g, int output) {
-    double limit = ir::nmseLimit(g.typeOf(output).dtype);
-    std::vector<bool> seen(g.nodes.size(), false);
-    std::vector<int> stack{output};
-    while (!stack.empty()) {
-      int id = stack.back();
-      stack.pop_back();
-      if (seen[id])
-        continue;
-      seen[id] = true;
-      const ir::Node &n = g.nodes[id];
-      if (ir::opCategory(n.op) != ir::Category::Source && ir::isFloat(n.type.dtype))
-        limit = std::max(limit, ir::nmseLimit(n.type.dtype));
-      stack.insert(stack.end(), n.operands.begin(), n.operands.end());
-    }
-    return limit;
-  }
-
   // Whether both outputs are zero to within f32 rounding at unit scale (RMS below 1e-6):
   // NMSE relative to a reference that cancelled to ~0 in float64 (the mean of a
   // layer_norm's output, say) says nothing about an f32 result.
@@ -247,7 +224,9 @@ protected:
     return std::sqrt(g / n) < 1e-6 && std::sqrt(w / n) < 1e-6;
   }
 
-  // `zeroByCancellation`: accept outputs that are near zero on both sides (generated
+  // Runs `exe` (compiled from `ref`) at each binding with seeded inputs and compares
+  // every output with the reference (ir::outputNmseLimit); `what` names the graph in
+  // failures. `zeroByCancellation`: accept outputs that are near zero on both sides (generated
   // graphs, whose values the generator keeps near unit scale).
   void runAndCompare(Target &target, const ir::Graph &ref, const runtime::Executable &exe,
                      const std::vector<std::vector<int64_t>> &bindings, const std::string &what,
@@ -270,7 +249,7 @@ protected:
         ir::Comparison c = ir::compare(got, w);
         EXPECT_EQ(c.specialMismatches, 0)
             << what << "output " << i << " first at " << c.firstMismatch;
-        double limit = outputLimit(ref, ref.outputs[i]);
+        double limit = ir::outputNmseLimit(ref, ref.outputs[i]);
         if (c.nmse > limit && zeroByCancellation && nearZero(got, w))
           continue;
         EXPECT_LE(c.nmse, limit) << what << "output " << i;
