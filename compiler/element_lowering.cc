@@ -177,9 +177,23 @@ std::vector<int> ElementLowering::operandCoords(const Node &view, const std::vec
   return coords;
 }
 
+const ir::Shape &ElementLowering::storedShape(int id) const {
+  const Node &n = g_.nodes[id];
+  return n.op == Op::InsertSlice ? g_.typeOf(n.operands[1]).shape : n.type.shape;
+}
+
 void ElementLowering::store(int buffer, int index, int id, int v) {
-  if (g_.nodes[id].type.dtype == DType::Bool)
+  const Node &n = g_.nodes[id];
+  if (n.type.dtype == DType::Bool)
     v = b_.op(KOp::Cast, KType::I32, {v});
+  if (n.op == Op::InsertSlice) {
+    std::vector<int> at = delinearize(index, storedShape(id));
+    const std::vector<ir::Dim> &offsets = n.attrDims("offsets");
+    for (size_t i = 0; i < at.size(); ++i)
+      if (!(offsets[i].isStatic() && offsets[i].offset == 0))
+        at[i] = iop(KOp::IAdd, {at[i], extent(offsets[i])});
+    index = linearize(at, n.type.shape);
+  }
   b_.store(buffer, index, v);
 }
 
@@ -195,6 +209,12 @@ void ElementLowering::loadInputs(int id, const std::vector<int> &coords) {
   if (c == ir::Category::Source && n.op == Op::Constant)
     return;
   if (inKernel_[id]) {
+    // Only pointwise ops read their operands at the same element; the others load
+    // where they compute.
+    if (n.op == Op::InsertSlice)
+      loadInputs(n.operands[1], coords);
+    if (!ir::isPointwise(n.op))
+      return;
     for (int o : n.operands)
       loadInputs(o, broadcastCoords(g_.typeOf(o).shape, n.type.shape, coords));
     return;
@@ -245,13 +265,30 @@ int ElementLowering::compute(int id, const std::vector<int> &coords) {
       return v;
     }
     break;
+  case ir::Category::Rope:
+    if (inKernel_[id])
+      return rope(n, coords);
+    break;
+  case ir::Category::Gather:
+    if (inKernel_[id])
+      return gather(n, coords);
+    break;
+  case ir::Category::Concat:
+    if (inKernel_[id])
+      return concat(n, coords);
+    break;
+  case ir::Category::Update: // only stored: its value at the slice's coordinates
+    if (inKernel_[id])
+      return valueAt(n.operands[1], coords);
+    break;
+  case ir::Category::Contraction:
+    if (inKernel_[id]) {
+      assert(anchorValue_ && "a contraction in a kernel without its template");
+      return anchorValue_(id, coords);
+    }
+    break;
   case ir::Category::Reduce:
   case ir::Category::Normalize:
-  case ir::Category::Rope:
-  case ir::Category::Contraction:
-  case ir::Category::Gather:
-  case ir::Category::Concat:
-  case ir::Category::Update:
     // Computed here only by a template, which sets the value first.
     assert(!inKernel_[id] && "an anchor's value was not set");
     break;
@@ -262,6 +299,85 @@ int ElementLowering::compute(int id, const std::vector<int> &coords) {
   if (n.type.dtype == DType::Bool)
     return b_.op(KOp::Cast, KType::Bool, {b_.load(buffer, KType::I32, index)});
   return b_.load(buffer, regType(n.type.dtype), index);
+}
+
+int ElementLowering::clamp(int v, int lo, int hi) {
+  v = b_.op(KOp::Select, KType::I32, {b_.op(KOp::ILt, KType::Bool, {v, lo}), lo, v});
+  return b_.op(KOp::Select, KType::I32, {b_.op(KOp::ILt, KType::Bool, {hi, v}), hi, v});
+}
+
+// Element i of a row of D (static, even) turns with its partner p by the angle
+// pos * theta^(-2j/D) of their pair j: x[i] cos - x[p] sin for the pair's first element,
+// x[i] cos + x[p] sin for its second. The angle is computed in f32, as inference engines
+// do; docs/codegen.md says what that costs in precision.
+int ElementLowering::rope(const Node &n, const std::vector<int> &coords) {
+  const ir::Shape &xs = g_.typeOf(n.operands[0]).shape;
+  int64_t d = xs.back().offset, half = d / 2;
+  int i = coords.back();
+  bool interleaved = n.attrEnum("mode") == "interleaved";
+  int first, j, partner;
+  if (interleaved) {
+    j = iop(KOp::IDiv, {i, b_.constI(2)});
+    first = b_.op(KOp::ILt, KType::Bool, {iop(KOp::IRem, {i, b_.constI(2)}), b_.constI(1)});
+    partner = b_.op(KOp::Select, KType::I32,
+                    {first, iop(KOp::IAdd, {i, b_.constI(1)}), iop(KOp::ISub, {i, b_.constI(1)})});
+  } else {
+    first = b_.op(KOp::ILt, KType::Bool, {i, b_.constI(half)});
+    j = b_.op(KOp::Select, KType::I32, {first, i, iop(KOp::ISub, {i, b_.constI(half)})});
+    partner = b_.op(KOp::Select, KType::I32, {first, iop(KOp::IAdd, {i, b_.constI(half)}), j});
+  }
+  std::vector<int> rowCoords(coords.begin(), coords.end() - 1);
+  ir::Shape rowShape(xs.begin(), xs.end() - 1);
+  int p = n.operands[1];
+  int pos = b_.op(KOp::Cast, KType::F32,
+                  {valueAt(p, broadcastCoords(g_.typeOf(p).shape, rowShape, rowCoords))});
+  int exponent =
+      fop(KOp::FMul, {b_.op(KOp::Cast, KType::F32, {j}), f(-2.0f / static_cast<float>(d))});
+  int freq = fop(KOp::FPow, {f(static_cast<float>(n.attrFloat("theta"))), exponent});
+  int angle = fop(KOp::FMul, {pos, freq});
+  std::vector<int> pc = coords;
+  pc.back() = partner;
+  int self = valueAt(n.operands[0], coords), other = valueAt(n.operands[0], pc);
+  int s = fop(KOp::FMul, {other, fop(KOp::FSin, {angle})});
+  s = b_.op(KOp::Select, KType::F32, {first, fop(KOp::FNeg, {s}), s});
+  return fop(KOp::FAdd, {fop(KOp::FMul, {self, fop(KOp::FCos, {angle})}), s});
+}
+
+// Row idx[...] of the table; an index outside the table (an error for the reference)
+// reads its nearest row instead of memory past it.
+int ElementLowering::gather(const Node &n, const std::vector<int> &coords) {
+  int table = n.operands[0], idx = n.operands[1];
+  size_t ri = g_.typeOf(idx).shape.size();
+  int row = valueAt(idx, std::vector<int>(coords.begin(), coords.begin() + ri));
+  int rows = extent(g_.typeOf(table).shape[0]);
+  std::vector<int> at{clamp(row, b_.constI(0), iop(KOp::ISub, {rows, b_.constI(1)}))};
+  at.insert(at.end(), coords.begin() + ri, coords.end());
+  return valueAt(table, at);
+}
+
+// The operand whose range along the axis holds the coordinate, read under an if: the
+// others are not read at all (an operand may be empty at some dims).
+int ElementLowering::concat(const Node &n, const std::vector<int> &coords) {
+  int axis = ir::normalizeAxis(n.attrInt("axis"), n.type.rank());
+  KType t = regType(n.type.dtype);
+  int result = b_.varNew(t, t == KType::F32 ? f(0) : b_.constI(0));
+  int c = coords[axis], start = b_.constI(0);
+  for (size_t i = 0; i < n.operands.size(); ++i) {
+    int o = n.operands[i];
+    int end = iop(KOp::IAdd, {start, extent(g_.typeOf(o).shape[axis])});
+    int inside = b_.op(KOp::And, KType::Bool,
+                       {b_.op(KOp::Not, KType::Bool, {b_.op(KOp::ILt, KType::Bool, {c, start})}),
+                        b_.op(KOp::ILt, KType::Bool, {c, end})});
+    b_.ifBegin(inside);
+    pushScope();
+    std::vector<int> at = coords;
+    at[axis] = iop(KOp::ISub, {c, start});
+    b_.varSet(result, valueAt(o, at));
+    popScope();
+    b_.ifEnd();
+    start = end;
+  }
+  return b_.varGet(t, result);
 }
 
 int ElementLowering::sigmoid(int x) {

@@ -31,6 +31,7 @@ public:
   KernelBuilder &b() { return b_; }
   Kernel &kernel() { return k_; }
   const ir::Graph &graph() const { return g_; }
+  bool inKernel(int id) const { return inKernel_[id]; }
 
   // An extent as an I32 value (symbolic dims are read once, at the kernel's top).
   int extent(const ir::Dim &d);
@@ -41,7 +42,13 @@ public:
 
   // Node `id`'s value at `coords` (one I32 value per dim of its shape).
   int valueAt(int id, const std::vector<int> &coords);
-  // Stores node `id`'s value `v` at element `index` of `buffer` (a bool as i32).
+  // The shape a template iterates to store node `id`: its own, or for an insert_slice
+  // the shape of the slice it writes (inside a kernel an insert_slice is only stored,
+  // and its value at coordinates of the slice is the slice's).
+  const ir::Shape &storedShape(int id) const;
+  // Stores node `id`'s value `v` at element `index` (row-major in storedShape(id)) of
+  // `buffer` (a bool as i32); an insert_slice's element goes to its place in the
+  // destination.
   void store(int buffer, int index, int id, int v);
   // Issues the loads valueAt(id, coords) will need, and nothing else: a template that
   // loads several elements before computing any keeps the loads side by side, where
@@ -50,6 +57,11 @@ public:
   // From here on (in the current scope), `id` has value `v` at the element being
   // computed: how a template hands its anchor's result to the epilogue.
   void setValue(int id, int v) { scopes_.back().values[{id, {}}] = v; }
+  // How a template gives the values of its contractions (computed by the template, not
+  // element by element) at any coordinates of their results.
+  void setAnchorValues(std::function<int(int, const std::vector<int> &)> fn) {
+    anchorValue_ = std::move(fn);
+  }
 
   // Values computed inside a loop or an if are not used after it: a template opens a
   // scope where it opens a region and closes it with the region.
@@ -71,12 +83,17 @@ private:
   int unaryInt(ir::Op op, int x);
   int binary(ir::Op op, int a, int c, bool isInt);
   int sigmoid(int x);
+  int rope(const ir::Node &n, const std::vector<int> &coords);
+  int gather(const ir::Node &n, const std::vector<int> &coords);
+  int concat(const ir::Node &n, const std::vector<int> &coords);
+  int clamp(int v, int lo, int hi);
 
   const ir::Graph &g_;
   Kernel &k_;
   KernelBuilder b_;
   std::vector<bool> inKernel_;
   std::function<int(int)> readBuffer_;
+  std::function<int(int, const std::vector<int> &)> anchorValue_;
   std::vector<int> dims_; // per symbolic dim: its value
   // What is known in a scope: values of nodes at coordinates, and index arithmetic done
   // (both ways: coordinates of a linear index, and the index of those coordinates).

@@ -1,7 +1,9 @@
 // Lowering: a fused graph becomes one kernel per kernel block (a computed node outside
 // every block is a kernel of its own). Values that leave a kernel go to memory: the
-// caller's output buffers, or temporaries. Each kernel is lowered by the template of its
-// kind: pointwise, or a row kernel around one reduction or normalization.
+// caller's output buffers, or temporaries; an insert_slice writes into its destination
+// input in place. Each kernel is lowered by the template of its kind: pointwise, a row
+// kernel around one reduction or normalization, or a contraction kernel around sibling
+// matmuls.
 #include "compiler/lower.h"
 
 #include <algorithm>
@@ -45,6 +47,15 @@ bool isRowAnchor(const Node &n) {
   return ir::opCategory(n.op) == ir::Category::Reduce ||
          ir::opCategory(n.op) == ir::Category::Normalize;
 }
+bool isContraction(const Node &n) { return ir::opCategory(n.op) == ir::Category::Contraction; }
+
+// The buffer an insert_slice writes in place: the graph input at the root of its chain
+// of destinations, or -1.
+int insertRoot(const ir::Graph &g, int id) {
+  while (g.nodes[id].op == Op::InsertSlice)
+    id = g.nodes[id].operands[0];
+  return g.nodes[id].op == Op::Input ? id : -1;
+}
 
 std::string identifier(const std::string &s) {
   std::string out;
@@ -75,17 +86,32 @@ std::string unsupportedReason(const ir::Graph &g, int id) {
     return "";
   case ir::Category::Normalize:
     return "";
+  case ir::Category::Rope:
+    if (!g.typeOf(n.operands[0]).shape.back().isStatic())
+      return "rope over a symbolic last dim";
+    if (g.typeOf(n.operands[1]).dtype != DType::I32)
+      return "rope with positions of dtype " +
+             std::string(ir::dtypeName(g.typeOf(n.operands[1]).dtype));
+    break;
+  case ir::Category::Contraction:
+    if (!ir::isFloat(t))
+      return op + " on " + std::string(ir::dtypeName(t));
+    break;
+  case ir::Category::Gather:
+    if (g.typeOf(n.operands[1]).dtype != DType::I32)
+      return "gather with indices of dtype " +
+             std::string(ir::dtypeName(g.typeOf(n.operands[1]).dtype));
+    break;
+  case ir::Category::Update:
+    if (insertRoot(g, id) < 0)
+      return "insert_slice into a value that is not a graph input";
+    break;
+  case ir::Category::Concat:
   case ir::Category::Unary:
   case ir::Category::Binary:
   case ir::Category::Select:
   case ir::Category::Cast:
     break;
-  case ir::Category::Rope:
-  case ir::Category::Contraction:
-  case ir::Category::Gather:
-  case ir::Category::Concat:
-  case ir::Category::Update:
-    return op;
   }
   if (t == DType::I64)
     return op + " on i64";
@@ -143,6 +169,7 @@ private:
   void findEscapes() {
     size_t n = g_.nodes.size();
     escapes_.assign(n, false);
+    readElsewhere_.assign(n, false);
     std::vector<int> root(n, -1); // the computed or source node a view reads
     for (size_t id = 0; id < n; ++id) {
       const Node &v = g_.nodes[id];
@@ -151,7 +178,8 @@ private:
         continue;
       for (int o : v.operands) {
         int r = root[o];
-        escapes_[r] = escapes_[r] || (isCompute(g_.nodes[r]) && unit_[r] != unit_[id]);
+        if (isCompute(g_.nodes[r]) && unit_[r] != unit_[id])
+          escapes_[r] = readElsewhere_[r] = true;
       }
     }
     for (int o : g_.outputs)
@@ -185,11 +213,15 @@ private:
         refused.insert("more than 2^31-1 elements");
     }
     for (const Group &grp : groups_) {
-      int anchors = 0;
-      for (int id : grp.nodes)
-        anchors += isRowAnchor(g_.nodes[id]);
-      if (anchors > 1)
+      int rows = 0, contractions = 0;
+      for (int id : grp.nodes) {
+        rows += isRowAnchor(g_.nodes[id]);
+        contractions += isContraction(g_.nodes[id]);
+      }
+      if (rows > 1)
         refused.insert("several reductions in one kernel");
+      if (rows > 0 && contractions > 0)
+        refused.insert("a reduction and a matmul in one kernel");
     }
     if (refused.empty())
       return Status::ok();
@@ -213,11 +245,22 @@ private:
           {n.name, n.type,
            n.op == Op::Param ? runtime::BufferRole::Param : runtime::BufferRole::Input});
     }
+    // An insert_slice writes into its destination input in place.
+    for (size_t id = 0; id < g_.nodes.size(); ++id)
+      if (g_.nodes[id].op == Op::InsertSlice)
+        memory_[id] = memory_[insertRoot(g_, static_cast<int>(id))];
     for (int o : g_.outputs) {
+      if (g_.nodes[o].op == Op::InsertSlice) {
+        exe.outputs.push_back(memory_[o]);
+        continue;
+      }
       int b = static_cast<int>(exe.buffers.size());
       exe.outputs.push_back(b);
       exe.buffers.push_back({g_.nodes[o].name, g_.typeOf(o), runtime::BufferRole::Output});
-      if (isCompute(g_.nodes[o]) && memory_[o] < 0)
+      // Other kernels read a returned value from the output buffer, unless it rounds
+      // (an f16 output): they read the unrounded value from a temporary.
+      DType t = g_.nodes[o].type.dtype;
+      if (isCompute(g_.nodes[o]) && memory_[o] < 0 && (!readElsewhere_[o] || temporaryType(t) == t))
         memory_[o] = b;
     }
     for (size_t id = 0; id < g_.nodes.size(); ++id)
@@ -284,11 +327,16 @@ private:
         stores.push_back({id, addBuffer(index, b, true)});
     }
     int anchor = -1;
-    for (int id : grp.nodes)
+    std::vector<int> contractions;
+    for (int id : grp.nodes) {
       if (isRowAnchor(g_.nodes[id]))
         anchor = id;
-    Status s = anchor >= 0 ? lowerRowKernel(*o.el, stores, anchor, *o.exec)
-                           : lowerPointwiseKernel(*o.el, stores, *o.exec);
+      if (isContraction(g_.nodes[id]))
+        contractions.push_back(id);
+    }
+    Status s = !contractions.empty() ? lowerContractionKernel(*o.el, stores, contractions, *o.exec)
+               : anchor >= 0         ? lowerRowKernel(*o.el, stores, anchor, *o.exec)
+                                     : lowerPointwiseKernel(*o.el, stores, *o.exec);
     if (s.failed())
       return makeError("error: graph @" + g_.name + ": kernel " + o.kernel->name + ": " +
                        s.message());
@@ -309,9 +357,10 @@ private:
 
   const ir::Graph &g_;
   std::vector<Group> groups_;
-  std::vector<int> unit_;     // per node: its kernel, or -1
-  std::vector<bool> escapes_; // per node: its value leaves its kernel
-  std::vector<int> memory_;   // per node: the Executable buffer holding it, or -1
+  std::vector<int> unit_;           // per node: its kernel, or -1
+  std::vector<bool> escapes_;       // per node: its value leaves its kernel
+  std::vector<bool> readElsewhere_; // per node: another kernel reads its value
+  std::vector<int> memory_;         // per node: the Executable buffer holding it, or -1
   LoweredGraph out_;
 };
 

@@ -35,9 +35,9 @@ bool sameSize(const ir::Shape &a, const ir::Shape &b) { return sizeKey(a) == siz
 Status lowerPointwiseKernel(ElementLowering &el, const KernelStores &stores,
                             runtime::ExecKernel &exec) {
   const ir::Graph &g = el.graph();
-  const ir::Shape &shape = g.typeOf(stores.front().first).shape;
+  const ir::Shape &shape = el.storedShape(stores.front().first);
   for (auto [node, buffer] : stores)
-    if (!sameSize(g.typeOf(node).shape, shape))
+    if (!sameSize(el.storedShape(node), shape))
       return makeError("a pointwise kernel stores values of different sizes (%" +
                        g.nodes[stores.front().first].name + " and %" + g.nodes[node].name + ")");
   KernelBuilder &b = el.b();
@@ -48,11 +48,11 @@ Status lowerPointwiseKernel(ElementLowering &el, const KernelStores &stores,
   auto compute = [&](const std::vector<int> &es) {
     for (auto [node, buffer] : stores)
       for (int e : es)
-        el.loadInputs(node, el.delinearize(e, g.typeOf(node).shape));
+        el.loadInputs(node, el.delinearize(e, el.storedShape(node)));
     std::vector<std::tuple<int, int, int, int>> out; // (buffer, element, node, value)
     for (auto [node, buffer] : stores)
       for (int e : es)
-        out.push_back({buffer, e, node, el.valueAt(node, el.delinearize(e, g.typeOf(node).shape))});
+        out.push_back({buffer, e, node, el.valueAt(node, el.delinearize(e, el.storedShape(node)))});
     return out;
   };
   std::vector<int> elements;

@@ -67,7 +67,7 @@ public:
     bool reduce = ir::opCategory(a_.op) == ir::Category::Reduce;
     KernelStores perRow, perElement;
     for (auto store : stores) {
-      const ir::Shape &s = g_.typeOf(store.first).shape;
+      const ir::Shape &s = el_.storedShape(store.first);
       bool rowResult = reduce && dependsOnAnchor(store.first);
       if (rowResult ? !sameSize(s, outer_) : !sameSize(s, xs_))
         return makeError("%" + g_.nodes[store.first].name + " is neither one value per row nor " +
@@ -103,7 +103,7 @@ public:
       el_.setValue(anchor_, result_);
       for (auto [node, buffer] : perRow)
         el_.store(buffer, row_, node,
-                  el_.valueAt(node, el_.delinearize(row_, g_.typeOf(node).shape)));
+                  el_.valueAt(node, el_.delinearize(row_, el_.storedShape(node))));
       el_.popScope();
       b_.ifEnd();
     }
@@ -207,7 +207,7 @@ private:
       int idx = el_.linearize(x, xs_);
       std::vector<std::tuple<int, int, int>> values; // (buffer, node, value)
       for (auto [node, buffer] : stores) {
-        const ir::Shape &s = g_.typeOf(node).shape;
+        const ir::Shape &s = el_.storedShape(node);
         values.push_back({buffer, node, el_.valueAt(node, s == xs_ ? x : el_.delinearize(idx, s))});
       }
       return std::make_pair(idx, values);

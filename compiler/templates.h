@@ -27,4 +27,10 @@ Status lowerPointwiseKernel(ElementLowering &el, const KernelStores &stores,
 Status lowerRowKernel(ElementLowering &el, const KernelStores &stores, int anchor,
                       runtime::ExecKernel &exec);
 
+// Sibling matmuls that read one A operand (`anchors`, with equal batch dims and rows),
+// with their pointwise epilogue (rope and insert_slice included): a tile of every
+// sibling's result per workgroup.
+Status lowerContractionKernel(ElementLowering &el, const KernelStores &stores,
+                              const std::vector<int> &anchors, runtime::ExecKernel &exec);
+
 } // namespace kiln::compiler

@@ -406,8 +406,9 @@ private:
     for (size_t d = 0; d < offsets.size(); ++d)
       base += offsets[d].eval(dims_) * ds[d];
     std::vector<int64_t> idx = stridedIndex(src.shape, ds, base);
+    // The write lands in the destination's storage, so it takes the storage's dtype.
     for (size_t i = 0; i < idx.size(); ++i)
-      out.data[idx[i]] = src.data[i];
+      out.data[idx[i]] = roundToDType(src.data[i], out.dtype);
   }
 
   const Graph &g_;

@@ -713,23 +713,12 @@ private:
         {&Generator::reshapeOp, 4},   {&Generator::permuteOp, 3},     {&Generator::broadcastOp, 2},
         {&Generator::viewOp, 3},      {&Generator::insertSliceOp, 2}, {&Generator::newInput, 3},
     };
-    // What the kernel templates do not lower yet.
-    using Step = bool (Generator::*)();
-    static const Step kNotLowered[] = {&Generator::matmulOp, &Generator::ropeOp,
-                                       &Generator::gatherOp, &Generator::concatOp,
-                                       &Generator::insertSliceOp};
-    auto weightOf = [&](bool (Generator::*fn)(), int w) {
-      bool lowered =
-          std::find(std::begin(kNotLowered), std::end(kNotLowered), fn) == std::end(kNotLowered);
-      return o_.loweredOpsOnly && !lowered ? 0 : w;
-    };
     int total = 0;
     for (const auto &[fn, weight] : kSteps)
-      total += weightOf(fn, weight);
+      total += weight;
     for (;;) { // unaryOp always applies, so this ends
       int64_t r = uniform(0, total - 1);
-      for (const auto &[fn, w] : kSteps) {
-        int weight = weightOf(fn, w);
+      for (const auto &[fn, weight] : kSteps) {
         if (r < weight) {
           if ((this->*fn)())
             return;

@@ -22,8 +22,8 @@ options:
   --nodes N           nodes in the graph, 1 to 1000000 (required)
   --seed S            seed of the graph (default 1)
   --no-symbolic       static dims only
-  --lowered-ops-only  only ops kiln's code generation lowers today (no matmul,
-                      rope, gather, concat or insert_slice; reductions over one axis)
+  --lowered-ops-only  only what kiln's code generation lowers today (float
+                      reductions over one axis)
   --max-elements E    largest tensor in elements, at the dims' upper bounds
                       (default 4096, at least 64)
   -o FILE             write the graph to FILE (default: stdout)

@@ -6,6 +6,7 @@
 
 #include "compiler/kernel_ir.h"
 #include "compiler/lower.h"
+#include "compiler/msl/emit_msl.h"
 #include "compiler/nvptx/emit_nvptx.h"
 #include "compiler/spirv/emit_spirv.h"
 #include "ir/parser.h"
@@ -34,10 +35,14 @@ options:
   --print-ir-after-all     print the graph after every pass (to stderr)
   --print-ir-after=NAME    print the graph after pass NAME (repeatable)
   --print-ir-after-change  print the graph after each pass that changed it
-  --time-passes            print the time each pass took (to stderr)
+  --time-passes            print the time each pass took, and for code, the time of
+                           lowering and of emission (to stderr)
   --no-verify-each         do not run the verifier after every pass
   --emit=KIND              ir (default), dot, deps, schedule, stats, trace, kernel-ir,
-                           ptx, spirv, spirv-asm
+                           ptx, spirv, spirv-asm, msl
+                           kernel-ir, ptx, spirv, spirv-asm, msl: every kernel of
+                             the graph, one after another (msl: Metal, through
+                             SPIRV-Cross from the SPIR-V)
                            deps: layouts, hazards, edges, levels and the critical path
                            schedule: kernels, barriers, graph edges, streams and events,
                              predicted times, the critical path and the arena
@@ -72,11 +77,19 @@ Expected<std::string> emitDependences(const ir::Graph &g, const Options &o) {
   return passes::printDependences(g, layouts, deps);
 }
 
-// Emits every kernel of the lowered graph for the chosen target, concatenated.
+double msSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Emits every kernel of the lowered graph for the chosen target, concatenated; with
+// --time-passes, says how long lowering and emission took (to stderr).
 Expected<std::string> emitKernels(const ir::Graph &g, const Options &o) {
+  auto start = std::chrono::steady_clock::now();
   auto lowered = compiler::lowerGraph(g);
   if (!lowered)
     return lowered.error();
+  double lowerMs = msSince(start);
+  start = std::chrono::steady_clock::now();
   std::string out;
   for (const compiler::Kernel &k : lowered->kernels) {
     if (o.emit == "kernel-ir") {
@@ -90,12 +103,22 @@ Expected<std::string> emitKernels(const ir::Graph &g, const Options &o) {
       auto words = compiler::emitSpirv(k);
       if (!words)
         return makeError("error: kernel " + k.name + ": " + words.message());
-      if (o.emit == "spirv-asm")
+      if (o.emit == "msl") {
+        auto msl = compiler::emitMsl(*words, k.name);
+        if (!msl)
+          return makeError("error: kernel " + k.name + ": " + msl.message());
+        out += *msl;
+      } else if (o.emit == "spirv-asm")
         out += compiler::disassembleSpirv(*words);
       else
         out.append(reinterpret_cast<const char *>(words->data()), words->size() * 4);
     }
   }
+  if (o.inst.timePasses)
+    std::fprintf(
+        stderr,
+        "===-- kiln codegen timing --===\n  %9.3f ms  lowering\n  %9.3f ms  %s (%zu kernels)\n",
+        lowerMs, msSince(start), o.emit.c_str(), lowered->kernels.size());
   return out;
 }
 
@@ -113,8 +136,7 @@ Expected<std::string> emitSchedule(passes::Module &m, const Options &o,
         passes::checkStreams(prog, sched.streams), passes::checkMemoryPlan(prog, *m.memory)})
     if (s.failed())
       return makeError("error: kiln bug: the schedule checker failed: " + s.message());
-  double ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  double ms = msSince(start);
   passes::ScheduleReport r{m.graph, prog, sched, *m.memory, *m.profile};
   if (o.emit == "stats")
     return passes::scheduleStats(r, ms);
@@ -199,7 +221,7 @@ int main(int argc, char **argv) {
     } else if (args.value(a, "--emit", v)) {
       static const std::set<std::string_view> kEmits = {
           "ir",    "dot",       "deps", "schedule", "stats",
-          "trace", "kernel-ir", "ptx",  "spirv",    "spirv-asm"};
+          "trace", "kernel-ir", "ptx",  "spirv",    "spirv-asm", "msl"};
       if (!kEmits.count(v))
         return tools::usageError("kiln-opt", "unknown --emit kind '" + std::string(v) + "'");
       o.emit = v;

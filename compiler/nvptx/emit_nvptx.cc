@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <memory>
 #include <mutex>
 
@@ -68,6 +69,7 @@ public:
       shared_.push_back(sharedArray(s));
     auto *entry = llvm::BasicBlock::Create(ctx_, "entry", fn_);
     vals_.assign(k_.body.size(), nullptr);
+    findZeroBits();
     b_.SetInsertPoint(entry);
     int n = static_cast<int>(k_.body.size());
     if (k_.guard < 0) {
@@ -200,35 +202,83 @@ private:
     return b_.CreateCall(nvptx::getMathFunction(m_, fn), args);
   }
 
-  // An index `base + constant` addresses from base's element: loads of base, base + 1,
-  // ... then share one pointer, and LLVM sees them side by side (an i32 add could wrap,
-  // so it would not assume that of sext(base + 1); an in-bounds index never wraps).
-  llvm::Value *elementPtr(const KInst &in, llvm::Type *elemTy) {
-    int index = in.args[0];
-    int64_t offset = 0;
-    const KInst &def = k_.body[index];
-    if (def.op == KOp::IAdd && k_.body[def.args[1]].op == KOp::ConstI) {
-      offset = k_.body[def.args[1]].imm;
-      index = def.args[0];
+  // Low zero bits of every value of each I32 instruction (at most 16), from constants
+  // through adds, multiplies, selects and loop counters; i32 wrapping keeps low bits.
+  void findZeroBits() {
+    zeroBits_.assign(k_.body.size(), 0);
+    auto z = [&](const KInst &in, int i) { return zeroBits_[in.args[i]]; };
+    for (size_t id = 0; id < k_.body.size(); ++id) {
+      const KInst &in = k_.body[id];
+      int &bits = zeroBits_[id];
+      switch (in.op) {
+      case KOp::ConstI:
+        bits = in.imm == 0 ? 16 : std::min(16, std::countr_zero(static_cast<uint64_t>(in.imm)));
+        break;
+      case KOp::IMul:
+        bits = std::min(16, z(in, 0) + z(in, 1));
+        break;
+      case KOp::IAdd:
+      case KOp::ISub:
+        bits = std::min(z(in, 0), z(in, 1));
+        break;
+      case KOp::Select:
+        bits = in.type == KType::I32 ? std::min(z(in, 1), z(in, 2)) : 0;
+        break;
+      case KOp::LoopBegin: // begin + t * step
+        bits = std::min(z(in, 0), z(in, 2));
+        break;
+      default:
+        bits = 0;
+      }
     }
+  }
+
+  // A load's or store's element as `base + offset`: an index `base + constant` addresses
+  // from base's element, so that loads of base, base + 1, ... share one pointer and LLVM
+  // sees them side by side (an i32 add could wrap, so it would not assume that of
+  // sext(base + 1); an in-bounds index never wraps).
+  std::pair<int, int64_t> address(const KInst &in) const {
+    const KInst &def = k_.body[in.args[0]];
+    if (def.op == KOp::IAdd && k_.body[def.args[1]].op == KOp::ConstI)
+      return {def.args[0], k_.body[def.args[1]].imm};
+    return {in.args[0], 0};
+  }
+
+  llvm::Value *elementPtr(const KInst &in, llvm::Type *elemTy) {
+    auto [index, offset] = address(in);
     llvm::Value *idx = b_.CreateSExt(vals_[index], b_.getInt64Ty());
     llvm::Value *p = b_.CreateInBoundsGEP(elemTy, fn_->getArg(in.buffer), idx);
     return offset ? b_.CreateInBoundsGEP(elemTy, p, b_.getInt64(offset)) : p;
+  }
+
+  // The alignment an access of `bytes`-byte elements is known to have: buffers start on
+  // kBufferAlignment boundaries, and the index's low zero bits say the rest. Stated on
+  // the access, it lets the load-store vectorizer merge neighbours into 128-bit accesses
+  // where it can no longer see the pointer's origin (after loop strength reduction).
+  llvm::Align alignment(const KInst &in, int bytes) const {
+    auto [index, offset] = address(in);
+    int bits = zeroBits_[index] + std::countr_zero(static_cast<unsigned>(bytes));
+    if (offset != 0)
+      bits = std::min(bits, std::countr_zero(static_cast<uint64_t>(offset * bytes)));
+    int limit = std::countr_zero(static_cast<unsigned>(kBufferAlignment));
+    return llvm::Align(uint64_t{1} << std::clamp(bits, 0, limit));
   }
 
   llvm::Value *load(const KInst &in) {
     llvm::Type *i16 = b_.getInt16Ty();
     switch (k_.buffers[in.buffer].elem) {
     case MemType::F32:
-      return b_.CreateAlignedLoad(b_.getFloatTy(), elementPtr(in, b_.getFloatTy()), llvm::Align(4));
+      return b_.CreateAlignedLoad(b_.getFloatTy(), elementPtr(in, b_.getFloatTy()),
+                                  alignment(in, 4));
     case MemType::I32:
-      return b_.CreateAlignedLoad(b_.getInt32Ty(), elementPtr(in, b_.getInt32Ty()), llvm::Align(4));
+      return b_.CreateAlignedLoad(b_.getInt32Ty(), elementPtr(in, b_.getInt32Ty()),
+                                  alignment(in, 4));
     case MemType::F16:
       return b_.CreateFPExt(
-          b_.CreateAlignedLoad(b_.getHalfTy(), elementPtr(in, b_.getHalfTy()), llvm::Align(2)),
+          b_.CreateAlignedLoad(b_.getHalfTy(), elementPtr(in, b_.getHalfTy()), alignment(in, 2)),
           b_.getFloatTy());
     case MemType::BF16: {
-      return fromBf16(b_.CreateAlignedLoad(i16, elementPtr(in, i16), llvm::Align(2)));
+      return fromBf16(b_.CreateAlignedLoad(i16, elementPtr(in, i16), alignment(in, 2)));
     }
     }
     return nullptr;
@@ -256,17 +306,17 @@ private:
     llvm::Value *v = arg(in, 1);
     switch (k_.buffers[in.buffer].elem) {
     case MemType::F32:
-      b_.CreateAlignedStore(v, elementPtr(in, b_.getFloatTy()), llvm::Align(4));
+      b_.CreateAlignedStore(v, elementPtr(in, b_.getFloatTy()), alignment(in, 4));
       return;
     case MemType::I32:
-      b_.CreateAlignedStore(v, elementPtr(in, b_.getInt32Ty()), llvm::Align(4));
+      b_.CreateAlignedStore(v, elementPtr(in, b_.getInt32Ty()), alignment(in, 4));
       return;
     case MemType::F16:
       b_.CreateAlignedStore(b_.CreateFPTrunc(v, b_.getHalfTy()), elementPtr(in, b_.getHalfTy()),
-                            llvm::Align(2));
+                            alignment(in, 2));
       return;
     case MemType::BF16:
-      b_.CreateAlignedStore(toBf16(v), elementPtr(in, b_.getInt16Ty()), llvm::Align(2));
+      b_.CreateAlignedStore(toBf16(v), elementPtr(in, b_.getInt16Ty()), alignment(in, 2));
       return;
     }
   }
@@ -426,6 +476,7 @@ private:
   llvm::IRBuilder<> b_;
   llvm::Function *fn_ = nullptr;
   std::vector<llvm::Value *> vals_;
+  std::vector<int> zeroBits_; // per instruction: see findZeroBits
   std::vector<llvm::GlobalVariable *> shared_;
   std::vector<Region> regions_;
 };

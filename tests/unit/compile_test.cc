@@ -117,12 +117,82 @@ TEST(Compile, OutputIsByteIdenticalRunAfterRun) {
 }
 
 TEST(Compile, OpsNoTemplateLowersAreRefusedByName) {
-  ir::Graph g = prepare(readExample("llama_decoder.kir"));
+  ir::Graph g = prepare(
+      R"(graph @refused(%x: f32[4, 8], %i: i32[4], %c: f32[6, 8]) -> (f32[], i32[4], f32[4, 8]) {
+  %s = reduce_sum %x {axes = [0, 1]} : f32[]
+  %d = div %i, %i : i32[4]
+  %kc = insert_slice %c, %x {offsets = [1, 0]} : f32[6, 8]
+  %r = relu %kc : f32[6, 8]
+  %rs = slice %r {axis = 0, start = 0, end = 4} : f32[4, 8]
+  %k2 = insert_slice %rs, %x {offsets = [0, 0]} : f32[4, 8]
+  return %s, %d, %k2
+})");
   auto exe = compileGraph(g, {});
   ASSERT_FALSE(exe);
-  EXPECT_THAT(exe.message(), HasSubstr("error: graph @llama_decoder: no kernel template lowers"));
-  for (const char *op : {"matmul", "rope", "insert_slice"})
-    EXPECT_THAT(exe.message(), HasSubstr(op));
+  EXPECT_THAT(exe.message(), HasSubstr("error: graph @refused: no kernel template lowers"));
+  for (const char *why : {"reduce_sum over several axes", "integer div",
+                          "insert_slice into a value that is not a graph input"})
+    EXPECT_THAT(exe.message(), HasSubstr(why));
+}
+
+TEST(Compile, TheDecoderLowersToItsNineKernelsAndAssembles) {
+  ir::Graph g = prepare(readExample("llama_decoder.kir"));
+  auto lowered = lowerGraph(g);
+  ASSERT_TRUE(lowered) << lowered.message();
+  EXPECT_EQ(lowered->kernels.size(), 9u);
+  // The caches are written in place: the outputs are the input buffers.
+  const runtime::Executable &exe = lowered->exe;
+  EXPECT_EQ(exe.outputs[1], exe.inputs[2]);
+  EXPECT_EQ(exe.outputs[2], exe.inputs[3]);
+  CompileOptions opts;
+  opts.ptx = true;
+  opts.smArch = "sm_90";
+  auto compiled = compileGraph(g, opts);
+  ASSERT_TRUE(compiled) << compiled.message();
+  std::string ptxas = findTool("ptxas", "/usr/local/cuda/bin");
+  std::string val = findTool("spirv-val", "/usr/local/bin");
+  for (const runtime::ExecKernel &k : compiled->kernels) {
+    Status s = validateSpirv(k.spirv);
+    EXPECT_FALSE(s.failed()) << k.name << ": " << s.message();
+    if (!val.empty()) {
+      std::string path =
+          tempFile(k.name + ".spv",
+                   std::string(reinterpret_cast<const char *>(k.spirv.data()), k.spirv.size() * 4));
+      EXPECT_EQ(std::system((val + " --target-env vulkan1.1 " + path).c_str()), 0) << k.name;
+      std::filesystem::remove(path);
+    }
+    if (!ptxas.empty()) {
+      std::string path = tempFile(k.name + ".ptx", k.ptx);
+      EXPECT_EQ(std::system((ptxas + " -arch=sm_90 " + path + " -o " + path + ".cubin").c_str()), 0)
+          << k.name;
+      std::filesystem::remove(path);
+      std::filesystem::remove(path + ".cubin");
+    }
+  }
+  if (ptxas.empty() || val.empty())
+    GTEST_SKIP() << "SKIPPED: " << (ptxas.empty() ? "ptxas" : "spirv-val")
+                 << " not found (the in-process SPIR-V validation ran)";
+}
+
+TEST(Compile, GemvTilesFollowTheWeightsContiguousAxis) {
+  // Weights [K, N]: invocations take 8 consecutive f16 columns. Weights [N, K]
+  // (transpose_b): they take 8 consecutive k of one column. Many rows: register tiles.
+  auto grid = [](const std::string &text) {
+    auto lowered = lowerGraph(prepare(text));
+    EXPECT_TRUE(lowered) << lowered.message();
+    return lowered ? printKernel(lowered->kernels[0]) : std::string();
+  };
+  std::string kn = grid(R"(graph @kn(%x: f16[1, 512], %w: f16[512, 1024]) -> (f16[1, 1024]) {
+  %y = matmul %x, %w : f16[1, 1024]
+  return %y
+})");
+  std::string nk = grid(R"(graph @nk(%x: f16[1, 512], %w: f16[1024, 512]) -> (f16[1, 1024]) {
+  %y = matmul %x, %w {transpose_b = true} : f16[1, 1024]
+  return %y
+})");
+  EXPECT_THAT(kn, HasSubstr("barrier"));
+  EXPECT_THAT(nk, HasSubstr("barrier"));
+  EXPECT_NE(kn, nk);
 }
 
 TEST(Compile, RowKernelsKeepShortRowsInRegistersAndLoopOverLongOnes) {
@@ -224,13 +294,36 @@ protected:
     return std::sqrt(g / n) < 1e-6 && std::sqrt(w / n) < 1e-6;
   }
 
+  // Whether integer output `id` is computed from floats through a cast (f32 and float64
+  // values a hair apart, such as an f32 tanh that rounds to exactly 1, can truncate to
+  // neighbouring integers).
+  static bool truncatesFloats(const ir::Graph &g, int id) {
+    const ir::Node &n = g.nodes[id];
+    if (ir::isFloat(n.type.dtype))
+      return false;
+    if (n.op == ir::Op::Cast && ir::isFloat(g.typeOf(n.operands[0]).dtype))
+      return true;
+    for (int o : n.operands)
+      if (truncatesFloats(g, o))
+        return true;
+    return false;
+  }
+  // Whether every element is within one of the reference.
+  static bool withinOne(const ir::HostTensor &got, const ir::HostTensor &want) {
+    for (size_t i = 0; i < want.data.size(); ++i)
+      if (!(std::abs(got.data[i] - want.data[i]) <= 1))
+        return false;
+    return true;
+  }
+
   // Runs `exe` (compiled from `ref`) at each binding with seeded inputs and compares
   // every output with the reference (ir::outputNmseLimit); `what` names the graph in
-  // failures. `zeroByCancellation`: accept outputs that are near zero on both sides (generated
-  // graphs, whose values the generator keeps near unit scale).
+  // failures. `lenient` (generated graphs, whose values the generator keeps near unit
+  // scale): accept float outputs that are near zero on both sides, and integer outputs
+  // truncated from floats that are within one of the reference.
   void runAndCompare(Target &target, const ir::Graph &ref, const runtime::Executable &exe,
                      const std::vector<std::vector<int64_t>> &bindings, const std::string &what,
-                     bool zeroByCancellation = false) {
+                     bool lenient = false) {
     auto plan = target.device->load(exe);
     ASSERT_TRUE(plan) << what << plan.message();
     for (const std::vector<int64_t> &dims : bindings) {
@@ -250,7 +343,8 @@ protected:
         EXPECT_EQ(c.specialMismatches, 0)
             << what << "output " << i << " first at " << c.firstMismatch;
         double limit = ir::outputNmseLimit(ref, ref.outputs[i]);
-        if (c.nmse > limit && zeroByCancellation && nearZero(got, w))
+        if (c.nmse > limit && lenient &&
+            (nearZero(got, w) || (truncatesFloats(ref, ref.outputs[i]) && withinOne(got, w))))
           continue;
         EXPECT_LE(c.nmse, limit) << what << "output " << i;
       }
@@ -372,6 +466,88 @@ TEST_P(EndToEnd, KernelsPassValuesThroughTemporariesAndViews) {
   return %p, %d, %e, %f, %x, %d
 })",
       {{}});
+}
+
+TEST_P(EndToEnd, MatmulsMatch) {
+  // GEMV shapes along either contiguous axis (transpose_b), K and N not multiples of the
+  // tile, a few rows; batched with a broadcast batch dim and transpose_a; many rows
+  // (register tiles) with symbolic M, K and N; bf16; an epilogue. Where K is not a
+  // multiple of what an invocation reads per step, the elements past the end exist in
+  // memory (the next row, a sliced-off tail), so reading them unmasked would show.
+  run(
+      R"(graph @mm(%x: f16[2, 300], %w: f16[300, 70], %wt: f16[70, 300], %x3: f32[3, 40], %w3: f32[48, 33], %a: f16[4, 1, 64], %b: f16[64, 9], %at: f32[2, 20, 5], %bt: f32[2, 7, 20], %p: f32[m, k], %q: f32[k, n], %h: bf16[2, 96], %hw: bf16[96, 200], %r: f32[70]) -> (f16[2, 70], f16[2, 70], f32[3, 33], f16[4, 1, 9], f32[2, 5, 7], f32[m, n], bf16[2, 200]) {
+  dim m in [1, 80]
+  dim k in [1, 50]
+  dim n in [1, 90]
+  %y = matmul %x, %w : f16[2, 70]
+  %yt = matmul %x, %wt {transpose_b = true} : f16[2, 70]
+  %rh = cast %r : f16[70]
+  %ys = add %yt, %rh : f16[2, 70]
+  %w3s = slice %w3 {axis = 0, start = 0, end = 40} : f32[40, 33]
+  %y3 = matmul %x3, %w3s : f32[3, 33]
+  %ab = matmul %a, %b : f16[4, 1, 9]
+  %t = matmul %at, %bt {transpose_a = true, transpose_b = true} : f32[2, 5, 7]
+  %pq = matmul %p, %q : f32[m, n]
+  %e = exp %pq : f32[m, n]
+  %hh = matmul %h, %hw : bf16[2, 200]
+  return %y, %ys, %y3, %ab, %t, %e, %hh
+})",
+      {{1, 1, 1}, {80, 50, 90}, {17, 3, 64}});
+}
+
+TEST_P(EndToEnd, SiblingMatmulsShareAKernel) {
+  // Gate and up meet in silu(gate) * up; sibling matmuls of different widths (grouped
+  // query heads) share a kernel.
+  run(R"(graph @siblings(%x: f16[1, 128], %wg: f16[128, 352], %wu: f16[128, 352], %wq: f16[128, 128], %wk: f16[128, 32]) -> (f16[1, 352], f16[1, 128], f16[1, 32]) {
+  %g = matmul %x, %wg : f16[1, 352]
+  %u = matmul %x, %wu : f16[1, 352]
+  %s = silu %g : f16[1, 352]
+  %m = mul %s, %u : f16[1, 352]
+  %q = matmul %x, %wq : f16[1, 128]
+  %k = matmul %x, %wk : f16[1, 32]
+  return %m, %q, %k
+})",
+      {{}});
+}
+
+TEST_P(EndToEnd, RopeGatherConcatAndInsertSliceMatch) {
+  // rope in both modes, alone and in a matmul's epilogue; an embedding lookup; a concat
+  // with a symbolic part; a KV-cache write at a symbolic offset, in place.
+  run(
+      R"(graph @misc(%x: f32[3, 4, 16], %pos: i32[4], %pos3: i32[3], %h: f16[2, 32], %w: f16[32, 64], %p2: i32[2, 1], %table: f16[16, 24], %ids: i32[5], %a: f32[2, n, 3], %b: f32[2, 4, 3], %cache: f16[8, 2, 32], %new: f16[1, 2, 32]) -> (f32[3, 4, 16], f32[3, 4, 16], f16[2, 4, 16], f16[5, 24], f32[2, n+4, 3], f16[8, 2, 32]) {
+  dim n in [1, 7]
+  %ri = rope %x, %pos {mode = interleaved} : f32[3, 4, 16]
+  %pb = reshape %pos3 : i32[3, 1]
+  %rh = rope %x, %pb {mode = half, theta = 500} : f32[3, 4, 16]
+  %m = matmul %h, %w : f16[2, 64]
+  %m3 = reshape %m : f16[2, 4, 16]
+  %mr = rope %m3, %p2 {mode = half} : f16[2, 4, 16]
+  %g = gather %table, %ids : f16[5, 24]
+  %c = concat %a, %b {axis = 1} : f32[2, n+4, 3]
+  %kc = insert_slice %cache, %new {offsets = [n, 0, 0]} : f16[8, 2, 32]
+  return %ri, %rh, %mr, %g, %c, %kc
+})",
+      {{1}, {7}});
+}
+
+TEST_P(EndToEnd, ASmallDecoderLayerMatches) {
+  // The shape of examples/llama_decoder.kir with 2 heads of 64 and an FFN of 344, at the
+  // first, a middle and the last KV length.
+  std::string text = readExample("llama_decoder.kir");
+  for (auto [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"dim kv in [1, 4096]", "dim kv in [1, 64]"},
+           {"4096, 32, 128", "64, 2, 64"},
+           {"32, 128", "2, 64"},
+           {"32, 1, 128", "2, 1, 64"},
+           {"32, 128, kv", "2, 64, kv"},
+           {"32, kv, 128", "2, kv, 64"},
+           {"32, 1, kv", "2, 1, kv"},
+           {"11008", "344"},
+           {"4096", "128"},
+           {"0.08838834764831845", "0.125"}})
+    for (size_t at; (at = text.find(from)) != std::string::npos;)
+      text.replace(at, from.size(), to);
+  run(text, {{1}, {17}, {64}});
 }
 
 // Without a GPU the CUDA backend says why, in one line, instead of crashing.

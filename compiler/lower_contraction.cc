@@ -1,0 +1,482 @@
+// The contraction template: sibling matmuls that read one A operand (Q, K and V; gate
+// and up) and their epilogue. A workgroup computes a TM x TN tile of every sibling's
+// result for one batch index: its 256 invocations split into KS slices of K, RG groups
+// of RM rows and CG groups of VN consecutive columns, each accumulating RM x VN sums in
+// registers. The slices' partial sums meet in a tree in shared memory, which leaves each
+// sibling's tile there; the epilogue then computes and stores the kernel's values
+// element by element, reading the tiles (a rope reads its pair partner from the same
+// tile, so a tile spans whole rope rows).
+//
+// Two shapes of work: for few rows (decode: M <= 8) the invocations spread over K and
+// read B along its contiguous axis (VN consecutive columns when N is contiguous, VK
+// consecutive k when K is), which is the GEMV the memory bus sets the pace of; for many
+// rows each invocation holds a register tile of RM x VN sums over the whole of K.
+#include <algorithm>
+#include <numeric>
+
+#include "compiler/templates.h"
+
+namespace kiln::compiler {
+
+namespace {
+
+using ir::Node;
+using ir::Op;
+
+// Shared memory the template may use: the least any target kiln runs on offers.
+constexpr int64_t kMaxSharedFloats = 32 * 1024 / 4;
+// Rows up to which a kernel takes the GEMV shape.
+constexpr int64_t kMaxGemvRows = 8;
+
+int64_t nextPow2(int64_t v) {
+  int64_t p = 1;
+  while (p < v)
+    p *= 2;
+  return p;
+}
+
+// The axis of node `id`'s shape along which consecutive elements sit next to each other
+// in memory, or -1 when unknown. It only steers the tile's shape; correctness never
+// depends on it.
+int unitStrideAxis(const ir::Graph &g, int id) {
+  const Node &n = g.nodes[id];
+  int rank = n.type.rank();
+  if (ir::opCategory(n.op) != ir::Category::Layout)
+    return rank - 1;
+  int xr = g.typeOf(n.operands[0]).rank();
+  int u = unitStrideAxis(g, n.operands[0]);
+  if (u < 0)
+    return -1;
+  switch (n.op) {
+  case Op::Slice:
+    return u;
+  case Op::Permute: {
+    const std::vector<int64_t> &perm = n.attrInts("perm");
+    for (size_t i = 0; i < perm.size(); ++i)
+      if (perm[i] == u)
+        return static_cast<int>(i);
+    return -1;
+  }
+  case Op::Broadcast:
+    return u + rank - xr;
+  case Op::Reshape:
+    return u == xr - 1 ? rank - 1 : -1;
+  case Op::View: {
+    const std::vector<int64_t> &strides = n.attrInts("strides");
+    for (size_t i = 0; u == xr - 1 && i < strides.size(); ++i)
+      if (strides[i] == 1)
+        return static_cast<int>(i);
+    return -1;
+  }
+  default:
+    break;
+  }
+  return -1;
+}
+
+class ContractionLowering {
+public:
+  ContractionLowering(ElementLowering &el, std::vector<int> anchors)
+      : el_(el), b_(el.b()), g_(el.graph()), anchors_(std::move(anchors)),
+        out_(g_.typeOf(anchors_[0]).shape) {
+    const Node &a0 = g_.nodes[anchors_[0]];
+    int r = static_cast<int>(out_.size());
+    batch_.assign(out_.begin(), out_.end() - 2);
+    m_ = out_[r - 2];
+    const ir::Shape &as = g_.typeOf(a0.operands[0]).shape;
+    k_ = a0.attrBool("transpose_a") ? as[as.size() - 2] : as.back();
+  }
+
+  Status run(const KernelStores &stores, runtime::ExecKernel &exec) {
+    if (Status s = plan(); s.failed())
+      return s;
+    std::vector<int> siblingOf;
+    for (auto [node, buffer] : stores) {
+      int s = siblingStored(node);
+      if (s < 0)
+        return makeError("%" + g_.nodes[node].name +
+                         " is not one value per element of a matmul of its kernel");
+      siblingOf.push_back(s);
+    }
+    for (size_t s = 0; s < anchors_.size(); ++s)
+      el_.kernel().shared.push_back({KType::F32, static_cast<int>(tm_ * tn_)});
+    if (ks_ > 1)
+      el_.kernel().shared.push_back({KType::F32, static_cast<int>(ks_ * tm_ * tn_)});
+    tileOrigin();
+    accumulate();
+    combine();
+    epilogue(stores, siblingOf);
+    grid(exec);
+    return Status::ok();
+  }
+
+private:
+  int iop(KOp op, std::vector<int> args) { return el_.iop(op, std::move(args)); }
+  int c(int64_t v) { return b_.constI(v); }
+  int lt(int a, int b) { return b_.op(KOp::ILt, KType::Bool, {a, b}); }
+  int select(KType t, int cond, int a, int b) { return b_.op(KOp::Select, t, {cond, a, b}); }
+  const Node &anchor(int s) const { return g_.nodes[anchors_[s]]; }
+  ir::Dim n(int s) const { return g_.typeOf(anchors_[s]).shape.back(); }
+
+  // Chooses the tile (see the file comment).
+  Status plan() {
+    const Node &a0 = anchor(0);
+    for (size_t s = 0; s < anchors_.size(); ++s) {
+      const Node &a = anchor(static_cast<int>(s));
+      ir::Shape os = g_.typeOf(anchors_[s]).shape;
+      if (a.operands[0] != a0.operands[0] ||
+          !std::equal(os.begin(), os.end() - 1, out_.begin(), out_.end() - 1) ||
+          a.attrBool("transpose_a") != a0.attrBool("transpose_a"))
+        return makeError("matmuls %" + a0.name + " and %" + a.name +
+                         " share a kernel but not their rows");
+      if (!n(static_cast<int>(s)).isStatic() && n(static_cast<int>(s)) != n(0))
+        return makeError("sibling matmuls of different symbolic widths (%" + a.name + ")");
+      if (n(static_cast<int>(s)).max(g_.dims) > n(widest_).max(g_.dims))
+        widest_ = static_cast<int>(s);
+    }
+    // A rope in the epilogue reads its partner from the tile: tiles span whole rows of it.
+    int64_t align = 1;
+    for (size_t id = 0; id < g_.nodes.size(); ++id)
+      if (el_.inKernel(static_cast<int>(id)) && g_.nodes[id].op == Op::Rope) {
+        int64_t d = g_.typeOf(g_.nodes[id].operands[0]).shape.back().offset;
+        for (size_t s = 0; s < anchors_.size(); ++s)
+          if (!n(static_cast<int>(s)).isStatic() || n(static_cast<int>(s)).offset % d != 0)
+            return makeError("a rope over rows that straddle the rows of matmul %" +
+                             anchor(static_cast<int>(s)).name);
+        align = std::lcm(align, d);
+      }
+    align = nextPow2(align);
+    const Node &b0 = g_.nodes[a0.operands[1]];
+    int rb = b0.type.rank();
+    bool tb = a0.attrBool("transpose_b");
+    kContiguous_ = unitStrideAxis(g_, a0.operands[1]) == (tb ? rb - 1 : rb - 2);
+    int64_t vec = 16 / ir::dtypeBytes(b0.type.dtype); // elements in 16 bytes
+    int64_t width = n(widest_).isStatic() ? n(widest_).offset : INT64_MAX;
+    if (m_.isStatic() && m_.offset <= kMaxGemvRows) {
+      rg_ = nextPow2(m_.offset);
+      rm_ = 1;
+      if (kContiguous_) {
+        vk_ = vec;
+        cg_ = 16;
+      } else {
+        vn_ = vec;
+        cg_ = std::max<int64_t>(1, 32 / vn_);
+      }
+      while (cg_ * vn_ < align)
+        cg_ *= 2;
+      if (cg_ * rg_ > kWorkgroupSize)
+        return makeError("a matmul tile of " + std::to_string(cg_ * vn_) +
+                         " columns is too wide for a workgroup");
+      ks_ = kWorkgroupSize / (cg_ * rg_);
+      // Few k: lanes move from slices of K to columns; few columns: the other way.
+      while (k_.isStatic() && ks_ > 1 && (ks_ / 2) * vk_ >= k_.offset) {
+        ks_ /= 2;
+        cg_ *= 2;
+      }
+      while (cg_ > 1 && (cg_ / 2) * vn_ >= width && (cg_ / 2) * vn_ >= align) {
+        cg_ /= 2;
+        ks_ *= 2;
+      }
+      unroll_ = kContiguous_ ? 2 : 4;
+    } else {
+      vn_ = 4;
+      rm_ = 4;
+      cg_ = 16;
+      rg_ = 16;
+      while (cg_ * vn_ < align && rg_ > 1) {
+        cg_ *= 2;
+        rg_ /= 2;
+      }
+      if (cg_ * vn_ < align)
+        return makeError("a matmul tile of " + std::to_string(cg_ * vn_) +
+                         " columns is too narrow for its rope");
+      unroll_ = 1;
+      auto floats = [&] { return static_cast<int64_t>(anchors_.size()) * rg_ * rm_ * cg_ * vn_; };
+      while (floats() > kMaxSharedFloats && rm_ > 1)
+        rm_ /= 2;
+    }
+    tm_ = rg_ * rm_;
+    tn_ = cg_ * vn_;
+    while (unroll_ > 1 && k_.isStatic() && unroll_ * ks_ * vk_ > k_.offset)
+      unroll_ /= 2;
+    int64_t floats =
+        static_cast<int64_t>(anchors_.size()) * tm_ * tn_ + (ks_ > 1 ? ks_ * tm_ * tn_ : 0);
+    if (floats > kMaxSharedFloats)
+      return makeError(std::to_string(anchors_.size()) +
+                       " sibling matmuls need more shared memory than a workgroup has");
+    return Status::ok();
+  }
+
+  // The sibling whose result node `id` holds one value per element of (through the
+  // kernel's nodes), or -1.
+  int siblingStored(int id) {
+    for (size_t s = 0; s < anchors_.size(); ++s)
+      if (sameSize(el_.storedShape(id), g_.typeOf(anchors_[s]).shape) && dependsOn(id, anchors_[s]))
+        return static_cast<int>(s);
+    return -1;
+  }
+  bool dependsOn(int id, int a) {
+    if (id == a)
+      return true;
+    const Node &nd = g_.nodes[id];
+    if (!el_.inKernel(id) && ir::opCategory(nd.op) != ir::Category::Layout)
+      return false;
+    for (int o : nd.operands)
+      if (dependsOn(o, a))
+        return true;
+    return false;
+  }
+
+  // The workgroup's tile (rows past the last tile recompute the last one and store
+  // nothing, so that every invocation reaches every barrier) and the invocation's lanes.
+  void tileOrigin() {
+    int mTiles = m_.isStatic()
+                     ? c((m_.offset + tm_ - 1) / tm_)
+                     : iop(KOp::IDiv, {iop(KOp::IAdd, {el_.extent(m_), c(tm_ - 1)}), c(tm_)});
+    ir::Dim nw = n(widest_);
+    int nTiles = nw.isStatic()
+                     ? c((nw.offset + tn_ - 1) / tn_)
+                     : iop(KOp::IDiv, {iop(KOp::IAdd, {el_.extent(nw), c(tn_ - 1)}), c(tn_)});
+    int g = b_.groupId();
+    int nt = iop(KOp::IRem, {g, nTiles});
+    int rest = iop(KOp::IDiv, {g, nTiles});
+    int mt = iop(KOp::IRem, {rest, mTiles});
+    int bi = iop(KOp::IDiv, {rest, mTiles});
+    int batches = el_.elements(batch_);
+    valid_ = lt(bi, batches);
+    auto last = [&](int v, int count) {
+      return select(KType::I32, valid_, v, iop(KOp::ISub, {count, c(1)}));
+    };
+    bi_ = last(bi, batches);
+    m0_ = iop(KOp::IMul, {last(mt, mTiles), c(tm_)});
+    n0_ = iop(KOp::IMul, {last(nt, nTiles), c(tn_)});
+    batchCoords_ = el_.delinearize(bi_, batch_);
+    lane_ = b_.localId();
+    int l = lane_;
+    if (kContiguous_) {
+      ks_id_ = iop(KOp::IRem, {l, c(ks_)});
+      l = iop(KOp::IDiv, {l, c(ks_)});
+      cg_id_ = iop(KOp::IRem, {l, c(cg_)});
+      rg_id_ = iop(KOp::IDiv, {l, c(cg_)});
+    } else {
+      cg_id_ = iop(KOp::IRem, {l, c(cg_)});
+      l = iop(KOp::IDiv, {l, c(cg_)});
+      rg_id_ = iop(KOp::IRem, {l, c(rg_)});
+      ks_id_ = iop(KOp::IDiv, {l, c(rg_)});
+    }
+  }
+
+  // Whether an index in the tiles of `tile` may lie past `extent`: only when the extent
+  // is symbolic or not a multiple of the tile.
+  static bool needsClamp(const ir::Dim &extent, int64_t tile) {
+    return !extent.isStatic() || extent.offset % tile != 0;
+  }
+  // Whether sibling s's columns may end inside the tiles of the widest sibling.
+  bool columnsEnd(int s) const { return needsClamp(n(s), tn_) || n(s) != n(widest_); }
+  int clampBelow(int i, const ir::Dim &extent) {
+    int e = el_.extent(extent);
+    return select(KType::I32, lt(i, e), i, iop(KOp::ISub, {e, c(1)}));
+  }
+
+  // Coordinates in matrix operand `id` ([batch..., rows, cols] of a or b) of its
+  // element (row, col) of the logical, untransposed matrix for the tile's batch index.
+  std::vector<int> operandCoords(int id, bool transpose, int row, int col) {
+    const ir::Shape &s = g_.typeOf(id).shape;
+    size_t rank = s.size(), lead = batch_.size() - (rank - 2);
+    std::vector<int> coords;
+    for (size_t i = 0; i + 2 < rank; ++i)
+      coords.push_back(s[i].isStatic() && s[i].offset == 1 ? c(0) : batchCoords_[lead + i]);
+    coords.push_back(transpose ? col : row);
+    coords.push_back(transpose ? row : col);
+    return coords;
+  }
+
+  // The sums over the invocation's slice of K, in variables acc_[s][r * vn_ + j].
+  void accumulate() {
+    int rows = rm_, cols = static_cast<int>(vn_);
+    std::vector<int> ms, ns;
+    int mBase = iop(KOp::IAdd, {m0_, iop(KOp::IMul, {rg_id_, c(rm_)})});
+    for (int r = 0; r < rows; ++r) {
+      int m = r == 0 ? mBase : iop(KOp::IAdd, {mBase, c(r)});
+      ms.push_back(needsClamp(m_, tm_) ? clampBelow(m, m_) : m);
+    }
+    int nBase = iop(KOp::IAdd, {n0_, iop(KOp::IMul, {cg_id_, c(vn_)})});
+    std::vector<std::vector<int>> nsOf(anchors_.size());
+    for (size_t s = 0; s < anchors_.size(); ++s)
+      for (int j = 0; j < cols; ++j) {
+        int col = j == 0 ? nBase : iop(KOp::IAdd, {nBase, c(j)});
+        nsOf[s].push_back(columnsEnd(static_cast<int>(s)) ? clampBelow(col, n(static_cast<int>(s)))
+                                                          : col);
+      }
+    acc_.assign(anchors_.size(), {});
+    for (auto &a : acc_)
+      for (int i = 0; i < rows * cols; ++i)
+        a.push_back(b_.varNew(KType::F32, el_.f(0)));
+    int64_t step = unroll_ * ks_ * vk_;
+    bool mask = !k_.isStatic() || k_.offset % step != 0;
+    int kEnd = el_.extent(k_);
+    int kb = b_.loopBegin(iop(KOp::IMul, {ks_id_, c(vk_)}), kEnd, c(step));
+    el_.pushScope();
+    const Node &a0 = anchor(0);
+    bool ta = a0.attrBool("transpose_a");
+    for (int64_t u = 0; u < unroll_; ++u)
+      for (int64_t kk = 0; kk < vk_; ++kk) {
+        int64_t off = u * ks_ * vk_ + kk;
+        int k = off == 0 ? kb : iop(KOp::IAdd, {kb, c(off)});
+        int inside = -1;
+        if (mask && off > 0) { // the loop's own k is always inside
+          inside = lt(k, kEnd);
+          k = select(KType::I32, inside, k, iop(KOp::ISub, {kEnd, c(1)}));
+        }
+        auto masked = [&](int v) {
+          return inside < 0 ? v : select(KType::F32, inside, v, el_.f(0));
+        };
+        std::vector<int> as;
+        for (int m : ms)
+          as.push_back(
+              masked(el_.valueAt(a0.operands[0], operandCoords(a0.operands[0], ta, m, k))));
+        for (size_t s = 0; s < anchors_.size(); ++s) {
+          const Node &a = anchor(static_cast<int>(s));
+          bool tb = a.attrBool("transpose_b");
+          for (int j = 0; j < cols; ++j) {
+            int bv =
+                masked(el_.valueAt(a.operands[1], operandCoords(a.operands[1], tb, k, nsOf[s][j])));
+            for (int r = 0; r < rows; ++r) {
+              int var = acc_[s][r * cols + j];
+              b_.varSet(var, el_.fop(KOp::FAdd, {b_.varGet(KType::F32, var),
+                                                 el_.fop(KOp::FMul, {as[r], bv})}));
+            }
+          }
+        }
+      }
+    el_.popScope();
+    b_.loopEnd();
+  }
+
+  // Index in a tile of the invocation's sum (r, j).
+  int tileIndex(int r, int j) {
+    int row = iop(KOp::IAdd, {iop(KOp::IMul, {rg_id_, c(rm_)}), c(r)});
+    int col = iop(KOp::IAdd, {iop(KOp::IMul, {cg_id_, c(vn_)}), c(j)});
+    return iop(KOp::IAdd, {iop(KOp::IMul, {row, c(tn_)}), col});
+  }
+
+  // Each sibling's tile into its shared array: the slices' sums added pairwise in a
+  // tree (in the last shared array) when K is split.
+  void combine() {
+    int cols = static_cast<int>(vn_);
+    int partial = static_cast<int>(anchors_.size());
+    int64_t tile = tm_ * tn_;
+    for (size_t s = 0; s < anchors_.size(); ++s) {
+      int array = static_cast<int>(s);
+      if (ks_ == 1) {
+        for (int r = 0; r < rm_; ++r)
+          for (int j = 0; j < cols; ++j)
+            b_.sharedStore(array, tileIndex(r, j), b_.varGet(KType::F32, acc_[s][r * cols + j]));
+        continue;
+      }
+      int base = iop(KOp::IMul, {ks_id_, c(tile)});
+      for (int r = 0; r < rm_; ++r)
+        for (int j = 0; j < cols; ++j)
+          b_.sharedStore(partial, iop(KOp::IAdd, {base, tileIndex(r, j)}),
+                         b_.varGet(KType::F32, acc_[s][r * cols + j]));
+      b_.barrier();
+      for (int64_t half = ks_ / 2; half >= 1; half /= 2) {
+        b_.ifBegin(lt(ks_id_, c(half)));
+        for (int r = 0; r < rm_; ++r)
+          for (int j = 0; j < cols; ++j) {
+            int e = tileIndex(r, j);
+            int mine = iop(KOp::IAdd, {base, e});
+            int v = el_.fop(KOp::FAdd, {b_.sharedLoad(partial, KType::F32, mine),
+                                        b_.sharedLoad(partial, KType::F32,
+                                                      iop(KOp::IAdd, {mine, c(half * tile)}))});
+            b_.sharedStore(half == 1 ? array : partial, half == 1 ? e : mine, v);
+          }
+        b_.ifEnd();
+        b_.barrier();
+      }
+    }
+    if (ks_ == 1)
+      b_.barrier();
+  }
+
+  // The kernel's stored values, element by element of the tile, with each sibling's
+  // result read from its tile.
+  void epilogue(const KernelStores &stores, const std::vector<int> &siblingOf) {
+    el_.setAnchorValues([this](int id, const std::vector<int> &coords) {
+      int s = static_cast<int>(std::find(anchors_.begin(), anchors_.end(), id) - anchors_.begin());
+      size_t r = coords.size();
+      int mi = iop(KOp::ISub, {coords[r - 2], m0_}), ni = iop(KOp::ISub, {coords[r - 1], n0_});
+      return b_.sharedLoad(s, KType::F32, iop(KOp::IAdd, {iop(KOp::IMul, {mi, c(tn_)}), ni}));
+    });
+    int e = b_.loopBegin(lane_, c(tm_ * tn_), c(kWorkgroupSize));
+    el_.pushScope();
+    int m = iop(KOp::IAdd, {m0_, iop(KOp::IDiv, {e, c(tn_)})});
+    int col = iop(KOp::IAdd, {n0_, iop(KOp::IRem, {e, c(tn_)})});
+    int rowOk = needsClamp(m_, tm_) ? b_.op(KOp::And, KType::Bool, {valid_, lt(m, el_.extent(m_))})
+                                    : valid_;
+    for (size_t i = 0; i < stores.size(); ++i) {
+      auto [node, buffer] = stores[i];
+      int s = siblingOf[i];
+      const ir::Shape &os = g_.typeOf(anchors_[s]).shape;
+      int ok =
+          columnsEnd(s) ? b_.op(KOp::And, KType::Bool, {rowOk, lt(col, el_.extent(n(s)))}) : rowOk;
+      b_.ifBegin(ok);
+      el_.pushScope();
+      std::vector<int> at = batchCoords_;
+      at.push_back(m);
+      at.push_back(col);
+      int linear = el_.linearize(at, os);
+      const ir::Shape &ss = el_.storedShape(node);
+      el_.store(buffer, linear, node,
+                el_.valueAt(node, ss == os ? at : el_.delinearize(linear, ss)));
+      el_.popScope();
+      b_.ifEnd();
+    }
+    el_.popScope();
+    b_.loopEnd();
+  }
+
+  // Grid points: the batch, the rows and columns rounded up to whole tiles (a
+  // symbolic extent as extent + tile - 1, which counts at least its tiles), and
+  // 256 invocations per tile.
+  void grid(runtime::ExecKernel &exec) {
+    exec.grid = batch_;
+    auto rounded = [](const ir::Dim &d, int64_t tile) {
+      return d.isStatic() ? ir::Dim::of((d.offset + tile - 1) / tile * tile)
+                          : ir::Dim::symbol(d.sym, d.offset + tile - 1);
+    };
+    exec.grid.push_back(rounded(m_, tm_));
+    exec.grid.push_back(rounded(n(widest_), tn_));
+    int64_t tile = tm_ * tn_;
+    if (tile <= kWorkgroupSize) {
+      exec.grid.push_back(ir::Dim::of(kWorkgroupSize / tile));
+      exec.grain = 1;
+    } else {
+      exec.grain = tile / kWorkgroupSize;
+    }
+  }
+
+  ElementLowering &el_;
+  KernelBuilder &b_;
+  const ir::Graph &g_;
+  std::vector<int> anchors_;
+  ir::Shape out_, batch_;
+  ir::Dim m_, k_;
+  int widest_ = 0; // the sibling with the most columns
+  bool kContiguous_ = false;
+  int64_t rg_ = 1, cg_ = 1, ks_ = 1, vn_ = 1, vk_ = 1, unroll_ = 1, tm_ = 1, tn_ = 1;
+  int rm_ = 1;
+  int valid_ = -1, bi_ = -1, m0_ = -1, n0_ = -1, lane_ = -1;
+  int ks_id_ = -1, cg_id_ = -1, rg_id_ = -1;
+  std::vector<int> batchCoords_;
+  std::vector<std::vector<int>> acc_;
+};
+
+} // namespace
+
+Status lowerContractionKernel(ElementLowering &el, const KernelStores &stores,
+                              const std::vector<int> &anchors, runtime::ExecKernel &exec) {
+  return ContractionLowering(el, anchors).run(stores, exec);
+}
+
+} // namespace kiln::compiler
