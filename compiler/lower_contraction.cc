@@ -91,21 +91,45 @@ public:
     if (Status s = plan(); s.failed())
       return s;
     std::vector<int> siblingOf;
+    // A GEMV's siblings take workgroups of their own (Q, K and V: three times the
+    // workgroups, each reading one weight) unless a stored value needs two of them
+    // (silu(gate) * up).
+    perSibling_ = gemv_ && anchors_.size() > 1;
     for (auto [node, buffer] : stores) {
       int s = siblingStored(node);
       if (s < 0)
         return makeError("%" + g_.nodes[node].name +
                          " is not one value per element of a matmul of its kernel");
       siblingOf.push_back(s);
+      int needs = 0;
+      for (int a : anchors_)
+        needs += dependsOn(node, a);
+      perSibling_ = perSibling_ && needs == 1;
     }
     for (size_t s = 0; s < anchors_.size(); ++s)
       el_.kernel().shared.push_back({KType::F32, static_cast<int>(tm_ * tn_)});
     if (ks_ > 1)
       el_.kernel().shared.push_back({KType::F32, static_cast<int>(ks_ * tm_ * tn_)});
     tileOrigin();
-    accumulate();
-    combine();
-    epilogue(stores, siblingOf);
+    std::vector<int> all(anchors_.size());
+    std::iota(all.begin(), all.end(), 0);
+    if (!perSibling_) {
+      accumulate(all);
+      combine(all);
+      epilogue(stores, siblingOf, all);
+    }
+    for (int s = 0; perSibling_ && s < static_cast<int>(anchors_.size()); ++s) {
+      // The condition is the workgroup's own, so every invocation meets the barriers.
+      b_.ifBegin(
+          b_.op(KOp::And, KType::Bool,
+                {b_.op(KOp::Not, KType::Bool, {lt(sibling_, c(s))}), lt(sibling_, c(s + 1))}));
+      el_.pushScope();
+      accumulate({s});
+      combine({s});
+      epilogue(stores, siblingOf, {s});
+      el_.popScope();
+      b_.ifEnd();
+    }
     grid(exec);
     return Status::ok();
   }
@@ -152,7 +176,8 @@ private:
     kContiguous_ = unitStrideAxis(g_, a0.operands[1]) == (tb ? rb - 1 : rb - 2);
     int64_t vec = 16 / ir::dtypeBytes(b0.type.dtype); // elements in 16 bytes
     int64_t width = n(widest_).isStatic() ? n(widest_).offset : INT64_MAX;
-    if (m_.isStatic() && m_.offset <= kMaxGemvRows) {
+    gemv_ = m_.isStatic() && m_.offset <= kMaxGemvRows;
+    if (gemv_) {
       rg_ = nextPow2(m_.offset);
       rm_ = 1;
       if (kContiguous_) {
@@ -177,7 +202,8 @@ private:
         cg_ /= 2;
         ks_ *= 2;
       }
-      unroll_ = kContiguous_ ? 2 : 4;
+      // Loads in flight per invocation: 4 or 8 steps of 16 bytes.
+      unroll_ = kContiguous_ ? 4 : 8;
     } else {
       vn_ = 4;
       rm_ = 4;
@@ -238,6 +264,11 @@ private:
                      ? c((nw.offset + tn_ - 1) / tn_)
                      : iop(KOp::IDiv, {iop(KOp::IAdd, {el_.extent(nw), c(tn_ - 1)}), c(tn_)});
     int g = b_.groupId();
+    if (perSibling_) {
+      int count = c(static_cast<int64_t>(anchors_.size()));
+      sibling_ = iop(KOp::IRem, {g, count});
+      g = iop(KOp::IDiv, {g, count});
+    }
     int nt = iop(KOp::IRem, {g, nTiles});
     int rest = iop(KOp::IDiv, {g, nTiles});
     int mt = iop(KOp::IRem, {rest, mTiles});
@@ -291,8 +322,9 @@ private:
     return coords;
   }
 
-  // The sums over the invocation's slice of K, in variables acc_[s][r * vn_ + j].
-  void accumulate() {
+  // The sums over the invocation's slice of K of siblings `active`, in variables
+  // acc_[s][r * vn_ + j].
+  void accumulate(const std::vector<int> &active) {
     int rows = rm_, cols = static_cast<int>(vn_);
     std::vector<int> ms, ns;
     int mBase = iop(KOp::IAdd, {m0_, iop(KOp::IMul, {rg_id_, c(rm_)})});
@@ -302,16 +334,15 @@ private:
     }
     int nBase = iop(KOp::IAdd, {n0_, iop(KOp::IMul, {cg_id_, c(vn_)})});
     std::vector<std::vector<int>> nsOf(anchors_.size());
-    for (size_t s = 0; s < anchors_.size(); ++s)
+    acc_.assign(anchors_.size(), {});
+    for (int s : active) {
       for (int j = 0; j < cols; ++j) {
         int col = j == 0 ? nBase : iop(KOp::IAdd, {nBase, c(j)});
-        nsOf[s].push_back(columnsEnd(static_cast<int>(s)) ? clampBelow(col, n(static_cast<int>(s)))
-                                                          : col);
+        nsOf[s].push_back(columnsEnd(s) ? clampBelow(col, n(s)) : col);
       }
-    acc_.assign(anchors_.size(), {});
-    for (auto &a : acc_)
       for (int i = 0; i < rows * cols; ++i)
-        a.push_back(b_.varNew(KType::F32, el_.f(0)));
+        acc_[s].push_back(b_.varNew(KType::F32, el_.f(0)));
+    }
     int64_t step = unroll_ * ks_ * vk_;
     bool mask = !k_.isStatic() || k_.offset % step != 0;
     int kEnd = el_.extent(k_);
@@ -335,8 +366,8 @@ private:
         for (int m : ms)
           as.push_back(
               masked(el_.valueAt(a0.operands[0], operandCoords(a0.operands[0], ta, m, k))));
-        for (size_t s = 0; s < anchors_.size(); ++s) {
-          const Node &a = anchor(static_cast<int>(s));
+        for (int s : active) {
+          const Node &a = anchor(s);
           bool tb = a.attrBool("transpose_b");
           for (int j = 0; j < cols; ++j) {
             int bv =
@@ -362,12 +393,12 @@ private:
 
   // Each sibling's tile into its shared array: the slices' sums added pairwise in a
   // tree (in the last shared array) when K is split.
-  void combine() {
+  void combine(const std::vector<int> &active) {
     int cols = static_cast<int>(vn_);
     int partial = static_cast<int>(anchors_.size());
     int64_t tile = tm_ * tn_;
-    for (size_t s = 0; s < anchors_.size(); ++s) {
-      int array = static_cast<int>(s);
+    for (int s : active) {
+      int array = s;
       if (ks_ == 1) {
         for (int r = 0; r < rm_; ++r)
           for (int j = 0; j < cols; ++j)
@@ -401,7 +432,8 @@ private:
 
   // The kernel's stored values, element by element of the tile, with each sibling's
   // result read from its tile.
-  void epilogue(const KernelStores &stores, const std::vector<int> &siblingOf) {
+  void epilogue(const KernelStores &stores, const std::vector<int> &siblingOf,
+                const std::vector<int> &active) {
     el_.setAnchorValues([this](int id, const std::vector<int> &coords) {
       int s = static_cast<int>(std::find(anchors_.begin(), anchors_.end(), id) - anchors_.begin());
       size_t r = coords.size();
@@ -417,6 +449,8 @@ private:
     for (size_t i = 0; i < stores.size(); ++i) {
       auto [node, buffer] = stores[i];
       int s = siblingOf[i];
+      if (std::find(active.begin(), active.end(), s) == active.end())
+        continue;
       const ir::Shape &os = g_.typeOf(anchors_[s]).shape;
       int ok =
           columnsEnd(s) ? b_.op(KOp::And, KType::Bool, {rowOk, lt(col, el_.extent(n(s)))}) : rowOk;
@@ -447,6 +481,8 @@ private:
     };
     exec.grid.push_back(rounded(m_, tm_));
     exec.grid.push_back(rounded(n(widest_), tn_));
+    if (perSibling_)
+      exec.grid.push_back(ir::Dim::of(static_cast<int64_t>(anchors_.size())));
     int64_t tile = tm_ * tn_;
     if (tile <= kWorkgroupSize) {
       exec.grid.push_back(ir::Dim::of(kWorkgroupSize / tile));
@@ -464,6 +500,9 @@ private:
   ir::Dim m_, k_;
   int widest_ = 0; // the sibling with the most columns
   bool kContiguous_ = false;
+  bool gemv_ = false;       // few rows: the invocations spread over K
+  bool perSibling_ = false; // each workgroup computes one sibling's tile
+  int sibling_ = -1;        // which, when perSibling_
   int64_t rg_ = 1, cg_ = 1, ks_ = 1, vn_ = 1, vk_ = 1, unroll_ = 1, tm_ = 1, tn_ = 1;
   int rm_ = 1;
   int valid_ = -1, bi_ = -1, m0_ = -1, n0_ = -1, lane_ = -1;
