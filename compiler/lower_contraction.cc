@@ -13,6 +13,7 @@
 // rows each invocation holds a register tile of RM x VN sums over the whole of K.
 #include <algorithm>
 #include <numeric>
+#include <set>
 
 #include "compiler/templates.h"
 
@@ -27,6 +28,9 @@ using ir::Op;
 constexpr int64_t kMaxSharedFloats = 32 * 1024 / 4;
 // Rows up to which a kernel takes the GEMV shape.
 constexpr int64_t kMaxGemvRows = 8;
+// Workgroups a GEMV aims for at least: about four per multiprocessor of an H100 or H200
+// (132), which keeps enough loads in flight to stream B at full bandwidth.
+constexpr int64_t kTargetWorkgroups = 512;
 
 int64_t nextPow2(int64_t v) {
   int64_t p = 1;
@@ -88,13 +92,8 @@ public:
   }
 
   Status run(const KernelStores &stores, runtime::ExecKernel &exec) {
-    if (Status s = plan(); s.failed())
-      return s;
     std::vector<int> siblingOf;
-    // A GEMV's siblings take workgroups of their own (Q, K and V: three times the
-    // workgroups, each reading one weight) unless a stored value needs two of them
-    // (silu(gate) * up).
-    perSibling_ = gemv_ && anchors_.size() > 1;
+    separable_ = anchors_.size() > 1;
     for (auto [node, buffer] : stores) {
       int s = siblingStored(node);
       if (s < 0)
@@ -104,8 +103,10 @@ public:
       int needs = 0;
       for (int a : anchors_)
         needs += dependsOn(node, a);
-      perSibling_ = perSibling_ && needs == 1;
+      separable_ = separable_ && needs == 1;
     }
+    if (Status s = plan(); s.failed())
+      return s;
     for (size_t s = 0; s < anchors_.size(); ++s)
       el_.kernel().shared.push_back({KType::F32, static_cast<int>(tm_ * tn_)});
     if (ks_ > 1)
@@ -158,8 +159,12 @@ private:
       if (n(static_cast<int>(s)).max(g_.dims) > n(widest_).max(g_.dims))
         widest_ = static_cast<int>(s);
     }
-    // A rope in the epilogue reads its partner from the tile: tiles span whole rows of it.
+    // A rope in the epilogue reads its pair partner from the tile. Interleaved pairs sit
+    // side by side, in any tile of even width. A half-mode rope over rows of D pairs
+    // column i of a row with i + D/2, so a tile takes TN/2 columns from each half of a
+    // row (halfRope_); ropes of several half widths take tiles of whole rows instead.
     int64_t align = 1;
+    std::set<int64_t> halves;
     for (size_t id = 0; id < g_.nodes.size(); ++id)
       if (el_.inKernel(static_cast<int>(id)) && g_.nodes[id].op == Op::Rope) {
         int64_t d = g_.typeOf(g_.nodes[id].operands[0]).shape.back().offset;
@@ -167,9 +172,27 @@ private:
           if (!n(static_cast<int>(s)).isStatic() || n(static_cast<int>(s)).offset % d != 0)
             return makeError("a rope over rows that straddle the rows of matmul %" +
                              anchor(static_cast<int>(s)).name);
-        align = std::lcm(align, d);
+        align = std::lcm(align, g_.nodes[id].attrEnum("mode") == "half" ? d : 2);
+        if (g_.nodes[id].attrEnum("mode") == "half")
+          halves.insert(d);
       }
     align = nextPow2(align);
+    if (halves.size() == 1 && nextPow2(*halves.begin()) == *halves.begin()) {
+      halfRope_ = *halves.begin();
+      if (Status s = chooseTile(2);
+          !s.failed() && tn_ <= halfRope_ && halfRope_ % tn_ == 0 && (tn_ / 2) % vn_ == 0)
+        return s;
+      halfRope_ = 0;
+    }
+    return chooseTile(align);
+  }
+
+  // The tile's shape, its columns a multiple of `align`.
+  Status chooseTile(int64_t align) {
+    const Node &a0 = anchor(0);
+    rg_ = cg_ = ks_ = vn_ = vk_ = 1;
+    perSibling_ = false;
+    rm_ = 1;
     const Node &b0 = g_.nodes[a0.operands[1]];
     int rb = b0.type.rank();
     bool tb = a0.attrBool("transpose_b");
@@ -199,6 +222,24 @@ private:
         cg_ *= 2;
       }
       while (cg_ > 1 && (cg_ / 2) * vn_ >= width && (cg_ / 2) * vn_ >= align) {
+        cg_ /= 2;
+        ks_ *= 2;
+      }
+      // A GEMV's siblings take workgroups of their own (Q, K and V: three times the
+      // workgroups, each reading one weight) unless a stored value needs two of them
+      // (silu(gate) * up).
+      perSibling_ = separable_;
+      // Enough workgroups to keep every multiprocessor's memory pipe full: narrower
+      // tiles (down to 16 bytes of a row of B per step) while K has room for the slices.
+      int64_t minColumns = kContiguous_ ? 4 : 16;
+      auto groups = [&] {
+        int64_t g = perSibling_ ? static_cast<int64_t>(anchors_.size()) : 1;
+        for (const ir::Dim &d : batch_)
+          g *= d.max(g_.dims);
+        return g * ((width + cg_ * vn_ - 1) / (cg_ * vn_));
+      };
+      while (n(widest_).isStatic() && groups() < kTargetWorkgroups && cg_ * vn_ / 2 >= minColumns &&
+             cg_ * vn_ / 2 >= align && (!k_.isStatic() || ks_ * 2 * vk_ <= k_.offset)) {
         cg_ /= 2;
         ks_ *= 2;
       }
@@ -280,7 +321,14 @@ private:
     };
     bi_ = last(bi, batches);
     m0_ = iop(KOp::IMul, {last(mt, mTiles), c(tm_)});
-    n0_ = iop(KOp::IMul, {last(nt, nTiles), c(tn_)});
+    nt = last(nt, nTiles);
+    if (halfRope_ > 0) { // tile nt: TN/2 columns at `off` in each half of a rope row
+      int perRow = c(halfRope_ / tn_);
+      int row = iop(KOp::IMul, {iop(KOp::IDiv, {nt, perRow}), c(halfRope_)});
+      n0_ = iop(KOp::IAdd, {row, iop(KOp::IMul, {iop(KOp::IRem, {nt, perRow}), c(tn_ / 2)})});
+    } else {
+      n0_ = iop(KOp::IMul, {nt, c(tn_)});
+    }
     batchCoords_ = el_.delinearize(bi_, batch_);
     lane_ = b_.localId();
     int l = lane_;
@@ -332,7 +380,7 @@ private:
       int m = r == 0 ? mBase : iop(KOp::IAdd, {mBase, c(r)});
       ms.push_back(needsClamp(m_, tm_) ? clampBelow(m, m_) : m);
     }
-    int nBase = iop(KOp::IAdd, {n0_, iop(KOp::IMul, {cg_id_, c(vn_)})});
+    int nBase = column(iop(KOp::IMul, {cg_id_, c(vn_)}));
     std::vector<std::vector<int>> nsOf(anchors_.size());
     acc_.assign(anchors_.size(), {});
     for (int s : active) {
@@ -382,6 +430,16 @@ private:
       }
     el_.popScope();
     b_.loopEnd();
+  }
+
+  // Columns of the second half of a tile lie this far past the first half's end.
+  int64_t ropeGap() const { return halfRope_ / 2 - tn_ / 2; }
+  // The column of position `t` of the tile's columns.
+  int column(int t) {
+    int col = iop(KOp::IAdd, {n0_, t});
+    if (halfRope_ == 0)
+      return col;
+    return select(KType::I32, lt(t, c(tn_ / 2)), col, iop(KOp::IAdd, {col, c(ropeGap())}));
   }
 
   // Index in a tile of the invocation's sum (r, j).
@@ -438,12 +496,14 @@ private:
       int s = static_cast<int>(std::find(anchors_.begin(), anchors_.end(), id) - anchors_.begin());
       size_t r = coords.size();
       int mi = iop(KOp::ISub, {coords[r - 2], m0_}), ni = iop(KOp::ISub, {coords[r - 1], n0_});
+      if (halfRope_ > 0) // back from the second half of the rope row
+        ni = select(KType::I32, lt(ni, c(tn_ / 2)), ni, iop(KOp::ISub, {ni, c(ropeGap())}));
       return b_.sharedLoad(s, KType::F32, iop(KOp::IAdd, {iop(KOp::IMul, {mi, c(tn_)}), ni}));
     });
     int e = b_.loopBegin(lane_, c(tm_ * tn_), c(kWorkgroupSize));
     el_.pushScope();
     int m = iop(KOp::IAdd, {m0_, iop(KOp::IDiv, {e, c(tn_)})});
-    int col = iop(KOp::IAdd, {n0_, iop(KOp::IRem, {e, c(tn_)})});
+    int col = column(iop(KOp::IRem, {e, c(tn_)}));
     int rowOk = needsClamp(m_, tm_) ? b_.op(KOp::And, KType::Bool, {valid_, lt(m, el_.extent(m_))})
                                     : valid_;
     for (size_t i = 0; i < stores.size(); ++i) {
@@ -501,7 +561,9 @@ private:
   int widest_ = 0; // the sibling with the most columns
   bool kContiguous_ = false;
   bool gemv_ = false;       // few rows: the invocations spread over K
+  bool separable_ = false;  // no stored value needs two siblings
   bool perSibling_ = false; // each workgroup computes one sibling's tile
+  int64_t halfRope_ = 0;    // a half-mode rope's row length D, when tiles take half rows
   int sibling_ = -1;        // which, when perSibling_
   int64_t rg_ = 1, cg_ = 1, ks_ = 1, vn_ = 1, vk_ = 1, unroll_ = 1, tm_ = 1, tn_ = 1;
   int rm_ = 1;

@@ -16,9 +16,10 @@
 # build-device/gpu-tests/, carry [build-device/gpu-tests, .gl] and run this script with
 # KILN_CONFORMANCE=1: the end-to-end and 200 generated graphs on CUDA and Vulkan.
 #
-# It checks kiln's kernels on the GPU (CUDA and Vulkan) against the reference
-# interpreter, times them (kernel time from device events or timestamps, median of
-# --iters runs), runs ../shared/bench/torch_anchors.py in the same call when it is
+# It checks kiln's kernels on the GPU (CUDA and Vulkan; KILN_VULKAN=0 skips Vulkan)
+# against the reference interpreter, times them (kernel time from device events or
+# timestamps, median of --iters runs), with KILN_NCU=1 prints each kernel's time from
+# Nsight Compute, runs ../shared/bench/torch_anchors.py in the same call when it is
 # there (KILN_TORCH=0 skips it), and prints a short table last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -52,7 +53,9 @@ run() {
     "$(grep -q "^PASS" "$out/$name.$dev.log" && echo PASS || { [[ $verdict -eq 0 ]] && echo "not checked" || echo FAIL; })" >>"$table"
 }
 
-for dev in cuda vulkan; do
+devices=(cuda vulkan)
+[[ ${KILN_VULKAN:-1} == 0 ]] && devices=(cuda)
+for dev in "${devices[@]}"; do
   run pointwise_chain[1x4096] $dev examples/pointwise_chain.kir --check --dims n=1
   run pointwise_chain[4096x4096] $dev examples/pointwise_chain.kir --check --dims n=4096
   run rmsnorm_mul[1x4096,f16] $dev examples/rmsnorm_mul.kir --check --dims t=1
@@ -72,6 +75,18 @@ for dev in cuda vulkan; do
   # at smaller sizes.
   [[ $dev == cuda ]] && run matmul[4096^3,f16] $dev bench/graphs/matmul_f16.kir
 done
+
+# KILN_NCU=1: each kernel's time in the decoder layers and GEMVs, from Nsight Compute.
+if [[ ${KILN_NCU:-0} == 1 ]] && command -v ncu >/dev/null; then
+  for g in "examples/llama_decoder.kir --dims kv=1024" "bench/graphs/llama_decoder_nk.kir --dims kv=1024" \
+    bench/graphs/gemv_f16.kir bench/graphs/gemv_f16_nk.kir; do
+    echo "== ncu: $g"
+    # shellcheck disable=SC2086 # the graph and its --dims
+    ncu --metrics gpu__time_duration.sum "$bin/kiln-run" $g --device=cuda 2>&1 |
+      tee -a "$out/ncu.log" | grep -E "^  kiln_|gpu__time_duration" | paste - - |
+      awk '{print $1, $2, $(NF-1), $NF}'
+  done
+fi
 
 # The team's PyTorch anchors: ../shared/bench/torch_anchors.py, or a copy carried
 # beside the binaries (the device machine has no ../shared).
