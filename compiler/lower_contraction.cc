@@ -229,11 +229,12 @@ private:
       // workgroups, each reading one weight) unless a stored value needs two of them
       // (silu(gate) * up).
       perSibling_ = separable_;
-      // Enough workgroups to keep every multiprocessor's memory pipe full: narrower
+      // Enough streams of B to keep every multiprocessor's memory pipe full: narrower
       // tiles (down to 16 bytes of a row of B per step) while K has room for the slices.
       int64_t minColumns = kContiguous_ ? 4 : 16;
+      // Siblings that share a workgroup count once each: it streams all their weights.
       auto groups = [&] {
-        int64_t g = perSibling_ ? static_cast<int64_t>(anchors_.size()) : 1;
+        int64_t g = static_cast<int64_t>(anchors_.size());
         for (const ir::Dim &d : batch_)
           g *= d.max(g_.dims);
         return g * ((width + cg_ * vn_ - 1) / (cg_ * vn_));
