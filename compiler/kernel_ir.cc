@@ -1,9 +1,12 @@
 // Kernel IR verifier and text printer.
 #include "compiler/kernel_ir.h"
 
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <map>
+#include <tuple>
 
 namespace kiln::compiler {
 namespace {
@@ -645,6 +648,87 @@ std::string printKernel(const Kernel &k) {
       indent += "  ";
   }
   return s + "}\n";
+}
+
+namespace {
+
+// Whether an instruction's value depends only on its operands (and the invocation): a
+// load qualifies when its buffer is read-only, since a kernel never writes what it reads.
+bool isPure(const Kernel &k, const KInst &in) {
+  switch (in.op) {
+  case KOp::Load:
+    return !k.buffers[in.buffer].written;
+  case KOp::Store:
+  case KOp::SharedLoad:
+  case KOp::SharedStore:
+  case KOp::Barrier:
+  case KOp::VarNew:
+  case KOp::VarGet:
+  case KOp::VarSet:
+  case KOp::LoopBegin:
+  case KOp::LoopEnd:
+  case KOp::IfBegin:
+  case KOp::IfEnd:
+    return false;
+  default:
+    return true;
+  }
+}
+
+using InstKey = std::tuple<KOp, KType, std::vector<int>, int64_t, uint32_t, int>;
+
+} // namespace
+
+void compactKernel(Kernel &k) {
+  size_t n = k.body.size();
+  // Uses, to drop pure instructions nothing needs (the guard is needed).
+  std::vector<bool> live(n, false);
+  for (size_t id = n; id-- > 0;) {
+    const KInst &in = k.body[id];
+    if (!isPure(k, in) || static_cast<int>(id) == k.guard)
+      live[id] = true;
+    if (live[id])
+      for (int a : in.args)
+        live[a] = true;
+  }
+  // Forward: the first of equal pure instructions in an open region stands for the rest.
+  std::vector<int> newId(n, -1);
+  std::vector<KInst> body;
+  std::map<InstKey, int> known;
+  std::vector<std::vector<InstKey>> opened{{}}; // keys added per open region
+  int guardEnd = 0;
+  for (size_t id = 0; id < n; ++id) {
+    if (static_cast<int>(id) == k.guardEnd)
+      guardEnd = static_cast<int>(body.size());
+    if (!live[id])
+      continue;
+    KInst in = k.body[id];
+    for (int &a : in.args)
+      a = newId[a];
+    if (in.op == KOp::LoopEnd || in.op == KOp::IfEnd) {
+      for (const InstKey &key : opened.back())
+        known.erase(key);
+      opened.pop_back();
+    }
+    if (isPure(k, in)) {
+      InstKey key{in.op, in.type, in.args, in.imm, std::bit_cast<uint32_t>(in.fimm), in.buffer};
+      if (auto it = known.find(key); it != known.end()) {
+        newId[id] = it->second;
+        continue;
+      }
+      known.emplace(key, static_cast<int>(body.size()));
+      opened.back().push_back(key);
+    }
+    newId[id] = static_cast<int>(body.size());
+    body.push_back(std::move(in));
+    if (body.back().op == KOp::LoopBegin || body.back().op == KOp::IfBegin)
+      opened.emplace_back();
+  }
+  if (k.guardEnd >= static_cast<int>(n))
+    guardEnd = static_cast<int>(body.size());
+  k.guard = k.guard >= 0 ? newId[k.guard] : -1;
+  k.guardEnd = k.guard >= 0 ? guardEnd : 0;
+  k.body = std::move(body);
 }
 
 } // namespace kiln::compiler

@@ -201,6 +201,12 @@ inline KType registerType(MemType m) { return m == MemType::I32 ? KType::I32 : K
 // the prologue); the emitters may assume a verified kernel.
 Status verifyKernel(const Kernel &k);
 
+// Merges each pure instruction that repeats one defined earlier in an enclosing region
+// into it, and drops pure instructions nothing uses, renumbering the rest: templates
+// emit index arithmetic freely and leave the sharing here. Code generation time grows
+// faster than the kernel's size.
+void compactKernel(Kernel &k);
+
 // Text form for debugging and lit tests (kiln-opt --emit=kernel-ir).
 std::string printKernel(const Kernel &k);
 

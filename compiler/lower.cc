@@ -139,6 +139,8 @@ public:
       if (!isCompute(g_.nodes[g_.outputs[i]]))
         if (Status s = lowerCopy(static_cast<int>(i)); s.failed())
           return s;
+    for (Kernel &k : out_.kernels)
+      compactKernel(k);
     for (const Kernel &k : out_.kernels)
       if (Status s = verifyKernel(k); s.failed())
         return makeError("error: kiln bug: lowering made an invalid kernel: " + s.message());

@@ -1,6 +1,7 @@
 // Kernel IR verifier diagnostics and the printer's text form.
 #include "compiler/kernel_ir.h"
 
+#include <algorithm>
 #include <functional>
 #include <limits>
 
@@ -266,6 +267,43 @@ TEST(KernelIrPrinter, GuardAtEndAndDeterministic) {
   b.guard(b.emit({KOp::ConstB, KType::Bool, {}, 0}));
   EXPECT_EQ(printKernel(k), "kernel @g() dims=0 {\n  %0 = const bool false\n  guard %0\n}\n");
   EXPECT_EQ(printKernel(k), printKernel(k));
+}
+
+TEST(CompactKernel, MergesRepeatsInScopeAndDropsWhatNothingUses) {
+  Kernel k;
+  k.name = "compact";
+  k.buffers = {{"in", MemType::F32, false}, {"out", MemType::F32, true}};
+  KernelBuilder b(k);
+  int gid = b.globalId();
+  int x = b.load(0, KType::F32, gid);
+  int again = b.load(0, KType::F32, b.globalId()); // the same load of a read-only buffer
+  b.op(KOp::FExp, KType::F32, {x});                // unused
+  b.store(1, gid, b.op(KOp::FAdd, KType::F32, {x, again}));
+  int i = b.loopBegin(b.constI(0), b.constI(4), b.constI(1));
+  int inside = b.op(KOp::IAdd, KType::I32, {gid, b.constI(5)});
+  b.store(1, b.op(KOp::IAdd, KType::I32, {inside, i}), x);
+  b.loopEnd();
+  // Equal to `inside`, but the loop that defined it has closed.
+  int after = b.op(KOp::IAdd, KType::I32, {gid, b.constI(5)});
+  b.store(1, after, x);
+  compactKernel(k);
+  ASSERT_FALSE(verifyKernel(k).failed()) << printKernel(k);
+  auto count = [&](KOp op) {
+    return std::count_if(k.body.begin(), k.body.end(),
+                         [&](const KInst &in) { return in.op == op; });
+  };
+  EXPECT_EQ(count(KOp::GlobalId), 1);
+  EXPECT_EQ(count(KOp::Load), 1);
+  EXPECT_EQ(count(KOp::FExp), 0);
+  EXPECT_EQ(count(KOp::IAdd), 3); // inside, inside + i, and after
+  EXPECT_EQ(count(KOp::Store), 3);
+  // The stored sum adds the one load to itself.
+  const KInst &sum =
+      k.body[k.body[std::find_if(k.body.begin(), k.body.end(),
+                                 [](const KInst &in) { return in.op == KOp::Store; }) -
+                    k.body.begin()]
+                 .args[1]];
+  EXPECT_EQ(sum.args[0], sum.args[1]);
 }
 
 } // namespace
