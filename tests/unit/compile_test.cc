@@ -550,6 +550,95 @@ TEST_P(EndToEnd, ASmallDecoderLayerMatches) {
   run(text, {{1}, {17}, {64}});
 }
 
+// One small graph per op of the op table (and per mode of rope), in dtype `t`; empty for
+// sources, which every graph has.
+std::vector<std::string> opGraphs(const ir::OpInfo &op, const std::string &t) {
+  std::string name(op.name), x = "%x: " + t + "[3, 37]";
+  auto graph = [&](const std::string &args, const std::string &result, const std::string &body) {
+    return "graph @" + name + "(" + args + ") -> (" + result + ") {\n" + body + "  return %y\n}\n";
+  };
+  switch (op.category) {
+  case ir::Category::Source:
+    return {};
+  case ir::Category::Unary:
+    return {graph(x, t + "[3, 37]", "  %y = " + name + " %x : " + t + "[3, 37]\n")};
+  case ir::Category::Binary:
+    return {graph(x + ", %b: " + t + "[37]", t + "[3, 37]",
+                  "  %y = " + name + " %x, %b : " + t + "[3, 37]\n")};
+  case ir::Category::Select:
+    return {graph(x + ", %b: " + t + "[37], %i: i32[3, 1]", t + "[3, 37]",
+                  "  %c = cast %i : bool[3, 1]\n  %y = select %c, %x, %b : " + t + "[3, 37]\n")};
+  case ir::Category::Cast: {
+    std::vector<std::string> out;
+    for (const char *to : {"f32", "f16", "bf16", "i32"})
+      out.push_back(graph(x, std::string(to) + "[3, 37]",
+                          "  %y = cast %x : " + std::string(to) + "[3, 37]\n"));
+    return out;
+  }
+  case ir::Category::Reduce:
+    return {graph(x, t + "[3]", "  %y = " + name + " %x {axes = [1]} : " + t + "[3]\n"),
+            graph(x, t + "[1, 37]",
+                  "  %y = " + name + " %x {axes = [0], keepdims = true} : " + t + "[1, 37]\n")};
+  case ir::Category::Normalize:
+    return {graph(x, t + "[3, 37]", "  %y = " + name + " %x : " + t + "[3, 37]\n")};
+  case ir::Category::Rope: {
+    std::vector<std::string> out;
+    for (const char *mode : {"interleaved", "half"})
+      out.push_back(
+          graph("%x: " + t + "[3, 2, 16], %p: i32[3, 1]", t + "[3, 2, 16]",
+                "  %y = rope %x, %p {mode = " + std::string(mode) + "} : " + t + "[3, 2, 16]\n"));
+    return out;
+  }
+  case ir::Category::Contraction:
+    return {graph(x + ", %b: " + t + "[37, 5]", t + "[3, 5]",
+                  "  %y = matmul %x, %b : " + t + "[3, 5]\n"),
+            graph("%a: " + t + "[40, 37], %b: " + t + "[9, 37]", t + "[40, 9]",
+                  "  %y = matmul %a, %b {transpose_b = true} : " + t + "[40, 9]\n")};
+  case ir::Category::Gather:
+    return {graph("%table: " + t + "[8, 6], %i: i32[4]", t + "[4, 6]",
+                  "  %y = gather %table, %i : " + t + "[4, 6]\n")};
+  case ir::Category::Concat:
+    return {graph(x + ", %b: " + t + "[3, 5]", t + "[3, 42]",
+                  "  %y = concat %x, %b {axis = 1} : " + t + "[3, 42]\n")};
+  case ir::Category::Layout: {
+    std::string body =
+        op.op == ir::Op::Slice       ? "slice %x {axis = 1, start = 4, end = 30} : " + t + "[3, 26]"
+        : op.op == ir::Op::Reshape   ? "reshape %x : " + t + "[111]"
+        : op.op == ir::Op::Permute   ? "permute %x {perm = [1, 0]} : " + t + "[37, 3]"
+        : op.op == ir::Op::Broadcast ? "broadcast %x : " + t + "[2, 3, 37]"
+                                     : "view %x {offset = 2, strides = [37, 2]} : " + t + "[2, 17]";
+    std::string type = body.substr(body.rfind(": ") + 2);
+    return {graph(x, type, "  %v = " + body + "\n  %y = neg %v : " + type + "\n")};
+  }
+  case ir::Category::Update:
+    return {graph("%c: " + t + "[6, 37], %x: " + t + "[2, 37]", t + "[6, 37]",
+                  "  %y = insert_slice %c, %x {offsets = [3, 0]} : " + t + "[6, 37]\n")};
+  }
+  return {};
+}
+
+TEST_P(EndToEnd, EveryOpInEveryFloatDtypeMatches) {
+  std::optional<Target> target = open();
+  if (!target)
+    GTEST_SKIP();
+  int graphs = 0;
+  for (const ir::OpInfo &op : ir::allOps())
+    for (const char *t : {"f32", "f16", "bf16"})
+      for (const std::string &text : opGraphs(op, t)) {
+        ir::Graph ref = prepare(text);
+        auto exe = compileGraph(ref, target->opts);
+        ASSERT_TRUE(exe) << exe.message() << "\n" << text;
+        runAndCompare(*target, ref, *exe, {{}}, std::string(op.name) + " " + t + ": ");
+        if (::testing::Test::HasFailure()) {
+          ADD_FAILURE() << text;
+          return;
+        }
+        ++graphs;
+      }
+  std::printf("%d graphs of single ops matched the reference\n", graphs);
+  EXPECT_GT(graphs, 150);
+}
+
 // Without a GPU the CUDA backend says why, in one line, instead of crashing.
 TEST(Cuda, AMissingDriverIsAClearError) {
   auto device = runtime::openCudaDevice(-1);
