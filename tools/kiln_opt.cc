@@ -4,6 +4,7 @@
 #include <iostream>
 #include <set>
 
+#include "compiler/compile.h"
 #include "compiler/kernel_ir.h"
 #include "compiler/lower.h"
 #include "compiler/msl/emit_msl.h"
@@ -81,8 +82,33 @@ double msSince(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
 }
 
-// Emits every kernel of the lowered graph for the chosen target, concatenated; with
-// --time-passes, says how long lowering and emission took (to stderr).
+// One kernel in the chosen form.
+Expected<std::string> emitKernel(const compiler::Kernel &k, const Options &o) {
+  if (o.emit == "kernel-ir")
+    return compiler::printKernel(k);
+  if (o.emit == "ptx") {
+    auto ptx = compiler::emitPtx(k, o.sm);
+    if (!ptx)
+      return makeError("error: kernel " + k.name + ": " + ptx.message());
+    return std::move(*ptx);
+  }
+  auto words = compiler::emitSpirv(k);
+  if (!words)
+    return makeError("error: kernel " + k.name + ": " + words.message());
+  if (o.emit == "msl") {
+    auto msl = compiler::emitMsl(*words, k.name);
+    if (!msl)
+      return makeError("error: kernel " + k.name + ": " + msl.message());
+    return std::move(*msl);
+  }
+  if (o.emit == "spirv-asm")
+    return compiler::disassembleSpirv(*words);
+  return std::string(reinterpret_cast<const char *>(words->data()), words->size() * 4);
+}
+
+// Emits every kernel of the lowered graph for the chosen target (in parallel),
+// concatenated in order; with --time-passes, says how long lowering and emission took
+// (to stderr).
 Expected<std::string> emitKernels(const ir::Graph &g, const Options &o) {
   auto start = std::chrono::steady_clock::now();
   auto lowered = compiler::lowerGraph(g);
@@ -90,35 +116,20 @@ Expected<std::string> emitKernels(const ir::Graph &g, const Options &o) {
     return lowered.error();
   double lowerMs = msSince(start);
   start = std::chrono::steady_clock::now();
+  const std::vector<compiler::Kernel> &kernels = lowered->kernels;
+  std::vector<Expected<std::string>> code(kernels.size(), std::string());
+  compiler::forEachKernel(kernels.size(), [&](size_t i) { code[i] = emitKernel(kernels[i], o); });
   std::string out;
-  for (const compiler::Kernel &k : lowered->kernels) {
-    if (o.emit == "kernel-ir") {
-      out += compiler::printKernel(k);
-    } else if (o.emit == "ptx") {
-      auto ptx = compiler::emitPtx(k, o.sm);
-      if (!ptx)
-        return makeError("error: kernel " + k.name + ": " + ptx.message());
-      out += *ptx;
-    } else {
-      auto words = compiler::emitSpirv(k);
-      if (!words)
-        return makeError("error: kernel " + k.name + ": " + words.message());
-      if (o.emit == "msl") {
-        auto msl = compiler::emitMsl(*words, k.name);
-        if (!msl)
-          return makeError("error: kernel " + k.name + ": " + msl.message());
-        out += *msl;
-      } else if (o.emit == "spirv-asm")
-        out += compiler::disassembleSpirv(*words);
-      else
-        out.append(reinterpret_cast<const char *>(words->data()), words->size() * 4);
-    }
+  for (const Expected<std::string> &c : code) {
+    if (!c)
+      return c.error();
+    out += *c;
   }
   if (o.inst.timePasses)
-    std::fprintf(
-        stderr,
-        "===-- kiln codegen timing --===\n  %9.3f ms  lowering\n  %9.3f ms  %s (%zu kernels)\n",
-        lowerMs, msSince(start), o.emit.c_str(), lowered->kernels.size());
+    std::fprintf(stderr,
+                 "===-- kiln codegen timing --===\n  %9.3f ms  lowering\n  %9.3f ms  %s (%zu "
+                 "kernels)\n",
+                 lowerMs, msSince(start), o.emit.c_str(), kernels.size());
   return out;
 }
 
@@ -220,8 +231,8 @@ int main(int argc, char **argv) {
       o.inst.verifyEach = false;
     } else if (args.value(a, "--emit", v)) {
       static const std::set<std::string_view> kEmits = {
-          "ir",    "dot",       "deps", "schedule", "stats",
-          "trace", "kernel-ir", "ptx",  "spirv",    "spirv-asm", "msl"};
+          "ir",        "dot", "deps",  "schedule",  "stats", "trace",
+          "kernel-ir", "ptx", "spirv", "spirv-asm", "msl"};
       if (!kEmits.count(v))
         return tools::usageError("kiln-opt", "unknown --emit kind '" + std::string(v) + "'");
       o.emit = v;
