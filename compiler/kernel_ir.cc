@@ -658,6 +658,48 @@ bool isPure(const Kernel &k, const KInst &in) {
   switch (in.op) {
   case KOp::Load:
     return !k.buffers[in.buffer].written;
+  case KOp::GlobalId:
+  case KOp::LocalId:
+  case KOp::GroupId:
+  case KOp::Dim:
+  case KOp::ConstI:
+  case KOp::ConstF:
+  case KOp::ConstB:
+  case KOp::IAdd:
+  case KOp::ISub:
+  case KOp::IMul:
+  case KOp::IDiv:
+  case KOp::IRem:
+  case KOp::ILt:
+  case KOp::FAdd:
+  case KOp::FSub:
+  case KOp::FMul:
+  case KOp::FDiv:
+  case KOp::FNeg:
+  case KOp::FAbs:
+  case KOp::FMax:
+  case KOp::FMin:
+  case KOp::FSqrt:
+  case KOp::FRsqrt:
+  case KOp::FExp:
+  case KOp::FLog:
+  case KOp::FSin:
+  case KOp::FCos:
+  case KOp::FTanh:
+  case KOp::FPow:
+  case KOp::FErf:
+  case KOp::RoundF16:
+  case KOp::RoundBF16:
+  case KOp::FLt:
+  case KOp::FLe:
+  case KOp::FEq:
+  case KOp::FNe:
+  case KOp::And:
+  case KOp::Or:
+  case KOp::Not:
+  case KOp::Select:
+  case KOp::Cast:
+    return true;
   case KOp::Store:
   case KOp::SharedLoad:
   case KOp::SharedStore:
@@ -669,10 +711,9 @@ bool isPure(const Kernel &k, const KInst &in) {
   case KOp::LoopEnd:
   case KOp::IfBegin:
   case KOp::IfEnd:
-    return false;
-  default:
-    return true;
+    break;
   }
+  return false;
 }
 
 using InstKey = std::tuple<KOp, KType, std::vector<int>, int64_t, uint32_t, int>;
