@@ -5,12 +5,15 @@
 // registers. The slices' partial sums meet in a tree in shared memory, which leaves each
 // sibling's tile there; the epilogue then computes and stores the kernel's values
 // element by element, reading the tiles (a rope reads its pair partner from the same
-// tile, so a tile spans whole rope rows).
+// tile: interleaved pairs sit side by side, and for a half-mode rope a tile takes half
+// its columns from each half of a rope row).
 //
 // Two shapes of work: for few rows (decode: M <= 8) the invocations spread over K and
 // read B along its contiguous axis (VN consecutive columns when N is contiguous, VK
-// consecutive k when K is), which is the GEMV the memory bus sets the pace of; for many
-// rows each invocation holds a register tile of RM x VN sums over the whole of K.
+// consecutive k when K is), which is the GEMV the memory bus sets the pace of; tiles
+// narrow until there are enough workgroups, and siblings that no stored value mixes get
+// workgroups of their own. For many rows each invocation holds a register tile of
+// RM x VN sums over the whole of K.
 #include <algorithm>
 #include <numeric>
 #include <set>
