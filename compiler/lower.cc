@@ -25,8 +25,9 @@ using ir::Op;
 bool isView(const Node &n) { return ir::opCategory(n.op) == ir::Category::Layout; }
 
 // The dtype a temporary holds values of dtype `t` in: bool as i32, and f16 and bf16 as
-// f32, since the reference rounds floats only at casts (docs/kir.md): a value that went
-// through a narrower temporary could differ without bound after a cancellation.
+// f32, since the reference rounds floats only at casts and insert_slice writes
+// (docs/kir.md): a value that went through a narrower temporary could differ without
+// bound after a cancellation.
 std::optional<DType> temporaryType(DType t) {
   switch (t) {
   case DType::Bool:
