@@ -280,6 +280,19 @@ private:
     return true;
   }
 
+  // Whether rope `r`'s rows (its last dim, static) lie inside the rows of every
+  // contraction in `p`'s kernel (their last dims static and multiples of it).
+  bool ropeRowsFit(const Node &r, int p) {
+    const ir::Dim &d = g_.typeOf(r.operands[0]).shape.back();
+    for (int m : members(find(p))) {
+      const ir::Dim &n = g_.typeOf(m).shape.back();
+      if (kindOf(g_.nodes[m]) == Kind::Contraction &&
+          !(d.isStatic() && n.isStatic() && d.offset > 0 && n.offset % d.offset == 0))
+        return false;
+    }
+    return true;
+  }
+
   // Whether the edge from producer node `p` to consumer node `c` may lie inside a kernel.
   bool compatible(int p, int c) {
     const Node &pn = g_.nodes[p], &cn = g_.nodes[c];
@@ -298,9 +311,12 @@ private:
       // rope joins only a kernel that computes whole rows of its input elementwise: a
       // contraction's output (each element is its own dot product), a pointwise or a
       // rope kernel. A row kernel's rows run along its reduction axis, which need not
-      // be rope's last dim, so rope does not join one. The input is read in place or
-      // through a reshape, element for element; the positions come from outside.
-      return kp != Kind::Row && sameElements(cn.operands[0], p) && !readsThrough(cn.operands[1], p);
+      // be rope's last dim, so rope does not join one; nor does it join a contraction
+      // whose rows its own rows cross (the tile holding a pair partner is one row's).
+      // The input is read in place or through a reshape, element for element; the
+      // positions come from outside.
+      return kp != Kind::Row && (kp != Kind::Contraction || ropeRowsFit(cn, p)) &&
+             sameElements(cn.operands[0], p) && !readsThrough(cn.operands[1], p);
     case Kind::Row: // a prologue of the row reduction, on its input
       return kp == Kind::Pointwise && cn.operands[0] == p;
     case Kind::Contraction:

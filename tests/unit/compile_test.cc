@@ -540,6 +540,18 @@ TEST_P(EndToEnd, RopeGatherConcatAndInsertSliceMatch) {
       {{1}, {7}});
 }
 
+TEST_P(EndToEnd, ARopeWhoseRowsCrossAMatmulsRowsRunsInAKernelOfItsOwn) {
+  // Rope rows of 16 over matmul rows of 24: no tile holds every pair, so fusion keeps
+  // the rope out of the matmul's kernel (it used to be refused there).
+  run(R"(graph @straddle(%x: f32[2, 8], %w: f32[8, 24], %p: i32[3]) -> (f32[3, 16]) {
+  %m = matmul %x, %w : f32[2, 24]
+  %r = reshape %m : f32[3, 16]
+  %y = rope %r, %p {mode = half} : f32[3, 16]
+  return %y
+})",
+      {{}});
+}
+
 TEST_P(EndToEnd, ASmallDecoderLayerMatches) {
   // The shape of examples/llama_decoder.kir with 2 heads of 64 and an FFN of 344, at the
   // first, a middle and the last KV length.
