@@ -98,14 +98,20 @@ public:
     std::vector<int> siblingOf;
     separable_ = anchors_.size() > 1;
     for (auto [node, buffer] : stores) {
-      int s = siblingStored(node);
-      if (s < 0)
+      // The sibling it holds one value per element of (the first, through the kernel's
+      // nodes), and how many siblings it needs.
+      int sibling = -1, needs = 0;
+      for (size_t s = 0; s < anchors_.size(); ++s) {
+        if (!dependsOn(node, anchors_[s]))
+          continue;
+        ++needs;
+        if (sibling < 0 && sameSize(el_.storedShape(node), g_.typeOf(anchors_[s]).shape))
+          sibling = static_cast<int>(s);
+      }
+      if (sibling < 0)
         return makeError("%" + g_.nodes[node].name +
                          " is not one value per element of a matmul of its kernel");
-      siblingOf.push_back(s);
-      int needs = 0;
-      for (int a : anchors_)
-        needs += dependsOn(node, a);
+      siblingOf.push_back(sibling);
       separable_ = separable_ && needs == 1;
     }
     if (Status s = plan(); s.failed())
@@ -278,14 +284,7 @@ private:
     return Status::ok();
   }
 
-  // The sibling whose result node `id` holds one value per element of (through the
-  // kernel's nodes), or -1.
-  int siblingStored(int id) {
-    for (size_t s = 0; s < anchors_.size(); ++s)
-      if (sameSize(el_.storedShape(id), g_.typeOf(anchors_[s]).shape) && dependsOn(id, anchors_[s]))
-        return static_cast<int>(s);
-    return -1;
-  }
+  // Whether node `id` reads anchor `a`'s value, through the kernel's nodes and views.
   bool dependsOn(int id, int a) {
     if (id == a)
       return true;
