@@ -25,6 +25,10 @@ const char *opName(KOp op) {
     return "shared_store";
   case KOp::Barrier:
     return "barrier";
+  case KOp::SubgroupSize:
+    return "subgroup_size";
+  case KOp::ShuffleXor:
+    return "shuffle_xor";
   case KOp::VarNew:
     return "var";
   case KOp::VarGet:
@@ -162,6 +166,7 @@ Signature signatureOf(KOp op) {
   case KOp::GlobalId:
   case KOp::LocalId:
   case KOp::GroupId:
+  case KOp::SubgroupSize:
   case KOp::Dim:
   case KOp::ConstI:
     return {{}, I};
@@ -197,6 +202,7 @@ Signature signatureOf(KOp op) {
   case KOp::FErf:
   case KOp::RoundF16:
   case KOp::RoundBF16:
+  case KOp::ShuffleXor:
     return {{F}, F};
   case KOp::FLt:
   case KOp::FLe:
@@ -405,6 +411,12 @@ private:
       if (k_.guard >= 0)
         return failAt(id, "barrier in a guarded kernel (some invocations would not arrive)");
       return Status::ok();
+    case KOp::ShuffleXor:
+      if (k_.guard >= 0)
+        return failAt(id, "shuffle in a guarded kernel (some invocations would not take part)");
+      if (in.imm < 1 || in.imm >= (int64_t{1} << 30))
+        return failAt(id, "lane mask " + std::to_string(in.imm) + " is outside [1, 2^30)");
+      return Status::ok();
     case KOp::VarNew:
       if (argType(0) != in.type)
         return failAt(id, std::string("variable of ") + typeName(in.type) + " starts as " +
@@ -429,6 +441,7 @@ private:
     case KOp::IfEnd:
     case KOp::LocalId:
     case KOp::GroupId:
+    case KOp::SubgroupSize:
     case KOp::GlobalId:
     case KOp::ConstF:
     case KOp::ConstB:
@@ -562,6 +575,8 @@ std::string printInst(const Kernel &k, int id) {
     return s + " " + buf + "[" + arg(0) + "]";
   case KOp::SharedLoad:
     return s + " " + shared + "[" + arg(0) + "]";
+  case KOp::ShuffleXor:
+    return s + " " + arg(0) + ", " + std::to_string(in.imm);
   case KOp::SharedStore:
   case KOp::Barrier:
   case KOp::VarNew:
@@ -573,6 +588,7 @@ std::string printInst(const Kernel &k, int id) {
   case KOp::IfEnd:
   case KOp::LocalId:
   case KOp::GroupId:
+  case KOp::SubgroupSize:
   case KOp::GlobalId:
   case KOp::IAdd:
   case KOp::ISub:
@@ -652,8 +668,9 @@ std::string printKernel(const Kernel &k) {
 
 namespace {
 
-// Whether an instruction's value depends only on its operands (and the invocation): a
-// load qualifies when its buffer is read-only, since a kernel never writes what it reads.
+// Whether an instruction's value depends only on its operands (and the invocation; for a
+// shuffle, on the subgroup's operands): a load qualifies when its buffer is read-only, since a
+// kernel never writes what it reads.
 bool isPure(const Kernel &k, const KInst &in) {
   switch (in.op) {
   case KOp::Load:
@@ -661,6 +678,7 @@ bool isPure(const Kernel &k, const KInst &in) {
   case KOp::GlobalId:
   case KOp::LocalId:
   case KOp::GroupId:
+  case KOp::SubgroupSize:
   case KOp::Dim:
   case KOp::ConstI:
   case KOp::ConstF:
@@ -699,6 +717,7 @@ bool isPure(const Kernel &k, const KInst &in) {
   case KOp::Not:
   case KOp::Select:
   case KOp::Cast:
+  case KOp::ShuffleXor: // the same operand gives the same value, where both execute
     return true;
   case KOp::Store:
   case KOp::SharedLoad:

@@ -100,6 +100,12 @@ enum class KOp : uint8_t {
   SharedLoad,  // type: the array's element type.
   SharedStore, // args: index, value; no result.
   Barrier,     // no operands, no result.
+  // Subgroups: the invocations of a workgroup form subgroups of SubgroupSize consecutive
+  // LocalIds (every target kiln knows does this for 1-D workgroups), which run together.
+  SubgroupSize, // I32: invocations per subgroup, a power of two (32 on NVIDIA); uniform.
+  ShuffleXor,   // F32: args[0] of the invocation whose index in the subgroup is this
+                // one's XOR `imm`. Every invocation of the subgroup must execute it, and
+                // `imm` must be below SubgroupSize.
   // Variables: a VarNew is a variable of its initial value's type (its id names it).
   VarNew, // args: initial value.
   VarGet, // args: variable; type: the variable's.
@@ -167,6 +173,8 @@ public:
     emit({KOp::Store, KType::I32, {index, value}, 0, 0, buffer});
   }
   int localId() { return emit({KOp::LocalId, KType::I32}); }
+  int subgroupSize() { return emit({KOp::SubgroupSize, KType::I32}); }
+  int shuffleXor(int value, int mask) { return emit({KOp::ShuffleXor, KType::F32, {value}, mask}); }
   int groupId() { return emit({KOp::GroupId, KType::I32}); }
   int sharedLoad(int array, KType t, int index) {
     return emit({KOp::SharedLoad, t, {index}, 0, 0, array});

@@ -1,14 +1,17 @@
 // The row template: T invocations per row of the anchor's input (T a power of two
-// dividing the workgroup, so a workgroup holds 256 / T rows). Invocation t of a row
-// takes elements t, t + T, t + 2T, ...; the row's invocations combine their partial
-// results with a tree in shared memory; a last pass computes the normalized values and
+// dividing the workgroup, so a workgroup holds 256 / T rows). The row's invocations
+// combine their partial results by shuffles within each subgroup and, for rows wider
+// than a subgroup, through shared memory; a last pass computes the normalized values and
 // the epilogue, and a reduction's result is stored by invocation 0.
 //
 // When the row length is static and short enough, each invocation keeps its elements in
-// registers ("slots", unrolled), so the input is read once; otherwise the passes are
-// loops and the prologue is recomputed in each. Every invocation of a workgroup takes
-// part in the trees (rows past the last are computed as the last row and not stored), so
-// barriers are reached by all of them.
+// registers ("slots", unrolled), so the input is read once: chunks of V consecutive
+// elements (16 bytes of the input's dtype), invocation t taking chunk t, t + T, ..., so
+// that loads and stores become vector accesses. Otherwise the passes are loops over
+// elements t, t + T, ..., and the prologue is recomputed in each. Every invocation of a
+// workgroup takes part in the reductions (rows past the last are computed as the last row
+// and not stored), so shuffles and barriers are reached by all of them.
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -30,6 +33,8 @@ using ir::Op;
 constexpr int64_t kMaxSlots = 32;
 // Elements per invocation the row width aims for when rows are short.
 constexpr int64_t kSlotsPerInvocation = 8;
+// Bytes of the input a chunk of consecutive slots spans: one 128-bit access.
+constexpr int64_t kChunkBytes = 16;
 
 using Coords = std::vector<int>;
 using ElementFn = std::function<int(const Coords &)>;
@@ -54,12 +59,15 @@ public:
       int64_t want = (len.offset + kSlotsPerInvocation - 1) / kSlotsPerInvocation;
       while (width_ < want && width_ < kWorkgroupSize)
         width_ *= 2;
-      int64_t slots = (len.offset + width_ - 1) / width_;
-      slots_ = slots <= kMaxSlots ? static_cast<int>(slots) : 0;
-      if (slots_ == 0)
-        width_ = kWorkgroupSize;
-    } else {
+      vec_ = std::min<int64_t>(8, kChunkBytes / ir::dtypeBytes(g_.typeOf(input_).dtype));
+      while (vec_ > len.offset)
+        vec_ /= 2;
+      int64_t chunks = (len.offset + width_ * vec_ - 1) / (width_ * vec_);
+      slots_ = chunks * vec_ <= kMaxSlots ? static_cast<int>(chunks * vec_) : 0;
+    }
+    if (slots_ == 0) {
       width_ = kWorkgroupSize;
+      vec_ = 1;
     }
   }
 
@@ -80,7 +88,8 @@ public:
           invocations > INT32_MAX)
         return makeError("more than 2^31-1 invocations for the rows of %" + a_.name);
 
-    el_.kernel().shared = {{KType::F32, kWorkgroupSize}};
+    // Two regions, used by turns: see treeReduce.
+    el_.kernel().shared = {{KType::F32, 2 * kWorkgroupSize}};
     length_ = el_.extent(xs_[axis_]);
     int rows = el_.elements(outer_);
     int gid = b_.globalId();
@@ -141,15 +150,18 @@ private:
     return x;
   }
 
-  // Slot j holds element t + j * width of the row; only the last slot can fall past the
-  // end, and it then reads the last element (the value is masked where it matters).
+  // Slot j holds element (j / V) * T * V + t * V + j % V of the row; only the last chunk
+  // can fall past the end, and its slots there read the last element (the value is
+  // masked where it matters).
   void makeSlots() {
     int64_t len = xs_[axis_].offset;
     int last = b_.constI(len - 1);
+    int first = iop(KOp::IMul, {t_, b_.constI(vec_)});
     for (int j = 0; j < slots_; ++j) {
-      int c = iop(KOp::IAdd, {t_, b_.constI(int64_t{j} * width_)});
+      int64_t offset = j / vec_ * width_ * vec_ + j % vec_;
+      int c = iop(KOp::IAdd, {first, b_.constI(offset)});
       Slot s;
-      if ((int64_t{j} + 1) * width_ > len) {
+      if (offset + (width_ - 1) * vec_ >= len) {
         s.valid = b_.op(KOp::ILt, KType::Bool, {c, length_});
         c = b_.op(KOp::Select, KType::I32, {s.valid, c, last});
       }
@@ -181,22 +193,40 @@ private:
   }
 
   // Combines `v` over the row's `width_` invocations (consecutive lanes of the
-  // workgroup): a tree in shared memory, halving the active invocations at each step.
+  // workgroup), leaving the same bits in each. Within a subgroup, a butterfly of
+  // shuffles; rows wider than a subgroup then meet in shared memory, where every
+  // invocation folds its row's subgroup results in order. The subgroup size is known
+  // only on the device (32 on NVIDIA, 4 to 64 elsewhere), so both steps test it; the
+  // tests are uniform, and PTX folds them. Reductions take the two halves of the shared
+  // array by turns: the barrier of the next one orders this one's reads before the one
+  // after it writes.
   int treeReduce(KOp op, int v) {
     if (width_ == 1)
       return v;
-    b_.sharedStore(0, lane_, v);
-    b_.barrier();
-    for (int half = width_ / 2; half >= 1; half /= 2) {
-      b_.ifBegin(b_.op(KOp::ILt, KType::Bool, {t_, b_.constI(half)}));
-      int other = b_.sharedLoad(0, KType::F32, iop(KOp::IAdd, {lane_, b_.constI(half)}));
-      b_.sharedStore(0, lane_, fop(op, {b_.sharedLoad(0, KType::F32, lane_), other}));
+    int size = b_.subgroupSize();
+    int acc = b_.varNew(KType::F32, v);
+    for (int64_t mask = 1; mask < width_; mask *= 2) {
+      b_.ifBegin(b_.op(KOp::ILt, KType::Bool, {b_.constI(mask), size}));
+      int mine = b_.varGet(KType::F32, acc);
+      b_.varSet(acc, fop(op, {mine, b_.shuffleXor(mine, static_cast<int>(mask))}));
       b_.ifEnd();
-      b_.barrier();
     }
-    int r = b_.sharedLoad(0, KType::F32, iop(KOp::ISub, {lane_, t_}));
-    b_.barrier(); // every invocation has read it before the array is reused
-    return r;
+    b_.ifBegin(b_.op(KOp::ILt, KType::Bool, {size, b_.constI(width_)}));
+    int region = b_.constI(reductions_++ % 2 * kWorkgroupSize);
+    b_.ifBegin(b_.op(KOp::ILt, KType::Bool, {iop(KOp::IRem, {lane_, size}), b_.constI(1)}));
+    b_.sharedStore(0, iop(KOp::IAdd, {region, iop(KOp::IDiv, {lane_, size})}),
+                   b_.varGet(KType::F32, acc));
+    b_.ifEnd();
+    b_.barrier();
+    int rowFirst = iop(KOp::IAdd, {region, iop(KOp::IDiv, {iop(KOp::ISub, {lane_, t_}), size})});
+    int folded = b_.varNew(KType::F32, b_.sharedLoad(0, KType::F32, rowFirst));
+    int i = b_.loopBegin(b_.constI(1), iop(KOp::IDiv, {b_.constI(width_), size}), b_.constI(1));
+    int other = b_.sharedLoad(0, KType::F32, iop(KOp::IAdd, {rowFirst, i}));
+    b_.varSet(folded, fop(op, {b_.varGet(KType::F32, folded), other}));
+    b_.loopEnd();
+    b_.varSet(acc, b_.varGet(KType::F32, folded));
+    b_.ifEnd();
+    return b_.varGet(KType::F32, acc);
   }
 
   // Stores the per-element values: in registers, slot by slot; otherwise in a loop.
@@ -213,16 +243,30 @@ private:
       return std::make_pair(idx, values);
     };
     if (slots_ > 0) {
+      // Every value first; then the slots inside the row in one region, so that their
+      // stores can become vector stores, and the masked slots each in its own.
+      std::vector<std::tuple<int, int, int, int>> inside, masked; // (buffer, index, node, value)
+      std::vector<int> maskOf;
       for (const Slot &s : slotList_) {
         el_.pushScope(); // the anchor's value belongs to this slot
         auto [idx, values] = storeAt(s.x);
-        int ok = s.valid >= 0 ? b_.op(KOp::And, KType::Bool, {rowValid_, s.valid}) : rowValid_;
-        b_.ifBegin(ok);
-        for (auto [buffer, node, v] : values)
-          el_.store(buffer, idx, node, v);
-        b_.ifEnd();
         el_.popScope();
+        for (auto [buffer, node, v] : values) {
+          (s.valid >= 0 ? masked : inside).push_back({buffer, idx, node, v});
+          if (s.valid >= 0)
+            maskOf.push_back(s.valid);
+        }
       }
+      b_.ifBegin(rowValid_);
+      for (auto [buffer, idx, node, v] : inside)
+        el_.store(buffer, idx, node, v);
+      for (size_t i = 0; i < masked.size(); ++i) {
+        auto [buffer, idx, node, v] = masked[i];
+        b_.ifBegin(maskOf[i]);
+        el_.store(buffer, idx, node, v);
+        b_.ifEnd();
+      }
+      b_.ifEnd();
       return;
     }
     b_.ifBegin(rowValid_);
@@ -274,8 +318,9 @@ private:
       ElementFn e = once([this, m](const Coords &c) {
         return fop(KOp::FExp, {fop(KOp::FSub, {x(c), m})});
       });
-      int sum = rowReduce(KOp::FAdd, 0, e);
-      return [this, e, sum](const Coords &c) { return fop(KOp::FDiv, {e(c), sum}); };
+      // One division a row: e * (1 / sum) is within 1.5 ulp of e / sum.
+      int inverse = fop(KOp::FDiv, {el_.f(1), rowReduce(KOp::FAdd, 0, e)});
+      return [this, e, inverse](const Coords &c) { return fop(KOp::FMul, {e(c), inverse}); };
     }
     case Op::RmsNorm:
     case Op::LayerNorm: {
@@ -307,7 +352,9 @@ private:
   int axis_ = 0;
   ir::Shape outer_;
   int64_t width_ = 1; // invocations per row
+  int64_t vec_ = 1;   // consecutive elements per chunk of slots
   int slots_ = 0;     // elements per invocation kept in registers; 0: loops
+  int reductions_ = 0;
   std::vector<Slot> slotList_;
   int length_ = -1, lane_ = -1, t_ = -1, row_ = -1, rowValid_ = -1, result_ = -1;
   Coords rowCoords_;

@@ -26,10 +26,10 @@ struct DeviceProfile {
 // Shared memory the kernels kiln generates use, which fusion keeps within a profile's
 // sharedBytes: a group of sibling contractions stages one kTileM x kTileK tile of their
 // common A operand and one kTileK x kTileN tile of each B operand; a row reduction
-// keeps one f32 partial result per invocation of its 256-wide workgroup
-// (kRowScratchBytes, compiler/lower_row.cc).
+// keeps two regions of one f32 per invocation of its 256-wide workgroup, for the results
+// of subgroups (kRowScratchBytes, compiler/lower_row.cc).
 constexpr int kTileM = 64, kTileN = 64, kTileK = 32;
-constexpr int64_t kRowScratchBytes = 256 * 4;
+constexpr int64_t kRowScratchBytes = 2 * 256 * 4;
 int64_t kernelSharedBytes(int contractions, int elementBytes, int rows);
 
 // Every profile kiln knows, the first being the default.

@@ -448,6 +448,12 @@ private:
     case KOp::Barrier:
       b_.CreateIntrinsic(llvm::Intrinsic::nvvm_barrier0, {}, {});
       return nullptr;
+    case KOp::SubgroupSize: // a warp
+      return b_.getInt32(32);
+    case KOp::ShuffleXor: // every lane of the warp takes part; 0x1f: lanes wrap within it
+      return b_.CreateIntrinsic(llvm::Intrinsic::nvvm_shfl_sync_bfly_f32, {},
+                                {b_.getInt32(0xffffffffu), arg(in, 0),
+                                 b_.getInt32(static_cast<uint32_t>(in.imm)), b_.getInt32(0x1f)});
     case KOp::VarNew:
       return variable(llvmType(in.type), arg(in, 0));
     case KOp::VarGet:

@@ -56,15 +56,17 @@ constexpr float kErfcCoef[3][kErfcDegree + 1] = {
      -8.04814335e-05f, 7.71457126e-05f, -6.68906869e-05f, 3.70374328e-05f},
 };
 
-// A builtin input of three u32; the entry point lists those a kernel reads.
+// A builtin input of three u32 (or one); the entry point lists those a kernel reads.
 struct Builtin {
   spv::BuiltIn id;
   const char *name;
+  uint32_t components = 3;
 };
 constexpr Builtin kGlobalInvocationId{spv::BuiltInGlobalInvocationId, "gl_GlobalInvocationID"};
 constexpr Builtin kLocalInvocationId{spv::BuiltInLocalInvocationId, "gl_LocalInvocationID"};
 constexpr Builtin kWorkgroupId{spv::BuiltInWorkgroupId, "gl_WorkGroupID"};
 constexpr Builtin kNumWorkgroups{spv::BuiltInNumWorkgroups, "gl_NumWorkGroups"};
+constexpr Builtin kSubgroupSize{spv::BuiltInSubgroupSize, "gl_SubgroupSize", 1};
 
 struct BufferInfo {
   Id var;
@@ -377,6 +379,14 @@ Id Emitter::emitInst(int id) {
   case KOp::Barrier:
     barrier();
     return Id{};
+  case KOp::SubgroupSize:
+    b_.capability(spv::CapabilityGroupNonUniform);
+    return b_.op(spv::OpBitcast, tI32_, {readBuiltin(kSubgroupSize, 0)});
+  case KOp::ShuffleXor:
+    b_.capability(spv::CapabilityGroupNonUniformShuffle);
+    return b_.op(
+        spv::OpGroupNonUniformShuffleXor, tF32_,
+        {b_.constU32(spv::ScopeSubgroup), arg(in, 0), b_.constU32(static_cast<uint32_t>(in.imm))});
   case KOp::VarNew:
     b_.code(spv::OpStore).id(locals_[id]).id(arg(in, 0));
     return locals_[id]; // VarGet and VarSet name the variable by this id
@@ -422,15 +432,17 @@ Id Emitter::tableInst(const KInst &in, Id type) {
 
 // One component of a builtin input, declaring the variable on first use.
 Id Emitter::readBuiltin(const Builtin &which, uint32_t component) {
-  Id v3 = b_.vectorType(tU32_, 3);
+  Id type = which.components == 1 ? tU32_ : b_.vectorType(tU32_, which.components);
   auto [it, inserted] = builtins_.try_emplace(which.id);
   if (inserted) {
     it->second =
-        b_.globalVariable(b_.pointerType(spv::StorageClassInput, v3), spv::StorageClassInput);
+        b_.globalVariable(b_.pointerType(spv::StorageClassInput, type), spv::StorageClassInput);
     b_.decorate(it->second, spv::DecorationBuiltIn, {static_cast<uint32_t>(which.id)});
     b_.name(it->second, which.name);
   }
-  Id vector = b_.op(spv::OpLoad, v3, {it->second});
+  Id vector = b_.op(spv::OpLoad, type, {it->second});
+  if (which.components == 1)
+    return vector;
   Id r = b_.newId();
   b_.code(spv::OpCompositeExtract).id(tU32_).id(r).id(vector).word(component);
   return r;

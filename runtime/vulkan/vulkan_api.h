@@ -20,6 +20,7 @@ namespace kiln::runtime::vk {
   X(Instance, vkEnumeratePhysicalDevices)                                                          \
   X(Instance, vkGetPhysicalDeviceProperties)                                                       \
   X(Instance, vkGetPhysicalDeviceFeatures2)                                                        \
+  X(Instance, vkGetPhysicalDeviceProperties2)                                                      \
   X(Instance, vkGetPhysicalDeviceQueueFamilyProperties)                                            \
   X(Instance, vkGetPhysicalDeviceMemoryProperties)                                                 \
   X(Instance, vkCreateDevice)                                                                      \

@@ -22,8 +22,9 @@ struct Context {
   uint32_t queueFamily = 0;
   VkPhysicalDeviceProperties properties{};
   VkPhysicalDeviceMemoryProperties memory{};
-  uint32_t timestampBits = 0; // 0: the queue cannot time dispatches
-  bool storage16 = false;     // storageBuffer16BitAccess enabled
+  uint32_t timestampBits = 0;   // 0: the queue cannot time dispatches
+  bool storage16 = false;       // storageBuffer16BitAccess enabled
+  bool subgroupShuffle = false; // compute shaders have subgroup shuffles
 
   std::mutex messagesMutex;
   std::vector<std::string> messages; // validation messages not yet reported

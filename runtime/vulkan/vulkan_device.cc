@@ -215,7 +215,15 @@ Expected<VkPhysicalDevice> choose(const Context &ctx, int index) {
 
 Status createDevice(Context &ctx, VkPhysicalDevice pd) {
   ctx.physical = pd;
-  ctx.api.vkGetPhysicalDeviceProperties(pd, &ctx.properties);
+  auto subgroup = zeroed<VkPhysicalDeviceSubgroupProperties>(
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES);
+  auto properties =
+      zeroed<VkPhysicalDeviceProperties2>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2);
+  properties.pNext = &subgroup;
+  ctx.api.vkGetPhysicalDeviceProperties2(pd, &properties);
+  ctx.properties = properties.properties;
+  ctx.subgroupShuffle = (subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) != 0 &&
+                        (subgroup.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT) != 0;
   ctx.api.vkGetPhysicalDeviceMemoryProperties(pd, &ctx.memory);
   ctx.queueFamily = static_cast<uint32_t>(computeFamily(ctx, pd));
   uint32_t n = 0;

@@ -13,6 +13,7 @@ constexpr uint32_t kWorkgroupSize = 256; // compiler::kWorkgroupSize; the runtim
 constexpr const char *kEntryPoint = "main";
 constexpr uint64_t kFenceTimeoutNs = 60ull * 1000 * 1000 * 1000;
 constexpr uint32_t kCapabilityStorageBuffer16BitAccess = 4433;
+constexpr uint32_t kCapabilityGroupNonUniformShuffle = 65;
 
 // Workgroups in x and y for `invocations`: one row while the device allows, else rows of
 // equal width (the shader linearizes the id, and its guard drops the surplus).
@@ -25,6 +26,7 @@ std::pair<uint32_t, uint32_t> workgroups(int64_t invocations, uint32_t maxX) {
 // What the runtime checks in a module before handing it to the driver.
 struct ModuleFacts {
   bool storage16 = false;  // declares StorageBuffer16BitAccess
+  bool shuffle = false;    // declares GroupNonUniformShuffle
   int64_t maxBinding = -1; // highest Binding decoration
 };
 
@@ -35,9 +37,10 @@ ModuleFacts scan(const std::vector<uint32_t> &words) {
     uint32_t count = words[i] >> 16, opcode = words[i] & 0xffff;
     if (count == 0 || i + count > words.size())
       break;
-    if (opcode == kOpCapability && count == 2 &&
-        words[i + 1] == kCapabilityStorageBuffer16BitAccess)
-      f.storage16 = true;
+    if (opcode == kOpCapability && count == 2) {
+      f.storage16 |= words[i + 1] == kCapabilityStorageBuffer16BitAccess;
+      f.shuffle |= words[i + 1] == kCapabilityGroupNonUniformShuffle;
+    }
     if (opcode == kOpDecorate && count == 4 && words[i + 2] == kDecorationBinding)
       f.maxBinding = std::max<int64_t>(f.maxBinding, words[i + 3]);
     i += count;
@@ -123,6 +126,10 @@ Status VulkanPlan::checkExecutable() const {
     if (facts.storage16 && !ctx_->storage16)
       return makeError("vulkan: kernel " + k.name +
                        " uses f16/bf16 buffers but the device lacks storageBuffer16BitAccess");
+    if (facts.shuffle && !ctx_->subgroupShuffle)
+      return makeError("vulkan: kernel " + k.name +
+                       " shuffles values within subgroups but the device's compute shaders "
+                       "lack subgroup shuffles (VK_SUBGROUP_FEATURE_SHUFFLE_BIT)");
     // Binding N is the dims buffer, so a module for N buffers binds 0..N.
     if (facts.maxBinding != static_cast<int64_t>(k.buffers.size()))
       return makeError("vulkan: kernel " + k.name + " lists " + std::to_string(k.buffers.size()) +

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/unit/sample_kernels.h"
+
 namespace kiln::compiler {
 namespace {
 
@@ -212,6 +214,22 @@ TEST(KernelIrVerifier, RejectsBrokenRegions) {
     std::string msg = verifyError(k);
     EXPECT_NE(msg.find(c.expect), std::string::npos) << c.what << ": " << msg;
   }
+}
+
+TEST(KernelIrVerifier, ChecksShuffles) {
+  Kernel k = testing::subgroupSum();
+  EXPECT_FALSE(verifyKernel(k).failed()) << verifyKernel(k).message();
+  EXPECT_NE(printKernel(k).find("= shuffle_xor f32 %"), std::string::npos) << printKernel(k);
+  Kernel zero = k;
+  for (KInst &in : zero.body)
+    if (in.op == KOp::ShuffleXor)
+      in.imm = 0;
+  EXPECT_NE(verifyError(zero).find("lane mask 0 is outside [1, 2^30)"), std::string::npos);
+  Kernel guarded = k;
+  guarded.guard = 3; // the bounds check, id 3 (global id, dim, subgroup size before it)
+  guarded.guardEnd = 4;
+  EXPECT_NE(verifyError(guarded).find("shuffle in a guarded kernel"), std::string::npos)
+      << verifyError(guarded);
 }
 
 TEST(KernelIrPrinter, IndentsRegionsAndListsSharedArrays) {

@@ -112,4 +112,31 @@ inline compiler::Kernel rowSumMax() {
   return k;
 }
 
+// out[i] = the sum of in over invocation i's subgroup, by a butterfly of shuffles (each
+// step where its lane mask is below the subgroup size); size[i] = the subgroup size. No
+// guard: invocations past n read element 0 and store nothing.
+inline compiler::Kernel subgroupSum() {
+  compiler::Kernel k;
+  k.name = "subgroup_sum";
+  k.numDims = 1;
+  k.buffers = {
+      {"in", MemType::F32, false}, {"out", MemType::F32, true}, {"size", MemType::I32, true}};
+  KernelBuilder b(k);
+  int gid = b.globalId(), n = b.dim(0), size = b.subgroupSize();
+  int inside = b.op(KOp::ILt, KType::Bool, {gid, n});
+  int sum = b.varNew(
+      KType::F32, b.load(0, KType::F32, b.op(KOp::Select, KType::I32, {inside, gid, b.constI(0)})));
+  for (int mask = 1; mask < compiler::kWorkgroupSize; mask *= 2) {
+    b.ifBegin(b.op(KOp::ILt, KType::Bool, {b.constI(mask), size}));
+    int v = b.varGet(KType::F32, sum);
+    b.varSet(sum, b.op(KOp::FAdd, KType::F32, {v, b.shuffleXor(v, mask)}));
+    b.ifEnd();
+  }
+  b.ifBegin(inside);
+  b.store(1, gid, b.varGet(KType::F32, sum));
+  b.store(2, gid, size);
+  b.ifEnd();
+  return k;
+}
+
 } // namespace kiln::testing

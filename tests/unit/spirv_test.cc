@@ -153,6 +153,14 @@ TEST(SpirvEmit, RowSumMaxValidatesAndIsDeterministic) {
   EXPECT_EQ(words, *again);
 }
 
+TEST(SpirvEmit, SubgroupShufflesValidate) {
+  std::string text = disassembleSpirv(emitValid(testing::subgroupSum()));
+  for (const char *want : {"OpCapability GroupNonUniform\n", "OpCapability GroupNonUniformShuffle",
+                           "BuiltIn SubgroupSize", "OpGroupNonUniformShuffleXor %float %uint_3"})
+    EXPECT_NE(text.find(want), std::string::npos) << want << " missing in\n" << text;
+  EXPECT_EQ(countOf(text, "OpGroupNonUniformShuffleXor"), 8u) << text;
+}
+
 // Structured control flow, shared arrays, barriers and the workgroup builtins.
 TEST(SpirvEmit, RowSumMaxShape) {
   std::string text = disassembleSpirv(emitValid(testing::rowSumMax()));

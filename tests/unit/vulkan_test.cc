@@ -536,6 +536,34 @@ TEST_F(VulkanTest, RowSumMaxOnAWideGrid) {
   checkRowSumMax(out, in, rows, cols);
 }
 
+// Shuffles and the subgroup size: every invocation gets its subgroup's sum, which also
+// checks that subgroups are runs of consecutive invocations (the row template relies on it).
+TEST_F(VulkanTest, SubgroupShufflesSumEachSubgroup) {
+  const int64_t n = 1000;
+  std::vector<float> in(n);
+  for (int64_t i = 0; i < n; ++i)
+    in[i] = static_cast<float>(i);
+  std::vector<Bytes> out =
+      run(oneKernel(testing::subgroupSum(), {{"n", 1, 4096}}), {n}, {toBytes(in)});
+  ASSERT_EQ(out.size(), 2u);
+  std::vector<float> sums = fromBytes<float>(out[0]);
+  std::vector<int32_t> sizes = fromBytes<int32_t>(out[1]);
+  ASSERT_EQ(sums.size(), static_cast<size_t>(n));
+  int64_t size = sizes[0];
+  ASSERT_TRUE(size >= 1 && size <= 128 && (size & (size - 1)) == 0) << size;
+  int failures = 0;
+  for (int64_t i = 0; i < n && failures < 5; ++i) {
+    double want = 0;
+    for (int64_t j = i / size * size; j < (i / size + 1) * size; ++j)
+      want += j < n ? static_cast<double>(j) : 0;
+    if (sizes[i] != size || sums[i] != static_cast<float>(want)) {
+      ++failures;
+      ADD_FAILURE() << "invocation " << i << ": sum " << sums[i] << " (want " << want
+                    << "), subgroup size " << sizes[i] << " (want " << size << ")";
+    }
+  }
+}
+
 TEST_F(VulkanTest, BadArgumentsAreErrors) {
   Executable exe = oneKernel(testing::floatOp(KOp::FExp, 1), {{"n", 1, 100}});
   Expected<std::unique_ptr<Plan>> plan = device_->load(exe);
