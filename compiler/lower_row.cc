@@ -31,8 +31,9 @@ using ir::Op;
 
 // Elements an invocation keeps in registers at most.
 constexpr int64_t kMaxSlots = 32;
-// Elements per invocation the row width aims for when rows are short.
-constexpr int64_t kSlotsPerInvocation = 8;
+// Elements per invocation the row width aims for when rows are short: 16 gives rows of
+// 512 to one 32-wide subgroup, which then needs no shared memory or barrier.
+constexpr int64_t kSlotsPerInvocation = 16;
 // Bytes of the input a chunk of consecutive slots spans: one 128-bit access.
 constexpr int64_t kChunkBytes = 16;
 

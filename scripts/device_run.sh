@@ -76,10 +76,12 @@ for dev in "${devices[@]}"; do
   [[ $dev == cuda ]] && run matmul[4096^3,f16] $dev bench/graphs/matmul_f16.kir
 done
 
-# KILN_NCU=1: each kernel's time in the decoder layers and GEMVs, from Nsight Compute.
+# KILN_NCU=1: each kernel's time in the decoder layers, GEMVs, rms_norm, softmax and the
+# elementwise chain, from Nsight Compute.
 if [[ ${KILN_NCU:-0} == 1 ]] && command -v ncu >/dev/null; then
   for g in "examples/llama_decoder.kir --dims kv=1024" "bench/graphs/llama_decoder_nk.kir --dims kv=1024" \
-    bench/graphs/gemv_f16.kir bench/graphs/gemv_f16_nk.kir; do
+    bench/graphs/gemv_f16.kir bench/graphs/gemv_f16_nk.kir "examples/rmsnorm_mul.kir --dims t=8192" \
+    examples/softmax_scale_mask.kir "bench/graphs/ew_chain.kir --dims n=16777216"; do
     echo "== ncu: $g"
     # shellcheck disable=SC2086 # the graph and its --dims
     ncu --metrics gpu__time_duration.sum "$bin/kiln-run" $g --device=cuda 2>&1 |

@@ -139,6 +139,10 @@ Status CudaPlan::run(std::span<const int64_t> dims, std::span<const Bytes> input
                     "copying input " + exe_.buffers[exe_.inputs[i]].name);
           s.failed())
         return s;
+  // A copy from pageable memory returns before its last DMA lands, and the first kernel
+  // would wait for it inside the timed span.
+  if (Status s = check(api_.cuCtxSynchronize(), "copying the inputs"); s.failed())
+    return s;
   auto t0 = std::chrono::steady_clock::now();
   if (Status s = check(api_.cuEventRecord(start_, stream_), "cuEventRecord"); s.failed())
     return s;
