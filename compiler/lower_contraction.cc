@@ -10,7 +10,7 @@
 //
 // Two shapes of work: for few rows (decode: M <= 8) the invocations spread over K and
 // read B along its contiguous axis (VN consecutive columns when N is contiguous, VK
-// consecutive k when K is), which is the GEMV the memory bus sets the pace of; tiles
+// consecutive k of VN columns when K is), which is the GEMV the memory bus sets the pace of; tiles
 // narrow until there are enough workgroups, and siblings that no stored value mixes get
 // workgroups of their own. For many rows each invocation holds a register tile of
 // RM x VN sums over the whole of K.
@@ -34,6 +34,8 @@ constexpr int64_t kMaxGemvRows = 8;
 // Workgroups a GEMV aims for at least: about four per multiprocessor of an H100 or H200
 // (132), which keeps enough loads in flight to stream B at full bandwidth.
 constexpr int64_t kTargetWorkgroups = 512;
+// Columns (rows of B) an invocation of a GEMV over K-contiguous B sums at once.
+constexpr int64_t kColumnsPerInvocation = 4;
 
 int64_t nextPow2(int64_t v) {
   int64_t p = 1;
@@ -213,8 +215,11 @@ private:
       rg_ = nextPow2(m_.offset);
       rm_ = 1;
       if (kContiguous_) {
+        // Each invocation reads its 16 bytes of A once for kColumnsPerInvocation rows
+        // of B: with one, A (often an f32 temporary) cost the L1 twice what B did.
         vk_ = vec;
-        cg_ = 16;
+        vn_ = kColumnsPerInvocation;
+        cg_ = 16 / vn_;
       } else {
         vn_ = vec;
         cg_ = std::max<int64_t>(1, 32 / vn_);
@@ -253,8 +258,8 @@ private:
         cg_ /= 2;
         ks_ *= 2;
       }
-      // Loads in flight per invocation: 4 or 8 steps of 16 bytes.
-      unroll_ = kContiguous_ ? 4 : 8;
+      // Loads of B in flight per invocation: 8 steps of 16 bytes.
+      unroll_ = kContiguous_ ? 8 / kColumnsPerInvocation : 8;
     } else {
       vn_ = 4;
       rm_ = 4;
@@ -401,12 +406,23 @@ private:
     el_.pushScope();
     const Node &a0 = anchor(0);
     bool ta = a0.attrBool("transpose_a");
-    for (int64_t u = 0; u < unroll_; ++u)
+    // Where K is a static multiple of VK, a chunk of VK consecutive k lies wholly inside
+    // or wholly past the end: one test a chunk, and a clamp to the last chunk keeps the
+    // index aligned for vector loads.
+    bool byChunk = k_.isStatic() && k_.offset % vk_ == 0;
+    for (int64_t u = 0; u < unroll_; ++u) {
+      int64_t chunk = u * ks_ * vk_;
+      int kc = chunk == 0 ? kb : iop(KOp::IAdd, {kb, c(chunk)});
+      int chunkInside = -1;
+      if (mask && byChunk && chunk > 0) { // the loop's own k is always inside
+        chunkInside = lt(kc, kEnd);
+        kc = select(KType::I32, chunkInside, kc, c(k_.offset - vk_));
+      }
       for (int64_t kk = 0; kk < vk_; ++kk) {
-        int64_t off = u * ks_ * vk_ + kk;
-        int k = off == 0 ? kb : iop(KOp::IAdd, {kb, c(off)});
-        int inside = -1;
-        if (mask && off > 0) { // the loop's own k is always inside
+        int64_t off = chunk + kk;
+        int k = kk == 0 ? kc : iop(KOp::IAdd, {kc, c(kk)});
+        int inside = chunkInside;
+        if (mask && !byChunk && off > 0) {
           inside = lt(k, kEnd);
           k = select(KType::I32, inside, k, iop(KOp::ISub, {kEnd, c(1)}));
         }
@@ -431,6 +447,7 @@ private:
           }
         }
       }
+    }
     el_.popScope();
     b_.loopEnd();
   }
