@@ -34,8 +34,8 @@ constexpr int64_t kMaxGemvRows = 8;
 // Workgroups a GEMV aims for at least: about four per multiprocessor of an H100 or H200
 // (132), which keeps enough loads in flight to stream B at full bandwidth.
 constexpr int64_t kTargetWorkgroups = 512;
-// Columns (rows of B) an invocation of a GEMV over K-contiguous B sums at once.
-constexpr int64_t kColumnsPerInvocation = 4;
+// Columns (rows of B) an invocation of a GEMV over K-contiguous B sums at once, at most.
+constexpr int64_t kMaxColumnsPerInvocation = 4;
 
 int64_t nextPow2(int64_t v) {
   int64_t p = 1;
@@ -215,11 +215,15 @@ private:
       rg_ = nextPow2(m_.offset);
       rm_ = 1;
       if (kContiguous_) {
-        // Each invocation reads its 16 bytes of A once for kColumnsPerInvocation rows
-        // of B: with one, A (often an f32 temporary) cost the L1 twice what B did.
+        // An invocation's A chunk serves VN rows of B of each sibling in its workgroup,
+        // VN growing until A's bytes are no more than B's. An f32 A (a temporary) over
+        // one weight cost the L1 twice what B did: the down projection ran at 2.2 TB/s
+        // with the L1 91% busy (ncu, H200).
         vk_ = vec;
-        vn_ = kColumnsPerInvocation;
-        cg_ = 16 / vn_;
+        int64_t siblings = separable_ ? 1 : static_cast<int64_t>(anchors_.size());
+        while (vn_ < kMaxColumnsPerInvocation && aBytes() * vk_ > 16 * vn_ * siblings)
+          vn_ *= 2;
+        cg_ = std::max<int64_t>(1, 16 / vn_);
       } else {
         vn_ = vec;
         cg_ = std::max<int64_t>(1, 32 / vn_);
@@ -258,8 +262,8 @@ private:
         cg_ /= 2;
         ks_ *= 2;
       }
-      // Loads of B in flight per invocation: 8 steps of 16 bytes.
-      unroll_ = kContiguous_ ? 8 / kColumnsPerInvocation : 8;
+      // Loads of B in flight per invocation: 4 (8 over N-contiguous B) of 16 bytes.
+      unroll_ = kContiguous_ ? std::max<int64_t>(1, 4 / vn_) : 8;
     } else {
       vn_ = 4;
       rm_ = 4;
@@ -287,6 +291,18 @@ private:
       return makeError(std::to_string(anchors_.size()) +
                        " sibling matmuls need more shared memory than a workgroup has");
     return Status::ok();
+  }
+
+  // Bytes of an element of A as the kernel reads it: a graph input's own dtype (or, for
+  // a value the kernel computes, its dtype, a guess at its inputs'), else a temporary's
+  // (f16 and bf16 values travel between kernels as f32).
+  int64_t aBytes() const {
+    int id = anchor(0).operands[0];
+    while (ir::opCategory(g_.nodes[id].op) == ir::Category::Layout && !el_.inKernel(id))
+      id = g_.nodes[id].operands[0];
+    const Node &a = g_.nodes[id];
+    bool own = ir::opCategory(a.op) == ir::Category::Source || el_.inKernel(id);
+    return own || !ir::isFloat(a.type.dtype) ? ir::dtypeBytes(a.type.dtype) : 4;
   }
 
   // Whether node `id` reads anchor `a`'s value, through the kernel's nodes and views.
