@@ -198,8 +198,10 @@ void ElementLowering::store(int buffer, int index, int id, int v) {
 }
 
 void ElementLowering::loadInputs(int id, const std::vector<int> &coords) {
-  if (lookup({id, coords}) >= 0)
+  Key key{id, coords};
+  if (lookup(key) >= 0 || find(&Scope::loaded, key))
     return;
+  scopes_.back().loaded[key] = true;
   const Node &n = g_.nodes[id];
   ir::Category c = ir::opCategory(n.op);
   if (c == ir::Category::Layout) {

@@ -99,6 +99,7 @@ private:
   // (both ways: coordinates of a linear index, and the index of those coordinates).
   struct Scope {
     std::map<Key, int> values;
+    std::map<Key, bool> loaded; // loadInputs done (a DAG's shared operands walked once)
     std::map<std::pair<int, ir::Shape>, std::vector<int>> delinearized;
     std::map<std::pair<std::vector<int>, ir::Shape>, int> linearized;
   };

@@ -133,16 +133,24 @@ private:
   int iop(KOp op, std::vector<int> args) { return el_.iop(op, std::move(args)); }
   int fop(KOp op, std::vector<int> args) { return el_.fop(op, std::move(args)); }
 
-  // Whether the node's value depends on the anchor's (through the kernel's nodes).
+  // Whether the node's value depends on the anchor's (through the kernel's nodes),
+  // remembered per node so that a DAG is walked once.
   bool dependsOnAnchor(int id) {
     if (id == anchor_)
       return true;
     if (id < anchor_)
       return false;
-    for (int o : g_.nodes[id].operands)
-      if (dependsOnAnchor(o))
-        return true;
-    return false;
+    if (depends_.empty())
+      depends_.assign(g_.nodes.size(), -1);
+    if (depends_[id] < 0) {
+      depends_[id] = 0;
+      for (int o : g_.nodes[id].operands)
+        if (dependsOnAnchor(o)) {
+          depends_[id] = 1;
+          break;
+        }
+    }
+    return depends_[id] == 1;
   }
 
   Coords at(int c) const {
@@ -356,6 +364,7 @@ private:
   int64_t vec_ = 1;   // consecutive elements per chunk of slots
   int slots_ = 0;     // elements per invocation kept in registers; 0: loops
   int reductions_ = 0;
+  std::vector<int8_t> depends_; // per node: dependsOnAnchor, or -1 while unknown
   std::vector<Slot> slotList_;
   int length_ = -1, lane_ = -1, t_ = -1, row_ = -1, rowValid_ = -1, result_ = -1;
   Coords rowCoords_;

@@ -243,6 +243,27 @@ TEST(Compile, RowKernelsKeepShortRowsInRegistersAndLoopOverLongOnes) {
   EXPECT_GT(loadsInLoops(lowered->kernels[0]), 0) << printKernel(lowered->kernels[0]);
 }
 
+// Operands shared along a chain (b_i = b_{i-1} + b_{i-1}, 64 deep) are walked once:
+// lowering used to revisit them per path, 2^depth times, and a 24-deep chain took a
+// minute. The chain ends in a row kernel's epilogue, beside the reduction, and in a
+// pointwise kernel of its own.
+TEST(Compile, ChainsOfSharedOperandsLowerInLinearWork) {
+  std::string text = "graph @g(%x: f32[4, 64], %y: f32[4]) -> (f32[4], f32[4]) {\n"
+                     "  %r = reduce_sum %x {axes = [1]} : f32[4]\n"
+                     "  %b0 = exp %y : f32[4]\n";
+  for (int i = 1; i <= 64; ++i)
+    text += "  %b" + std::to_string(i) + " = max %b" + std::to_string(i - 1) + ", %b" +
+            std::to_string(i - 1) + " : f32[4]\n";
+  text += "  %out = add %b64, %r : f32[4]\n  %c = neg %b64 : f32[4]\n  return %out, %c\n}\n";
+  auto lowered = lowerGraph(prepare(text));
+  ASSERT_TRUE(lowered) << lowered.message();
+  std::string all;
+  for (const Kernel &k : lowered->kernels)
+    all += printKernel(k);
+  EXPECT_NE(all.find("shuffle_xor"), std::string::npos) << all; // the row kernel is there
+  EXPECT_NE(all.find("fneg"), std::string::npos) << all;
+}
+
 // Opens the backend's device and the options that compile for it; skips the test (or
 // fails it, where CI requires Vulkan) when there is none.
 struct Target {
