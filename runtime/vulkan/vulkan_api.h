@@ -57,7 +57,7 @@ namespace kiln::runtime::vk {
   X(Device, vkResetCommandBuffer)                                                                  \
   X(Device, vkCmdBindPipeline)                                                                     \
   X(Device, vkCmdBindDescriptorSets)                                                               \
-  X(Device, vkCmdDispatch)                                                                         \
+  X(Device, vkCmdDispatchIndirect)                                                                 \
   X(Device, vkCmdPipelineBarrier)                                                                  \
   X(Device, vkCmdResetQueryPool)                                                                   \
   X(Device, vkCmdWriteTimestamp)                                                                   \

@@ -1,4 +1,5 @@
-// An Executable loaded on a Vulkan device: buffers, pipelines and one command buffer per run.
+// An Executable loaded on a Vulkan device: buffers, pipelines and one command buffer,
+// recorded at load and submitted again by every run.
 #include <algorithm>
 #include <chrono>
 #include <limits>
@@ -75,10 +76,11 @@ private:
   };
 
   Status checkExecutable() const;
-  Status createBuffer(int64_t bytes, Buffer &out);
+  Status createBuffer(int64_t bytes, Buffer &out,
+                      VkBufferUsageFlags usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT);
   Status createPipeline(const ExecKernel &k, Pipeline &out);
   void bindBuffers(const ExecKernel &k, const Pipeline &p);
-  Status record(std::span<const int64_t> dims);
+  Status record();
   void destroyBuffer(Buffer &b);
 
   std::shared_ptr<Context> ctx_;
@@ -86,6 +88,7 @@ private:
   Executable exe_;
   std::vector<Buffer> buffers_;
   Buffer dims_;
+  Buffer dispatches_; // per kernel: workgroups in x, y and z for vkCmdDispatchIndirect
   std::vector<Pipeline> pipelines_;
   VkDescriptorPool pool_ = VK_NULL_HANDLE;
   VkCommandPool commandPool_ = VK_NULL_HANDLE;
@@ -109,6 +112,7 @@ VulkanPlan::~VulkanPlan() {
   for (Buffer &b : buffers_)
     destroyBuffer(b);
   destroyBuffer(dims_);
+  destroyBuffer(dispatches_);
 }
 
 void VulkanPlan::destroyBuffer(Buffer &b) {
@@ -149,10 +153,10 @@ Status VulkanPlan::checkExecutable() const {
   return Status::ok();
 }
 
-Status VulkanPlan::createBuffer(int64_t bytes, Buffer &out) {
+Status VulkanPlan::createBuffer(int64_t bytes, Buffer &out, VkBufferUsageFlags usage) {
   auto info = zeroed<VkBufferCreateInfo>(VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO);
   info.size = static_cast<VkDeviceSize>(std::max<int64_t>(bytes, 4)); // no empty buffers in Vulkan
-  info.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
+  info.usage = usage;
   info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
   if (Status s =
           check(api_.vkCreateBuffer(ctx_->device, &info, nullptr, &out.buffer), "vkCreateBuffer");
@@ -271,6 +275,10 @@ Status VulkanPlan::init() {
       return s;
   if (Status s = createBuffer(static_cast<int64_t>(exe_.dims.size()) * 4, dims_); s.failed())
     return s;
+  if (Status s = createBuffer(static_cast<int64_t>(exe_.kernels.size()) * 12, dispatches_,
+                              VK_BUFFER_USAGE_INDIRECT_BUFFER_BIT);
+      s.failed())
+    return s;
 
   uint32_t descriptors = 0;
   for (const ExecKernel &k : exe_.kernels)
@@ -320,16 +328,16 @@ Status VulkanPlan::init() {
         s.failed())
       return s;
   }
+  if (Status s = record(); s.failed())
+    return s;
   return ctx_->takeMessages("load");
 }
 
-// Dispatch counts depend on the dims, so the command buffer is recorded per run.
-Status VulkanPlan::record(std::span<const int64_t> dims) {
+// Recorded once: the workgroup counts, which depend on the dims, come from dispatches_,
+// which each run rewrites (with the dims buffer) before it submits.
+Status VulkanPlan::record() {
   VkCommandBuffer cb = commands_;
-  if (Status s = check(api_.vkResetCommandBuffer(cb, 0), "vkResetCommandBuffer"); s.failed())
-    return s;
   auto begin = zeroed<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
-  begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
   if (Status s = check(api_.vkBeginCommandBuffer(cb, &begin), "vkBeginCommandBuffer"); s.failed())
     return s;
   if (timestamps_) {
@@ -337,7 +345,6 @@ Status VulkanPlan::record(std::span<const int64_t> dims) {
     api_.vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, timestamps_, 0);
   }
   for (size_t i = 0; i < exe_.kernels.size(); ++i) {
-    const ExecKernel &k = exe_.kernels[i];
     if (i > 0) {
       // Kernel i runs after kernel i-1 finished and sees its writes. The execution
       // dependency orders every earlier dispatch (write-after-read included); the memory
@@ -356,14 +363,10 @@ Status VulkanPlan::record(std::span<const int64_t> dims) {
           cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0,
           nullptr, static_cast<uint32_t>(barriers.size()), barriers.data(), 0, nullptr);
     }
-    int64_t n = invocations(k, dims);
-    if (n <= 0)
-      continue;
     api_.vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipelines_[i].pipeline);
     api_.vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipelines_[i].layout, 0, 1,
                                  &pipelines_[i].set, 0, nullptr);
-    auto [x, y] = workgroups(n, ctx_->properties.limits.maxComputeWorkGroupCount[0]);
-    api_.vkCmdDispatch(cb, x, y, 1);
+    api_.vkCmdDispatchIndirect(cb, dispatches_.buffer, i * 12);
   }
   // The host reads outputs after the fence; make the shader writes visible to it.
   auto toHost = zeroed<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
@@ -383,11 +386,18 @@ Status VulkanPlan::run(std::span<const int64_t> dims, std::span<const Bytes> inp
   auto *dimValues = static_cast<int32_t *>(dims_.mapped);
   for (size_t i = 0; i < dims.size(); ++i)
     dimValues[i] = static_cast<int32_t>(dims[i]);
+  auto *groups = static_cast<uint32_t *>(dispatches_.mapped);
+  for (size_t i = 0; i < exe_.kernels.size(); ++i) {
+    int64_t n = invocations(exe_.kernels[i], dims);
+    auto [x, y] = n > 0 ? workgroups(n, ctx_->properties.limits.maxComputeWorkGroupCount[0])
+                        : std::pair<uint32_t, uint32_t>{0, 0};
+    groups[3 * i] = x;
+    groups[3 * i + 1] = y;
+    groups[3 * i + 2] = 1;
+  }
   for (size_t i = 0; i < inputs.size(); ++i)
     std::copy(inputs[i].begin(), inputs[i].end(),
               static_cast<uint8_t *>(buffers_[exe_.inputs[i]].mapped));
-  if (Status s = record(dims); s.failed())
-    return s;
 
   auto start = std::chrono::steady_clock::now();
   auto submit = zeroed<VkSubmitInfo>(VK_STRUCTURE_TYPE_SUBMIT_INFO);

@@ -524,6 +524,22 @@ TEST_F(VulkanTest, RowSumMaxMatchesCpu) {
   }
 }
 
+// One plan at several shapes: each run rewrites the dims and the workgroup counts of its
+// indirect dispatches, and replays the command buffer recorded at load. A stale count
+// would leave the added rows unwritten.
+TEST_F(VulkanTest, ShapeChangesReplayTheRecordedCommands) {
+  Expected<std::unique_ptr<Plan>> plan = device_->load(rowSumMaxExecutable(8, 5000));
+  ASSERT_TRUE(plan) << plan.message();
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{2, 256}, {5, 4097}, {1, 1}, {8, 300}}) {
+    std::vector<float> in = rowValues(rows, cols);
+    std::vector<Bytes> out;
+    Status s = (*plan)->run(std::vector<int64_t>{rows, cols}, std::vector<Bytes>{toBytes(in)}, out,
+                            nullptr);
+    ASSERT_FALSE(s.failed()) << s.message();
+    checkRowSumMax(out, in, rows, cols);
+  }
+}
+
 // More rows than one dispatch row of workgroups holds (65535 on lavapipe): GroupId must
 // count the rows of a 2-D dispatch.
 TEST_F(VulkanTest, RowSumMaxOnAWideGrid) {
