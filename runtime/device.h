@@ -18,6 +18,10 @@ using Bytes = std::vector<uint8_t>;
 struct RunStats {
   double deviceMicros = 0; // time of the kernels alone, as the device measured it (0 if unknown)
   double hostMicros = 0;   // submit to completion, as the host saw it
+  int64_t kernels = 0;     // kernels that had work at these dims
+  int64_t barriers = 0;    // barriers the device went through between (and after) them
+  int64_t submits = 0;     // queue submissions (Vulkan) or kernel launches (CUDA)
+  int64_t rerecords = 0;   // command buffers this run had to record again
 };
 
 // An Executable loaded on a device, ready to run at any dims within their ranges.

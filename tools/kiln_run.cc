@@ -32,6 +32,10 @@ options:
                        PASS or FAIL per run; the exit code is 0 only if all passed
   --iters N            run N times per --dims and report the median (default 1)
   --seed S             seed for the random inputs (default 1)
+  --stats              print one JSON object last: device; kernels, barriers,
+                       submits, rerecords and reinstantiations summed over every
+                       run and iteration; median_us of the first --dims run; and
+                       runs, each --dims run's dims and median_us
   --list-devices       print the devices found, one per line, and exit
   -h, --help           print this help
 )";
@@ -43,6 +47,7 @@ struct Options {
   bool check = false;
   int iters = 1;
   uint64_t seed = 1;
+  bool stats = false;
 };
 
 Expected<std::vector<int64_t>> parseDims(const ir::Graph &g, std::string_view text) {
@@ -90,6 +95,7 @@ struct Runner {
   const ir::Graph &g;
   std::unique_ptr<runtime::Plan> plan; // null: the reference interpreter
   const runtime::Executable *exe = nullptr;
+  runtime::RunStats totals; // counts summed over every run (times unused)
 
   Expected<std::vector<ir::HostTensor>> run(const std::vector<int64_t> &dims,
                                             const std::vector<ir::HostTensor> &in, int iters,
@@ -120,6 +126,10 @@ struct Runner {
       if (Status s = plan->run(dims, bytes, outBytes, &stats); s.failed())
         return makeError("error: " + s.message());
       times.push_back(stats.deviceMicros > 0 ? stats.deviceMicros : stats.hostMicros);
+      totals.kernels += stats.kernels;
+      totals.barriers += stats.barriers;
+      totals.submits += stats.submits;
+      totals.rerecords += stats.rerecords;
       outs.clear();
       for (size_t i = 0; i < outBytes.size(); ++i) {
         const ir::TensorType &t = g.typeOf(g.outputs[i]);
@@ -136,6 +146,18 @@ std::string dimsText(const ir::Graph &g, const std::vector<int64_t> &dims) {
   for (size_t i = 0; i < dims.size(); ++i)
     s += (i ? "," : "") + g.dims[i].name + "=" + std::to_string(dims[i]);
   return s.empty() ? "static" : s;
+}
+
+// `s` as a JSON string.
+std::string jsonString(const std::string &s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\')
+      out += '\\';
+    if (static_cast<unsigned char>(c) >= 0x20)
+      out += c;
+  }
+  return out + "\"";
 }
 
 // Whether `dev` is `kind` or `kind:N`; `index` gets N, or -1.
@@ -210,6 +232,8 @@ int run(const Options &o) {
   std::fflush(stdout);
 
   bool allPassed = true;
+  std::string runsJson;
+  double firstUs = 0;
   for (size_t r = 0; r < runs.size(); ++r) {
     const std::vector<int64_t> &dims = runs[r];
     // Big graphs take seconds on the reference interpreter: say what is going on.
@@ -228,6 +252,11 @@ int run(const Options &o) {
     std::printf("run %zu (%s): %.1f us median of %d\n", r, dimsText(ref, dims).c_str(), us,
                 o.iters);
     std::fflush(stdout);
+    char item[64];
+    std::snprintf(item, sizeof item, ", \"median_us\": %.3f}", us);
+    runsJson += std::string(r ? ", " : "") + "{\"dims\": " + jsonString(dimsText(ref, dims)) + item;
+    if (r == 0)
+      firstUs = us;
     if (!o.check)
       continue;
     // On the reference device the run itself is the reference.
@@ -252,6 +281,16 @@ int run(const Options &o) {
     }
     std::printf("%s\n", passed ? "PASS" : "FAIL");
     allPassed &= passed;
+  }
+  if (o.stats) {
+    // No CUDA graphs yet (issue 6), so nothing is ever instantiated again.
+    const runtime::RunStats &t = runner.totals;
+    std::printf("{\"device\": %s, \"kernels\": %lld, \"barriers\": %lld, \"submits\": %lld, "
+                "\"rerecords\": %lld, \"reinstantiations\": 0, \"median_us\": %.3f, "
+                "\"runs\": [%s]}\n",
+                jsonString(deviceName).c_str(), static_cast<long long>(t.kernels),
+                static_cast<long long>(t.barriers), static_cast<long long>(t.submits),
+                static_cast<long long>(t.rerecords), firstUs, runsJson.c_str());
   }
   return allPassed ? 0 : 1;
 }
@@ -332,6 +371,8 @@ int main(int argc, char **argv) {
       o.dims.emplace_back(v);
     } else if (a == "--check") {
       o.check = true;
+    } else if (a == "--stats") {
+      o.stats = true;
     } else if (args.value(a, "--iters", v)) {
       o.iters = std::atoi(std::string(v).c_str());
       if (o.iters < 1)

@@ -89,6 +89,8 @@ private:
   std::vector<Buffer> buffers_;
   Buffer dims_;
   Buffer dispatches_; // per kernel: workgroups in x, y and z for vkCmdDispatchIndirect
+  int64_t recordings_ = 0;
+  int64_t barriers_ = 0; // pipeline barriers in the recorded commands
   std::vector<Pipeline> pipelines_;
   VkDescriptorPool pool_ = VK_NULL_HANDLE;
   VkCommandPool commandPool_ = VK_NULL_HANDLE;
@@ -337,6 +339,8 @@ Status VulkanPlan::init() {
 // which each run rewrites (with the dims buffer) before it submits.
 Status VulkanPlan::record() {
   VkCommandBuffer cb = commands_;
+  ++recordings_;
+  barriers_ = 0;
   auto begin = zeroed<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
   if (Status s = check(api_.vkBeginCommandBuffer(cb, &begin), "vkBeginCommandBuffer"); s.failed())
     return s;
@@ -362,6 +366,7 @@ Status VulkanPlan::record() {
       api_.vkCmdPipelineBarrier(
           cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0,
           nullptr, static_cast<uint32_t>(barriers.size()), barriers.data(), 0, nullptr);
+      ++barriers_;
     }
     api_.vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipelines_[i].pipeline);
     api_.vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipelines_[i].layout, 0, 1,
@@ -374,6 +379,7 @@ Status VulkanPlan::record() {
   toHost.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
   api_.vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0,
                             1, &toHost, 0, nullptr, 0, nullptr);
+  ++barriers_;
   if (timestamps_)
     api_.vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, timestamps_, 1);
   return check(api_.vkEndCommandBuffer(cb), "vkEndCommandBuffer");
@@ -386,6 +392,7 @@ Status VulkanPlan::run(std::span<const int64_t> dims, std::span<const Bytes> inp
   auto *dimValues = static_cast<int32_t *>(dims_.mapped);
   for (size_t i = 0; i < dims.size(); ++i)
     dimValues[i] = static_cast<int32_t>(dims[i]);
+  int64_t recordings = recordings_, kernels = 0;
   auto *groups = static_cast<uint32_t *>(dispatches_.mapped);
   for (size_t i = 0; i < exe_.kernels.size(); ++i) {
     int64_t n = invocations(exe_.kernels[i], dims);
@@ -394,6 +401,7 @@ Status VulkanPlan::run(std::span<const int64_t> dims, std::span<const Bytes> inp
     groups[3 * i] = x;
     groups[3 * i + 1] = y;
     groups[3 * i + 2] = 1;
+    kernels += n > 0;
   }
   for (size_t i = 0; i < inputs.size(); ++i)
     std::copy(inputs[i].begin(), inputs[i].end(),
@@ -415,6 +423,10 @@ Status VulkanPlan::run(std::span<const int64_t> dims, std::span<const Bytes> inp
     return s;
 
   if (stats) {
+    stats->kernels = kernels;
+    stats->barriers = barriers_;
+    stats->submits = 1;
+    stats->rerecords = recordings_ - recordings;
     stats->hostMicros = std::chrono::duration<double, std::micro>(end - start).count();
     stats->deviceMicros = 0;
     uint64_t ticks[2] = {0, 0};
