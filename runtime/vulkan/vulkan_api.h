@@ -44,6 +44,9 @@ namespace kiln::runtime::vk {
   X(Device, vkCreatePipelineLayout)                                                                \
   X(Device, vkDestroyPipelineLayout)                                                               \
   X(Device, vkCreateComputePipelines)                                                              \
+  X(Device, vkCreatePipelineCache)                                                                 \
+  X(Device, vkDestroyPipelineCache)                                                                \
+  X(Device, vkGetPipelineCacheData)                                                                \
   X(Device, vkDestroyPipeline)                                                                     \
   X(Device, vkCreateDescriptorPool)                                                                \
   X(Device, vkDestroyDescriptorPool)                                                               \

@@ -2,7 +2,15 @@
 // recorded at load and submitted again by every run.
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
+#include <thread>
+
+#include <unistd.h>
 
 #include "runtime/vulkan/vulkan_context.h"
 
@@ -22,6 +30,64 @@ std::pair<uint32_t, uint32_t> workgroups(int64_t invocations, uint32_t maxX) {
   int64_t groups = (invocations + kWorkgroupSize - 1) / kWorkgroupSize;
   int64_t rows = (groups + maxX - 1) / maxX;
   return {static_cast<uint32_t>((groups + rows - 1) / rows), static_cast<uint32_t>(rows)};
+}
+
+// The on-disk pipeline cache of a device: KILN_CACHE_DIR (off: none), else
+// $XDG_CACHE_HOME/kiln, else ~/.cache/kiln; one file per device and driver build, named
+// by the driver's pipelineCacheUUID. The driver keys entries by shader content.
+std::string pipelineCachePath(const VkPhysicalDeviceProperties &p) {
+  std::filesystem::path dir;
+  if (const char *d = std::getenv("KILN_CACHE_DIR"))
+    dir = d;
+  else if (const char *x = std::getenv("XDG_CACHE_HOME"); x && *x)
+    dir = std::filesystem::path(x) / "kiln";
+  else if (const char *h = std::getenv("HOME"); h && *h)
+    dir = std::filesystem::path(h) / ".cache" / "kiln";
+  if (dir.empty() || dir == "off")
+    return "";
+  std::string name = "vulkan-";
+  for (uint8_t b : p.pipelineCacheUUID) {
+    constexpr const char *kHex = "0123456789abcdef";
+    name += kHex[b >> 4];
+    name += kHex[b & 15];
+  }
+  return (dir / (name + ".bin")).string();
+}
+
+// The cache file's bytes when its header names this device and driver build; else none.
+std::vector<uint8_t> readPipelineCache(const std::string &path,
+                                       const VkPhysicalDeviceProperties &p) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<uint8_t> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  uint32_t header[4];
+  if (data.size() < 32)
+    return {};
+  std::memcpy(header, data.data(), sizeof header);
+  if (header[0] < 32 || header[1] != VK_PIPELINE_CACHE_HEADER_VERSION_ONE ||
+      header[2] != p.vendorID || header[3] != p.deviceID ||
+      std::memcmp(data.data() + 16, p.pipelineCacheUUID, VK_UUID_SIZE) != 0)
+    return {};
+  return data;
+}
+
+// Writes the cache through a temporary file and a rename, so that a reader never sees
+// half a file; a cache that cannot be written is skipped (it only saves time).
+void writePipelineCache(const std::string &path, const std::vector<uint8_t> &data) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  std::string tmp = path + ".tmp" + std::to_string(::getpid()) + "-" +
+                    std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id()));
+  bool written;
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char *>(data.data()),
+              static_cast<std::streamsize>(data.size()));
+    written = static_cast<bool>(out);
+  }
+  if (written)
+    std::filesystem::rename(tmp, path, ec);
+  if (!written || ec)
+    std::filesystem::remove(tmp, ec);
 }
 
 // What the runtime checks in a module before handing it to the driver.
@@ -97,11 +163,13 @@ private:
   VkCommandBuffer commands_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
   VkQueryPool timestamps_ = VK_NULL_HANDLE;
+  VkPipelineCache pipelineCache_ = VK_NULL_HANDLE;
 };
 
 VulkanPlan::~VulkanPlan() {
   VkDevice d = ctx_->device;
   api_.vkDestroyQueryPool(d, timestamps_, nullptr);
+  api_.vkDestroyPipelineCache(d, pipelineCache_, nullptr);
   api_.vkDestroyFence(d, fence_, nullptr);
   api_.vkDestroyCommandPool(d, commandPool_, nullptr); // frees commands_
   api_.vkDestroyDescriptorPool(d, pool_, nullptr);     // frees the sets
@@ -233,7 +301,7 @@ Status VulkanPlan::createPipeline(const ExecKernel &k, Pipeline &out) {
   pipeline.stage.pName = kEntryPoint;
   pipeline.layout = out.layout;
   if (Status s = check(
-          api_.vkCreateComputePipelines(d, VK_NULL_HANDLE, 1, &pipeline, nullptr, &out.pipeline),
+          api_.vkCreateComputePipelines(d, pipelineCache_, 1, &pipeline, nullptr, &out.pipeline),
           ("vkCreateComputePipelines for kernel " + k.name).c_str());
       s.failed())
     return s;
@@ -295,11 +363,32 @@ Status VulkanPlan::init() {
       s.failed())
     return s;
 
+  std::string cachePath = pipelineCachePath(ctx_->properties);
+  std::vector<uint8_t> cached =
+      cachePath.empty() ? std::vector<uint8_t>{} : readPipelineCache(cachePath, ctx_->properties);
+  auto cacheInfo = zeroed<VkPipelineCacheCreateInfo>(VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO);
+  cacheInfo.initialDataSize = cached.size();
+  cacheInfo.pInitialData = cached.data();
+  if (Status s = check(api_.vkCreatePipelineCache(d, &cacheInfo, nullptr, &pipelineCache_),
+                       "vkCreatePipelineCache");
+      s.failed())
+    return s;
   pipelines_.resize(exe_.kernels.size());
   for (size_t i = 0; i < exe_.kernels.size(); ++i) {
     if (Status s = createPipeline(exe_.kernels[i], pipelines_[i]); s.failed())
       return s;
     bindBuffers(exe_.kernels[i], pipelines_[i]);
+  }
+  // New pipelines grow the cache: save it for the next load.
+  size_t cacheBytes = 0;
+  if (!cachePath.empty() &&
+      api_.vkGetPipelineCacheData(d, pipelineCache_, &cacheBytes, nullptr) == VK_SUCCESS &&
+      cacheBytes != cached.size()) {
+    std::vector<uint8_t> data(cacheBytes);
+    if (api_.vkGetPipelineCacheData(d, pipelineCache_, &cacheBytes, data.data()) == VK_SUCCESS) {
+      data.resize(cacheBytes);
+      writePipelineCache(cachePath, data);
+    }
   }
 
   auto commandPool = zeroed<VkCommandPoolCreateInfo>(VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO);

@@ -13,6 +13,8 @@ config.substitutions.append(("%examples", os.path.join(config.kiln_src_dir, "exa
 config.substitutions.append(("FileCheck", config.filecheck))
 config.substitutions.append(("not ", os.path.join(os.path.dirname(config.filecheck), "not") + " "))
 config.environment["PATH"] = os.pathsep.join([config.kiln_bin_dir, config.environment.get("PATH", "")])
+# The pipeline cache of Vulkan runs stays inside the build.
+config.environment["KILN_CACHE_DIR"] = os.path.join(config.kiln_bin_dir, "..", "test-cache")
 
 # Features: tools and devices a test may require; without them it is UNSUPPORTED (skipped).
 import shutil

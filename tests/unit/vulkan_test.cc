@@ -4,10 +4,13 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <random>
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "compiler/spirv/emit_spirv.h"
 #include "ir/float16.h"
@@ -538,6 +541,41 @@ TEST_F(VulkanTest, ShapeChangesReplayTheRecordedCommands) {
     ASSERT_FALSE(s.failed()) << s.message();
     checkRowSumMax(out, in, rows, cols);
   }
+}
+
+// The pipeline cache goes to KILN_CACHE_DIR, one file per device and driver build that
+// starts with a Vulkan cache header; a file that is not one is ignored and replaced.
+TEST_F(VulkanTest, PipelineCachePersistsAndSurvivesGarbage) {
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("kiln-cache-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  setenv("KILN_CACHE_DIR", dir.c_str(), 1);
+  auto files = [&] {
+    std::vector<std::filesystem::path> v;
+    for (const auto &e : std::filesystem::directory_iterator(dir))
+      v.push_back(e.path());
+    return v;
+  };
+  auto header = [](const std::filesystem::path &p) {
+    std::ifstream in(p, std::ios::binary);
+    uint32_t h[2] = {0, 0};
+    in.read(reinterpret_cast<char *>(h), sizeof h);
+    return std::make_pair(h[0], h[1]);
+  };
+  std::vector<float> in = rowValues(3, 300);
+  checkRowSumMax(run(rowSumMaxExecutable(8, 5000), {3, 300}, {toBytes(in)}), in, 3, 300);
+  ASSERT_TRUE(std::filesystem::exists(dir));
+  ASSERT_EQ(files().size(), 1u);
+  std::filesystem::path cache = files()[0];
+  EXPECT_EQ(header(cache),
+            std::make_pair(32u, 1u)); // header size, VK_PIPELINE_CACHE_HEADER_VERSION_ONE
+  std::ofstream(cache, std::ios::binary | std::ios::trunc)
+      << "not a pipeline cache, but long enough to pass for one";
+  checkRowSumMax(run(rowSumMaxExecutable(8, 5000), {3, 300}, {toBytes(in)}), in, 3, 300);
+  EXPECT_EQ(files().size(), 1u);
+  EXPECT_EQ(header(cache), std::make_pair(32u, 1u));
+  unsetenv("KILN_CACHE_DIR");
+  std::filesystem::remove_all(dir);
 }
 
 // More rows than one dispatch row of workgroups holds (65535 on lavapipe): GroupId must
