@@ -197,6 +197,26 @@ void ElementLowering::store(int buffer, int index, int id, int v) {
   b_.store(buffer, index, v);
 }
 
+bool ElementLowering::dependsOn(int id, int a) {
+  if (id == a)
+    return true;
+  const Node &n = g_.nodes[id];
+  if (!inKernel_[id] && ir::opCategory(n.op) != ir::Category::Layout)
+    return false;
+  std::vector<int8_t> &known = depends_[a];
+  if (known.empty())
+    known.assign(g_.nodes.size(), -1);
+  if (known[id] < 0) {
+    known[id] = 0;
+    for (int o : n.operands)
+      if (dependsOn(o, a)) {
+        known[id] = 1;
+        break;
+      }
+  }
+  return known[id] == 1;
+}
+
 void ElementLowering::loadInputs(int id, const std::vector<int> &coords) {
   Key key{id, coords};
   if (lookup(key) >= 0 || find(&Scope::loaded, key))

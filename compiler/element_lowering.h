@@ -32,6 +32,9 @@ public:
   Kernel &kernel() { return k_; }
   const ir::Graph &graph() const { return g_; }
   bool inKernel(int id) const { return inKernel_[id]; }
+  // Whether node `id`'s value reads node `a`'s, through the kernel's nodes and views;
+  // remembered per `a` and node, so that a DAG is walked once.
+  bool dependsOn(int id, int a);
 
   // An extent as an I32 value (symbolic dims are read once, at the kernel's top).
   int extent(const ir::Dim &d);
@@ -92,6 +95,7 @@ private:
   Kernel &k_;
   KernelBuilder b_;
   std::vector<bool> inKernel_;
+  std::map<int, std::vector<int8_t>> depends_; // per a, per node: dependsOn, or -1
   std::function<int(int)> readBuffer_;
   std::function<int(int, const std::vector<int> &)> anchorValue_;
   std::vector<int> dims_; // per symbolic dim: its value

@@ -10,12 +10,11 @@
 //
 // Two shapes of work: for few rows (decode: M <= 8) the invocations spread over K and
 // read B along its contiguous axis (VN consecutive columns when N is contiguous, VK
-// consecutive k of VN columns when K is), which is the GEMV the memory bus sets the pace of; tiles
-// narrow until there are enough workgroups, and siblings that no stored value mixes get
-// workgroups of their own. For many rows each invocation holds a register tile of
+// consecutive k of VN columns when K is), which is the GEMV the memory bus sets the
+// pace of; tiles narrow until there are enough workgroups, and siblings that no stored
+// value mixes get workgroups of their own. For many rows each invocation holds a register tile of
 // RM x VN sums over the whole of K.
 #include <algorithm>
-#include <map>
 #include <numeric>
 #include <set>
 
@@ -105,7 +104,7 @@ public:
       // nodes), and how many siblings it needs.
       int sibling = -1, needs = 0;
       for (size_t s = 0; s < anchors_.size(); ++s) {
-        if (!dependsOn(node, anchors_[s]))
+        if (!el_.dependsOn(node, anchors_[s]))
           continue;
         ++needs;
         if (sibling < 0 && sameSize(el_.storedShape(node), g_.typeOf(anchors_[s]).shape))
@@ -304,28 +303,6 @@ private:
     const Node &a = g_.nodes[id];
     bool own = ir::opCategory(a.op) == ir::Category::Source || el_.inKernel(id);
     return own || !ir::isFloat(a.type.dtype) ? ir::dtypeBytes(a.type.dtype) : 4;
-  }
-
-  // Whether node `id` reads anchor `a`'s value, through the kernel's nodes and views,
-  // remembered per anchor and node so that a DAG is walked once.
-  bool dependsOn(int id, int a) {
-    if (id == a)
-      return true;
-    const Node &nd = g_.nodes[id];
-    if (!el_.inKernel(id) && ir::opCategory(nd.op) != ir::Category::Layout)
-      return false;
-    std::vector<int8_t> &known = depends_[a];
-    if (known.empty())
-      known.assign(g_.nodes.size(), -1);
-    if (known[id] < 0) {
-      known[id] = 0;
-      for (int o : nd.operands)
-        if (dependsOn(o, a)) {
-          known[id] = 1;
-          break;
-        }
-    }
-    return known[id] == 1;
   }
 
   // The workgroup's tile (rows past the last tile recompute the last one and store
@@ -606,12 +583,11 @@ private:
   ir::Dim m_, k_;
   int widest_ = 0; // the sibling with the most columns
   bool kContiguous_ = false;
-  bool gemv_ = false;                          // few rows: the invocations spread over K
-  bool separable_ = false;                     // no stored value needs two siblings
-  std::map<int, std::vector<int8_t>> depends_; // per anchor, per node: dependsOn, or -1
-  bool perSibling_ = false;                    // each workgroup computes one sibling's tile
-  int64_t halfRope_ = 0; // a half-mode rope's row length D, when tiles take half rows
-  int sibling_ = -1;     // which, when perSibling_
+  bool gemv_ = false;       // few rows: the invocations spread over K
+  bool separable_ = false;  // no stored value needs two siblings
+  bool perSibling_ = false; // each workgroup computes one sibling's tile
+  int64_t halfRope_ = 0;    // a half-mode rope's row length D, when tiles take half rows
+  int sibling_ = -1;        // which, when perSibling_
   int64_t rg_ = 1, cg_ = 1, ks_ = 1, vn_ = 1, vk_ = 1, unroll_ = 1, tm_ = 1, tn_ = 1;
   int rm_ = 1;
   int valid_ = -1, bi_ = -1, m0_ = -1, n0_ = -1, lane_ = -1;

@@ -77,7 +77,7 @@ public:
     KernelStores perRow, perElement;
     for (auto store : stores) {
       const ir::Shape &s = el_.storedShape(store.first);
-      bool rowResult = reduce && dependsOnAnchor(store.first);
+      bool rowResult = reduce && el_.dependsOn(store.first, anchor_);
       if (rowResult ? !sameSize(s, outer_) : !sameSize(s, xs_))
         return makeError("%" + g_.nodes[store.first].name + " is neither one value per row nor " +
                          "one per element of the rows of %" + a_.name);
@@ -132,26 +132,6 @@ private:
 
   int iop(KOp op, std::vector<int> args) { return el_.iop(op, std::move(args)); }
   int fop(KOp op, std::vector<int> args) { return el_.fop(op, std::move(args)); }
-
-  // Whether the node's value depends on the anchor's (through the kernel's nodes),
-  // remembered per node so that a DAG is walked once.
-  bool dependsOnAnchor(int id) {
-    if (id == anchor_)
-      return true;
-    if (id < anchor_)
-      return false;
-    if (depends_.empty())
-      depends_.assign(g_.nodes.size(), -1);
-    if (depends_[id] < 0) {
-      depends_[id] = 0;
-      for (int o : g_.nodes[id].operands)
-        if (dependsOnAnchor(o)) {
-          depends_[id] = 1;
-          break;
-        }
-    }
-    return depends_[id] == 1;
-  }
 
   Coords at(int c) const {
     Coords x = rowCoords_;
@@ -254,26 +234,26 @@ private:
     if (slots_ > 0) {
       // Every value first; then the slots inside the row in one region, so that their
       // stores can become vector stores, and the masked slots each in its own.
-      std::vector<std::tuple<int, int, int, int>> inside, masked; // (buffer, index, node, value)
-      std::vector<int> maskOf;
+      struct Pending {
+        int buffer, index, node, value, valid;
+      };
+      std::vector<Pending> pending;
       for (const Slot &s : slotList_) {
         el_.pushScope(); // the anchor's value belongs to this slot
         auto [idx, values] = storeAt(s.x);
         el_.popScope();
-        for (auto [buffer, node, v] : values) {
-          (s.valid >= 0 ? masked : inside).push_back({buffer, idx, node, v});
-          if (s.valid >= 0)
-            maskOf.push_back(s.valid);
-        }
+        for (auto [buffer, node, v] : values)
+          pending.push_back({buffer, idx, node, v, s.valid});
       }
+      std::stable_partition(pending.begin(), pending.end(),
+                            [](const Pending &p) { return p.valid < 0; });
       b_.ifBegin(rowValid_);
-      for (auto [buffer, idx, node, v] : inside)
-        el_.store(buffer, idx, node, v);
-      for (size_t i = 0; i < masked.size(); ++i) {
-        auto [buffer, idx, node, v] = masked[i];
-        b_.ifBegin(maskOf[i]);
-        el_.store(buffer, idx, node, v);
-        b_.ifEnd();
+      for (const Pending &p : pending) {
+        if (p.valid >= 0)
+          b_.ifBegin(p.valid);
+        el_.store(p.buffer, p.index, p.node, p.value);
+        if (p.valid >= 0)
+          b_.ifEnd();
       }
       b_.ifEnd();
       return;
@@ -364,7 +344,6 @@ private:
   int64_t vec_ = 1;   // consecutive elements per chunk of slots
   int slots_ = 0;     // elements per invocation kept in registers; 0: loops
   int reductions_ = 0;
-  std::vector<int8_t> depends_; // per node: dependsOnAnchor, or -1 while unknown
   std::vector<Slot> slotList_;
   int length_ = -1, lane_ = -1, t_ = -1, row_ = -1, rowValid_ = -1, result_ = -1;
   Coords rowCoords_;

@@ -13,22 +13,28 @@ std::string fmt(const char *f, double v) {
   return buf;
 }
 
-std::string jsonString(const std::string &s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\')
-      out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
 std::string rangeText(const KernelProgram &prog, const Access &a) {
   return prog.valueNames[a.buffer] + "[" + std::to_string(a.range.begin) + ", " +
          std::to_string(a.range.end) + ")";
 }
 
 } // namespace
+
+std::string jsonString(const std::string &s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+      out += buf;
+      continue;
+    }
+    if (c == '"' || c == '\\')
+      out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
 
 std::string printSchedule(const ScheduleReport &r) {
   const KernelProgram &prog = r.prog;

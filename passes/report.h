@@ -23,6 +23,10 @@ std::string printSchedule(const ScheduleReport &r);
 // The arena and where each buffer sits in it.
 std::string printMemoryPlan(const KernelProgram &prog, const MemoryPlan &m);
 
+// `s` as a JSON string literal: quotes and backslashes escaped, control characters as
+// \u00XX.
+std::string jsonString(const std::string &s);
+
 // One JSON object of counts and predictions; `compileMs` is the caller's measurement.
 std::string scheduleStats(const ScheduleReport &r, double compileMs);
 

@@ -9,6 +9,7 @@
 #include "ir/interpreter.h"
 #include "ir/parser.h"
 #include "passes/pass_manager.h"
+#include "passes/report.h"
 #include "runtime/cuda/cuda_device.h"
 #include "runtime/vulkan/vulkan_device.h"
 #include "tools/tool_common.h"
@@ -148,18 +149,6 @@ std::string dimsText(const ir::Graph &g, const std::vector<int64_t> &dims) {
   return s.empty() ? "static" : s;
 }
 
-// `s` as a JSON string.
-std::string jsonString(const std::string &s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\')
-      out += '\\';
-    if (static_cast<unsigned char>(c) >= 0x20)
-      out += c;
-  }
-  return out + "\"";
-}
-
 // Whether `dev` is `kind` or `kind:N`; `index` gets N, or -1.
 bool deviceKind(const std::string &dev, const std::string &kind, int &index) {
   index = -1;
@@ -254,7 +243,8 @@ int run(const Options &o) {
     std::fflush(stdout);
     char item[64];
     std::snprintf(item, sizeof item, ", \"median_us\": %.3f}", us);
-    runsJson += std::string(r ? ", " : "") + "{\"dims\": " + jsonString(dimsText(ref, dims)) + item;
+    runsJson +=
+        std::string(r ? ", " : "") + "{\"dims\": " + passes::jsonString(dimsText(ref, dims)) + item;
     if (r == 0)
       firstUs = us;
     if (!o.check)
@@ -288,7 +278,7 @@ int run(const Options &o) {
     std::printf("{\"device\": %s, \"kernels\": %lld, \"barriers\": %lld, \"submits\": %lld, "
                 "\"rerecords\": %lld, \"reinstantiations\": 0, \"median_us\": %.3f, "
                 "\"runs\": [%s]}\n",
-                jsonString(deviceName).c_str(), static_cast<long long>(t.kernels),
+                passes::jsonString(deviceName).c_str(), static_cast<long long>(t.kernels),
                 static_cast<long long>(t.barriers), static_cast<long long>(t.submits),
                 static_cast<long long>(t.rerecords), firstUs, runsJson.c_str());
   }

@@ -57,7 +57,6 @@ namespace kiln::runtime::vk {
   X(Device, vkAllocateCommandBuffers)                                                              \
   X(Device, vkBeginCommandBuffer)                                                                  \
   X(Device, vkEndCommandBuffer)                                                                    \
-  X(Device, vkResetCommandBuffer)                                                                  \
   X(Device, vkCmdBindPipeline)                                                                     \
   X(Device, vkCmdBindDescriptorSets)                                                               \
   X(Device, vkCmdDispatchIndirect)                                                                 \
