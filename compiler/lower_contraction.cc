@@ -2,11 +2,11 @@
 // and up) and their epilogue. A workgroup computes a TM x TN tile of every sibling's
 // result for one batch index: its 256 invocations split into KS slices of K, RG groups
 // of RM rows and CG groups of VN consecutive columns, each accumulating RM x VN sums in
-// registers. The slices' partial sums meet in a tree in shared memory, which leaves each
-// sibling's tile there; the epilogue then computes and stores the kernel's values
-// element by element, reading the tiles (a rope reads its pair partner from the same
-// tile: interleaved pairs sit side by side, and for a half-mode rope a tile takes half
-// its columns from each half of a rope row).
+// registers. The slices' partial sums meet by subgroup shuffles (across subgroups, in
+// shared memory), which leaves each sibling's tile in shared memory; the epilogue then
+// computes and stores the kernel's values element by element, reading the tiles (a rope
+// reads its pair partner from the same tile: interleaved pairs sit side by side, and for
+// a half-mode rope a tile takes half its columns from each half of a rope row).
 //
 // Two shapes of work: for few rows (decode: M <= 8) the invocations spread over K and
 // read B along its contiguous axis (VN consecutive columns when N is contiguous, VK
@@ -15,6 +15,7 @@
 // value mixes get workgroups of their own. For many rows each invocation holds a register tile of
 // RM x VN sums over the whole of K.
 #include <algorithm>
+#include <functional>
 #include <numeric>
 #include <set>
 
@@ -34,6 +35,8 @@ constexpr int64_t kMaxGemvRows = 8;
 // Workgroups a GEMV aims for at least: about four per multiprocessor of an H100 or H200
 // (132), which keeps enough loads in flight to stream B at full bandwidth.
 constexpr int64_t kTargetWorkgroups = 512;
+// Invocations in a subgroup at most (Vulkan's limit; 32 on NVIDIA).
+constexpr int64_t kMaxSubgroupSize = 128;
 // Columns (rows of B) an invocation of a GEMV over K-contiguous B sums at once, at most.
 constexpr int64_t kMaxColumnsPerInvocation = 4;
 
@@ -472,44 +475,82 @@ private:
     return iop(KOp::IAdd, {iop(KOp::IMul, {row, c(tn_)}), col});
   }
 
-  // Each sibling's tile into its shared array: the slices' sums added pairwise in a
-  // tree (in the last shared array) when K is split.
+  // Each sibling's tile into its shared array. When K is split, the slices' sums meet
+  // by shuffles within each subgroup (slices sit sliceStride() lanes apart); where a
+  // sibling's slices span subgroups, one invocation of each subgroup's slices leaves its
+  // sum in the last shared array, and the first slice folds them in order. The subgroup
+  // size is known only on the device (32 on NVIDIA), so the steps test it; the tests are
+  // uniform, and PTX folds them.
   void combine(const std::vector<int> &active) {
     int cols = static_cast<int>(vn_);
-    int partial = static_cast<int>(anchors_.size());
-    int64_t tile = tm_ * tn_;
-    for (int s : active) {
-      int array = s;
-      if (ks_ == 1) {
-        for (int r = 0; r < rm_; ++r)
-          for (int j = 0; j < cols; ++j)
-            b_.sharedStore(array, tileIndex(r, j), b_.varGet(KType::F32, acc_[s][r * cols + j]));
-        continue;
-      }
-      int base = iop(KOp::IMul, {ks_id_, c(tile)});
+    auto slots = [&](const std::function<void(int, int, int)> &f) {
       for (int r = 0; r < rm_; ++r)
         for (int j = 0; j < cols; ++j)
-          b_.sharedStore(partial, iop(KOp::IAdd, {base, tileIndex(r, j)}),
-                         b_.varGet(KType::F32, acc_[s][r * cols + j]));
+          f(r, j, r * cols + j);
+    };
+    if (ks_ == 1) {
+      for (int s : active)
+        slots([&](int r, int j, int i) {
+          b_.sharedStore(s, tileIndex(r, j), b_.varGet(KType::F32, acc_[s][i]));
+        });
       b_.barrier();
-      for (int64_t half = ks_ / 2; half >= 1; half /= 2) {
-        b_.ifBegin(lt(ks_id_, c(half)));
-        for (int r = 0; r < rm_; ++r)
-          for (int j = 0; j < cols; ++j) {
-            int e = tileIndex(r, j);
-            int mine = iop(KOp::IAdd, {base, e});
-            int v = el_.fop(KOp::FAdd, {b_.sharedLoad(partial, KType::F32, mine),
-                                        b_.sharedLoad(partial, KType::F32,
-                                                      iop(KOp::IAdd, {mine, c(half * tile)}))});
-            b_.sharedStore(half == 1 ? array : partial, half == 1 ? e : mine, v);
-          }
-        b_.ifEnd();
-        b_.barrier();
-      }
+      return;
     }
-    if (ks_ == 1)
+    int partial = static_cast<int>(anchors_.size());
+    int64_t stride = sliceStride(), tile = tm_ * tn_;
+    int size = b_.subgroupSize();
+    for (int s : active) {
+      for (int64_t mask = stride; mask < std::min(stride * ks_, kMaxSubgroupSize); mask *= 2) {
+        b_.ifBegin(lt(c(mask), size));
+        slots([&](int, int, int i) {
+          int mine = b_.varGet(KType::F32, acc_[s][i]);
+          b_.varSet(acc_[s][i],
+                    el_.fop(KOp::FAdd, {mine, b_.shuffleXor(mine, static_cast<int>(mask))}));
+        });
+        b_.ifEnd();
+      }
+      int first = lt(ks_id_, c(1));
+      int spans = lt(size, c(stride * ks_));
+      b_.ifBegin(b_.op(KOp::Not, KType::Bool, {spans}));
+      b_.ifBegin(first);
+      slots([&](int r, int j, int i) {
+        b_.sharedStore(s, tileIndex(r, j), b_.varGet(KType::F32, acc_[s][i]));
+      });
+      b_.ifEnd();
+      b_.ifEnd();
+      b_.ifBegin(spans);
+      // Slices per subgroup (at least 1), and this slice's subgroup among the holders.
+      int perGroup =
+          select(KType::I32, lt(c(stride), size), iop(KOp::IDiv, {size, c(stride)}), c(1));
+      b_.ifBegin(lt(iop(KOp::IRem, {ks_id_, perGroup}), c(1)));
+      int holder = iop(KOp::IMul, {iop(KOp::IDiv, {ks_id_, perGroup}), c(tile)});
+      slots([&](int r, int j, int i) {
+        b_.sharedStore(partial, iop(KOp::IAdd, {holder, tileIndex(r, j)}),
+                       b_.varGet(KType::F32, acc_[s][i]));
+      });
+      b_.ifEnd();
       b_.barrier();
+      b_.ifBegin(first);
+      slots([&](int r, int j, int) {
+        int e = tileIndex(r, j);
+        int sum = b_.varNew(KType::F32, b_.sharedLoad(partial, KType::F32, e));
+        int h = b_.loopBegin(c(1), iop(KOp::IDiv, {c(ks_), perGroup}), c(1));
+        int other =
+            b_.sharedLoad(partial, KType::F32, iop(KOp::IAdd, {e, iop(KOp::IMul, {h, c(tile)})}));
+        b_.varSet(sum, el_.fop(KOp::FAdd, {b_.varGet(KType::F32, sum), other}));
+        b_.loopEnd();
+        b_.sharedStore(s, e, b_.varGet(KType::F32, sum));
+      });
+      b_.ifEnd();
+      b_.ifEnd();
+      // Orders the tile's stores before the epilogue's reads, and the folds' reads of the
+      // partial sums before the next sibling's stores.
+      b_.barrier();
+    }
   }
+
+  // Lanes between an invocation and the one holding the next slice of K.
+  int64_t sliceStride() const { return kContiguous_ ? 1 : cg_ * rg_; }
 
   // The kernel's stored values, element by element of the tile, with each sibling's
   // result read from its tile.
