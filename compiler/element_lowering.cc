@@ -264,7 +264,7 @@ int ElementLowering::compute(int id, const std::vector<int> &coords) {
     return valueAt(n.operands[0], operandCoords(n, coords));
   case ir::Category::Unary:
     if (inKernel_[id])
-      return isInt ? unaryInt(n.op, arg(0)) : unaryFloat(n.op, arg(0));
+      return isInt ? unaryInt(n.op, arg(0)) : unaryFloat(n.op, n.type.dtype, arg(0));
     break;
   case ir::Category::Binary:
     if (inKernel_[id])
@@ -402,18 +402,18 @@ int ElementLowering::concat(const Node &n, const std::vector<int> &coords) {
   return b_.varGet(t, result);
 }
 
-int ElementLowering::sigmoid(int x) {
-  return fop(KOp::FDiv, {f(1), fop(KOp::FAdd, {f(1), fop(KOp::FExp, {fop(KOp::FNeg, {x})})})});
+int ElementLowering::sigmoid(DType t, int x) {
+  return fop(KOp::FDiv, {f(1), fop(KOp::FAdd, {f(1), fop(expOp(t), {fop(KOp::FNeg, {x})})})});
 }
 
-int ElementLowering::unaryFloat(Op op, int x) {
+int ElementLowering::unaryFloat(Op op, DType t, int x) {
   switch (op) {
   case Op::Neg:
     return fop(KOp::FNeg, {x});
   case Op::Abs:
     return fop(KOp::FAbs, {x});
   case Op::Exp:
-    return fop(KOp::FExp, {x});
+    return fop(expOp(t), {x});
   case Op::Log:
     return fop(KOp::FLog, {x});
   case Op::Sqrt:
@@ -425,9 +425,9 @@ int ElementLowering::unaryFloat(Op op, int x) {
   case Op::Tanh:
     return fop(KOp::FTanh, {x});
   case Op::Sigmoid:
-    return sigmoid(x);
+    return sigmoid(t, x);
   case Op::Silu:
-    return fop(KOp::FMul, {x, sigmoid(x)});
+    return fop(KOp::FMul, {x, sigmoid(t, x)});
   case Op::Gelu: {
     int e = fop(KOp::FErf, {fop(KOp::FMul, {x, f(static_cast<float>(1 / std::numbers::sqrt2))})});
     return fop(KOp::FMul, {fop(KOp::FMul, {f(0.5f), x}), fop(KOp::FAdd, {f(1), e})});

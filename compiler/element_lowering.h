@@ -72,6 +72,11 @@ public:
   void popScope() { scopes_.pop_back(); }
 
   int f(float x) { return b_.constF(x); }
+  // exp for a value of dtype `t`: to 16-bit precision for f16 and bf16, which round it
+  // far more coarsely.
+  static KOp expOp(ir::DType t) {
+    return t == ir::DType::F16 || t == ir::DType::BF16 ? KOp::FExp16 : KOp::FExp;
+  }
   int fop(KOp op, std::vector<int> args) { return b_.op(op, KType::F32, std::move(args)); }
   int iop(KOp op, std::vector<int> args) { return b_.op(op, KType::I32, std::move(args)); }
 
@@ -82,10 +87,10 @@ private:
   std::vector<int> operandCoords(const ir::Node &view, const std::vector<int> &coords);
   std::vector<int> broadcastCoords(const ir::Shape &from, const ir::Shape &to,
                                    const std::vector<int> &coords);
-  int unaryFloat(ir::Op op, int x);
+  int unaryFloat(ir::Op op, ir::DType t, int x);
   int unaryInt(ir::Op op, int x);
   int binary(ir::Op op, int a, int c, bool isInt);
-  int sigmoid(int x);
+  int sigmoid(ir::DType t, int x);
   int rope(const ir::Node &n, const std::vector<int> &coords);
   int gather(const ir::Node &n, const std::vector<int> &coords);
   int concat(const ir::Node &n, const std::vector<int> &coords);

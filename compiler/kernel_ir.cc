@@ -83,6 +83,8 @@ const char *opName(KOp op) {
     return "frsqrt";
   case KOp::FExp:
     return "fexp";
+  case KOp::FExp16:
+    return "fexp16";
   case KOp::FLog:
     return "flog";
   case KOp::FSin:
@@ -195,6 +197,7 @@ Signature signatureOf(KOp op) {
   case KOp::FSqrt:
   case KOp::FRsqrt:
   case KOp::FExp:
+  case KOp::FExp16:
   case KOp::FLog:
   case KOp::FSin:
   case KOp::FCos:
@@ -462,6 +465,7 @@ private:
     case KOp::FSqrt:
     case KOp::FRsqrt:
     case KOp::FExp:
+    case KOp::FExp16:
     case KOp::FLog:
     case KOp::FSin:
     case KOp::FCos:
@@ -607,6 +611,7 @@ std::string printInst(const Kernel &k, int id) {
   case KOp::FSqrt:
   case KOp::FRsqrt:
   case KOp::FExp:
+  case KOp::FExp16:
   case KOp::FLog:
   case KOp::FSin:
   case KOp::FCos:
@@ -700,6 +705,7 @@ bool isPure(const Kernel &k, const KInst &in) {
   case KOp::FSqrt:
   case KOp::FRsqrt:
   case KOp::FExp:
+  case KOp::FExp16:
   case KOp::FLog:
   case KOp::FSin:
   case KOp::FCos:

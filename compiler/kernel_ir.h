@@ -74,6 +74,8 @@ enum class KOp : uint8_t {
   FSqrt,
   FRsqrt,
   FExp,
+  FExp16, // exp to the precision of a 16-bit float: relative error below 2^-16, for values
+          // the graph holds in f16 or bf16 (a fraction of their rounding step)
   FLog,
   FSin,
   FCos,

@@ -163,12 +163,12 @@ private:
   // across the row's invocations.
   int rowReduce(KOp op, float init, const ElementFn &valueOf) {
     if (slots_ > 0) {
-      int acc = el_.f(init);
+      int acc = -1; // starts from the first slot: init + v is not v for v = -0
       for (const Slot &s : slotList_) {
         int v = valueOf(s.x);
         if (s.valid >= 0)
           v = b_.op(KOp::Select, KType::F32, {s.valid, v, el_.f(init)});
-        acc = fop(op, {acc, v});
+        acc = acc < 0 ? v : fop(op, {acc, v});
       }
       return treeReduce(op, acc);
     }
@@ -304,8 +304,9 @@ private:
       return nullptr;
     case Op::Softmax: {
       int m = rowReduce(KOp::FMax, -inf, xOf);
-      ElementFn e = once([this, m](const Coords &c) {
-        return fop(KOp::FExp, {fop(KOp::FSub, {x(c), m})});
+      KOp exp = ElementLowering::expOp(a_.type.dtype);
+      ElementFn e = once([this, m, exp](const Coords &c) {
+        return fop(exp, {fop(KOp::FSub, {x(c), m})});
       });
       // One division a row: e * (1 / sum) is within 1.5 ulp of e / sum.
       int inverse = fop(KOp::FDiv, {el_.f(1), rowReduce(KOp::FAdd, 0, e)});

@@ -397,6 +397,8 @@ private:
       return b_.CreateFDiv(f32(1.0f), intrinsic(llvm::Intrinsic::sqrt, in));
     case KOp::FExp:
       return math(nvptx::MathFn::Exp, in);
+    case KOp::FExp16:
+      return math(nvptx::MathFn::Exp16, in);
     case KOp::FLog:
       return math(nvptx::MathFn::Log, in);
     case KOp::FSin:

@@ -333,6 +333,7 @@ Id Emitter::emitInst(int id) {
   case KOp::FMin:
     return fmaxmin(arg(in, 0), arg(in, 1), GLSLstd450FMin);
   case KOp::FExp:
+  case KOp::FExp16: // GLSL exp is within 3 + 2|x| ulp
     return math(GLSLstd450Exp, arg(in, 0));
   case KOp::FSin:
     return math(GLSLstd450Sin, arg(in, 0));

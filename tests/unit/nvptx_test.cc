@@ -40,8 +40,8 @@ Kernel everyOpKernel() {
   int x = f(KOp::FAdd, {a, h});
   for (KOp op : {KOp::FSub, KOp::FMul, KOp::FDiv, KOp::FMax, KOp::FMin, KOp::FPow})
     x = f(op, {x, bf});
-  for (KOp op : {KOp::FNeg, KOp::FAbs, KOp::FSqrt, KOp::FRsqrt, KOp::FExp, KOp::FLog, KOp::FSin,
-                 KOp::FCos, KOp::FTanh, KOp::FErf, KOp::RoundF16, KOp::RoundBF16})
+  for (KOp op : {KOp::FNeg, KOp::FAbs, KOp::FSqrt, KOp::FRsqrt, KOp::FExp, KOp::FExp16, KOp::FLog,
+                 KOp::FSin, KOp::FCos, KOp::FTanh, KOp::FErf, KOp::RoundF16, KOp::RoundBF16})
     x = f(op, {x});
   // Special constants behind a run-time choice, so LLVM cannot fold the chain above away.
   int nan = b.constF(std::numeric_limits<float>::quiet_NaN());
@@ -148,7 +148,8 @@ TEST_P(NvptxArch, EachMathOpAloneAccepted) {
   std::string ptxas = findPtxas();
   if (ptxas.empty())
     GTEST_SKIP() << "SKIPPED: ptxas not found";
-  for (KOp op : {KOp::FExp, KOp::FLog, KOp::FSin, KOp::FCos, KOp::FTanh, KOp::FPow, KOp::FErf}) {
+  for (KOp op : {KOp::FExp, KOp::FExp16, KOp::FLog, KOp::FSin, KOp::FCos, KOp::FTanh, KOp::FPow,
+                 KOp::FErf}) {
     Kernel k;
     k.name = "math_op";
     k.buffers = {{"x", MemType::F32, false}, {"y", MemType::F32, true}};
@@ -165,7 +166,8 @@ TEST_P(NvptxArch, EachMathOpAloneAccepted) {
     // Self-contained: no libdevice, no calls, no approximate instructions but exp's.
     EXPECT_EQ(ptx.find("call"), std::string::npos) << ptx;
     EXPECT_EQ(otherApproximations(ptx), 0) << ptx;
-    EXPECT_EQ(ptx.find("ex2.approx") != std::string::npos, op == KOp::FExp) << ptx;
+    bool exp = op == KOp::FExp || op == KOp::FExp16;
+    EXPECT_EQ(ptx.find("ex2.approx") != std::string::npos, exp) << ptx;
     EXPECT_EQ(runPtxas(ptxas, ptx, GetParam()), "") << printKernel(k);
   }
 }

@@ -70,7 +70,7 @@ const FloatOpCase kFloatOps[] = {
     {KOp::FAdd, 2}, {KOp::FSub, 2}, {KOp::FMul, 2},     {KOp::FDiv, 2},      {KOp::FNeg, 1},
     {KOp::FAbs, 1}, {KOp::FMax, 2}, {KOp::FMin, 2},     {KOp::FSqrt, 1},     {KOp::FRsqrt, 1},
     {KOp::FExp, 1}, {KOp::FLog, 1}, {KOp::FSin, 1},     {KOp::FCos, 1},      {KOp::FTanh, 1},
-    {KOp::FPow, 2}, {KOp::FErf, 1}, {KOp::RoundF16, 1}, {KOp::RoundBF16, 1},
+    {KOp::FPow, 2}, {KOp::FErf, 1}, {KOp::RoundF16, 1}, {KOp::RoundBF16, 1}, {KOp::FExp16, 1},
 };
 
 TEST(SpirvEmit, EveryFloatOpValidates) {

@@ -228,6 +228,7 @@ const FloatCase kFloatCases[] = {
     {KOp::FSqrt, 1, 3e-7, 0, [](float a, float) { return std::sqrt(a); }},
     {KOp::FRsqrt, 1, 3e-7, 0, [](float a, float) { return 1.0f / std::sqrt(a); }},
     {KOp::FExp, 1, 2e-5, 0, [](float a, float) { return std::exp(a); }},
+    {KOp::FExp16, 1, 2e-5, 0, [](float a, float) { return std::exp(a); }},
     {KOp::FLog, 1, 1e-6, 1e-6, [](float a, float) { return std::log(a); }},
     {KOp::FSin, 1, 1e-5, 1e-5, [](float a, float) { return std::sin(a); }},
     {KOp::FCos, 1, 1e-5, 1e-5, [](float a, float) { return std::cos(a); }},
