@@ -101,7 +101,7 @@ public:
     rowValid_ = b_.op(KOp::ILt, KType::Bool, {row, rows});
     // Rows past the last compute the last row again, and store nothing.
     row_ = b_.op(KOp::Select, KType::I32, {rowValid_, row, iop(KOp::ISub, {rows, b_.constI(1)})});
-    rowCoords_ = rowCoords();
+    rowCoords_ = el_.delinearize(row_, outer_);
     if (slots_ > 0)
       makeSlots();
 
@@ -111,10 +111,9 @@ public:
                        {rowValid_, b_.op(KOp::ILt, KType::Bool, {t_, b_.constI(1)})}));
       el_.pushScope();
       el_.setValue(anchor_, result_);
-      int linear = el_.linearize(rowCoords_, outer_);
       for (auto [node, buffer] : perRow)
-        el_.store(buffer, linear, node,
-                  el_.valueAt(node, el_.delinearize(linear, el_.storedShape(node))));
+        el_.store(buffer, row_, node,
+                  el_.valueAt(node, el_.delinearize(row_, el_.storedShape(node))));
       el_.popScope();
       b_.ifEnd();
     }
@@ -133,45 +132,6 @@ private:
 
   int iop(KOp op, std::vector<int> args) { return el_.iop(op, std::move(args)); }
   int fop(KOp op, std::vector<int> args) { return el_.fop(op, std::move(args)); }
-
-  // The row's coordinates in outer_. A workgroup's rows are consecutive in an order
-  // where the outer axes that a loaded operand of the rows' shape is broadcast over (an
-  // attention mask over the heads) come last, so that the workgroup's rows read one row
-  // of that operand, from the L1 after the first.
-  Coords rowCoords() {
-    std::vector<bool> shared(outer_.size(), false);
-    for (size_t id = 0; id < g_.nodes.size(); ++id) {
-      const Node &n = g_.nodes[id];
-      if (!el_.inKernel(static_cast<int>(id)) || n.type.shape != xs_)
-        continue;
-      for (int o : n.operands) {
-        const ir::Shape &os = g_.typeOf(o).shape;
-        int lead = static_cast<int>(xs_.size() - os.size());
-        auto extent = [&](int i) { return i < lead ? ir::Dim::of(1) : os[i - lead]; };
-        if (el_.inKernel(o) || extent(axis_) != xs_[axis_])
-          continue;
-        for (int i = 0, j = 0; i < static_cast<int>(xs_.size()); ++i)
-          if (i != axis_) {
-            shared[j] = shared[j] || (extent(i) == ir::Dim::of(1) && xs_[i] != ir::Dim::of(1));
-            ++j;
-          }
-      }
-    }
-    std::vector<int> order; // outer axes, slowest first
-    for (int pass = 0; pass < 2; ++pass)
-      for (int i = 0; i < static_cast<int>(outer_.size()); ++i)
-        if (shared[i] == (pass == 1))
-          order.push_back(i);
-    if (width_ == kWorkgroupSize || std::is_sorted(order.begin(), order.end()))
-      return el_.delinearize(row_, outer_);
-    ir::Shape permuted;
-    for (int i : order)
-      permuted.push_back(outer_[i]);
-    Coords c = el_.delinearize(row_, permuted), x(outer_.size());
-    for (size_t i = 0; i < order.size(); ++i)
-      x[order[i]] = c[i];
-    return x;
-  }
 
   Coords at(int c) const {
     Coords x = rowCoords_;

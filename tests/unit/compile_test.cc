@@ -491,23 +491,6 @@ TEST_P(EndToEnd, NormalizationsMatch) {
       {{}});
 }
 
-TEST_P(EndToEnd, RowsThatShareABroadcastOperandMatch) {
-  // A workgroup takes the rows of one row of %mask (the head axes innermost): per-element
-  // and per-row results, a symbolic head count, and an operand broadcast over the middle
-  // axis only.
-  run(R"(graph @shared_rows(%x: f32[h, 3, 4, 40], %mask: f32[4, 40], %b: f32[h, 1, 4, 40]) -> (f32[h, 3, 4, 40], f32[h, 3, 4], f32[h, 3, 4]) {
-  dim h in [1, 6]
-  %c = add %x, %mask : f32[h, 3, 4, 40]
-  %p = softmax %c : f32[h, 3, 4, 40]
-  %e = sub %x, %mask : f32[h, 3, 4, 40]
-  %s = reduce_sum %e {axes = [3]} : f32[h, 3, 4]
-  %d = mul %x, %b : f32[h, 3, 4, 40]
-  %m = reduce_max %d {axes = [-1]} : f32[h, 3, 4]
-  return %p, %s, %m
-})",
-      {{1}, {5}});
-}
-
 TEST_P(EndToEnd, KernelsPassValuesThroughTemporariesAndViews) {
   // softmax over a permuted input; a row max subtracted in a second kernel; a slice and a
   // reshape read across kernels; an input and a view returned as they are; one value
