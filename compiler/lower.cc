@@ -307,6 +307,7 @@ private:
     Kernel &k = out_.kernels[kernel];
     k.buffers.push_back({eb.name, *memTypeOf(eb.type.dtype), written});
     out_.exe.kernels[kernel].buffers.push_back(exeBuffer);
+    out_.exe.kernels[kernel].writes.push_back(written);
     return static_cast<int>(k.buffers.size()) - 1;
   }
 

@@ -24,6 +24,7 @@ struct ExecKernel {
   std::vector<int> buffers;    // Executable::buffers index of each kernel parameter, in order
   std::vector<ir::Dim> grid;   // grid points: the product of these dims
   int64_t grain = 1;           // grid points per invocation; workgroups of 256 invocations
+  std::vector<bool> writes;    // per parameter: whether the kernel writes it (empty: any may)
 };
 
 struct Executable {
@@ -31,7 +32,20 @@ struct Executable {
   std::vector<ExecBuffer> buffers;
   std::vector<int> inputs;  // buffer indices the caller provides (inputs and params), in order
   std::vector<int> outputs; // buffer indices the caller reads back, in order
-  std::vector<ExecKernel> kernels; // run in this order, each after the previous finished
+  std::vector<ExecKernel> kernels; // run in this order, each after those it conflicts with
 };
+
+// A barrier of a queue that runs an Executable's kernels in order: it sits before kernel
+// `before`, waits for every earlier kernel, and makes their writes to `buffers` visible.
+struct QueueBarrier {
+  int before = 0;
+  std::vector<int> buffers; // Executable::buffers indices, ascending
+};
+
+// The fewest barriers, in kernel order, that order every pair of kernels that touch a
+// buffer one of them writes: one before a kernel that reads or writes a buffer a kernel
+// since the last barrier wrote, or writes one such a kernel read. Each makes visible
+// what was written since the one before it, so no write waits for two barriers.
+std::vector<QueueBarrier> queueBarriers(const Executable &exe);
 
 } // namespace kiln::runtime

@@ -434,13 +434,14 @@ Status VulkanPlan::record() {
     api_.vkCmdResetQueryPool(cb, timestamps_, 0, 2);
     api_.vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, timestamps_, 0);
   }
+  std::vector<QueueBarrier> placed = queueBarriers(exe_);
+  auto next = placed.begin();
   for (size_t i = 0; i < exe_.kernels.size(); ++i) {
-    if (i > 0) {
-      // Kernel i runs after kernel i-1 finished and sees its writes. The execution
-      // dependency orders every earlier dispatch (write-after-read included); the memory
-      // dependency covers what the previous kernel may have written.
+    if (next != placed.end() && next->before == static_cast<int>(i)) {
+      // The execution dependency orders every earlier dispatch (write-after-read
+      // included); the memory dependency covers what they wrote since the last barrier.
       std::vector<VkBufferMemoryBarrier> barriers;
-      for (int b : exe_.kernels[i - 1].buffers) {
+      for (int b : (next++)->buffers) {
         auto m = zeroed<VkBufferMemoryBarrier>(VK_STRUCTURE_TYPE_BUFFER_MEMORY_BARRIER);
         m.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
         m.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;

@@ -652,48 +652,118 @@ TEST_F(VulkanTest, BadArgumentsAreErrors) {
   EXPECT_NE(bad.message().find("not compiled to SPIR-V"), std::string::npos) << bad.message();
 }
 
-// With KILN_VK_VALIDATE=1 the validation layer (synchronization checks included) watches
-// a load and a run of two dependent kernels with f16 buffers; a correct run says nothing.
-TEST(VulkanValidation, CorrectRunHasNoMessages) {
-  setenv("KILN_VK_VALIDATE", "1", 1);
-  Expected<std::unique_ptr<Device>> d = openVulkanDevice(-1);
-  unsetenv("KILN_VK_VALIDATE");
-  if (!d)
-    GTEST_SKIP() << "SKIPPED: no Vulkan device: " << d.message();
-  if ((*d)->describe().find("validation on") == std::string::npos)
-    GTEST_SKIP() << "SKIPPED: VK_LAYER_KHRONOS_validation is not installed";
-  Kernel first = testing::elementwise(
-      "erf16", {MemType::F16}, MemType::F16,
-      [](KernelBuilder &b, std::vector<int> v) { return b.op(KOp::FErf, KType::F32, {v[0]}); });
-  Kernel second = testing::elementwise("max16", {MemType::F16, MemType::F32}, MemType::F32,
-                                       [](KernelBuilder &b, std::vector<int> v) {
-                                         return b.op(KOp::FMax, KType::F32, {v[0], v[1]});
-                                       });
+// Barriers only between kernels that conflict, each making visible what was written since
+// the last one; a kernel that states no writes may write any of its buffers.
+TEST(QueueBarriers, OrderOnlyConflictingKernels) {
   Executable exe;
-  exe.dims = {{"n", 1, 1000}};
-  ir::TensorType h{ir::DType::F16, {ir::Dim::symbol(0)}}, f{ir::DType::F32, {ir::Dim::symbol(0)}};
-  exe.buffers = {{"x", h, BufferRole::Input},
-                 {"e", h, BufferRole::Temp},
-                 {"y", f, BufferRole::Input},
-                 {"z", f, BufferRole::Output}};
-  exe.inputs = {0, 2};
-  exe.outputs = {3};
-  exe.kernels = {{"erf16", *compiler::emitSpirv(first), "", {0, 1}, {ir::Dim::symbol(0)}},
-                 {"max16", *compiler::emitSpirv(second), "", {1, 2, 3}, {ir::Dim::symbol(0)}}};
-  Expected<std::unique_ptr<Plan>> plan = (*d)->load(exe);
-  ASSERT_TRUE(plan) << plan.message();
-  std::vector<uint16_t> x(1000, std::bit_cast<uint16_t>(static_cast<_Float16>(0.5f)));
-  std::vector<float> y(1000, 0.25f);
-  std::vector<Bytes> outputs;
-  for (int rep = 0; rep < 2; ++rep) {
-    Status s = (*plan)->run(std::vector<int64_t>{1000}, std::vector<Bytes>{toBytes(x), toBytes(y)},
-                            outputs, nullptr);
-    ASSERT_FALSE(s.failed()) << s.message();
+  auto kernel = [](std::vector<int> buffers, std::vector<bool> writes) {
+    ExecKernel k;
+    k.buffers = std::move(buffers);
+    k.writes = std::move(writes);
+    return k;
+  };
+  exe.kernels = {kernel({0, 1}, {false, true}),           // x -> a
+                 kernel({0, 2}, {false, true}),           // x -> b: independent of the first
+                 kernel({1, 2, 3}, {false, false, true}), // a, b -> c: after both
+                 kernel({0}, {true}),                     // writes x, which only the first two read
+                 kernel({3, 4}, {false, true}),           // c -> d
+                 kernel({4, 5}, {}),                      // states nothing: d may be written
+                 kernel({6}, {false}),                    // reads w
+                 kernel({6}, {true})};                    // writes w: after the reader
+  std::vector<QueueBarrier> got = queueBarriers(exe);
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got[0].before, 2);
+  EXPECT_EQ(got[0].buffers, (std::vector<int>{1, 2}));
+  EXPECT_EQ(got[1].before, 4);
+  EXPECT_EQ(got[1].buffers, (std::vector<int>{0, 3}));
+  EXPECT_EQ(got[2].before, 5);
+  EXPECT_EQ(got[2].buffers, (std::vector<int>{4}));
+  EXPECT_EQ(got[3].before, 7);
+  EXPECT_EQ(got[3].buffers, (std::vector<int>{4, 5}));
+}
+
+// With KILN_VK_VALIDATE=1 the validation layer (synchronization checks included) watches
+// a load and runs of two dependent kernels with f16 buffers.
+class VulkanValidation : public ::testing::Test {
+protected:
+  void SetUp() override {
+    setenv("KILN_VK_VALIDATE", "1", 1);
+    Expected<std::unique_ptr<Device>> d = openVulkanDevice(-1);
+    unsetenv("KILN_VK_VALIDATE");
+    if (!d)
+      GTEST_SKIP() << "SKIPPED: no Vulkan device: " << d.message();
+    if ((*d)->describe().find("validation on") == std::string::npos)
+      GTEST_SKIP() << "SKIPPED: VK_LAYER_KHRONOS_validation is not installed";
+    device_ = std::move(*d);
   }
-  std::vector<float> z = fromBytes<float>(outputs.at(0));
+
+  // erf of x into e, then max(e, y) into z: the second kernel reads what the first wrote.
+  static Executable dependentKernels() {
+    Kernel first = testing::elementwise(
+        "erf16", {MemType::F16}, MemType::F16,
+        [](KernelBuilder &b, std::vector<int> v) { return b.op(KOp::FErf, KType::F32, {v[0]}); });
+    Kernel second = testing::elementwise("max16", {MemType::F16, MemType::F32}, MemType::F32,
+                                         [](KernelBuilder &b, std::vector<int> v) {
+                                           return b.op(KOp::FMax, KType::F32, {v[0], v[1]});
+                                         });
+    Executable exe;
+    exe.dims = {{"n", 1, 1000}};
+    ir::TensorType h{ir::DType::F16, {ir::Dim::symbol(0)}}, f{ir::DType::F32, {ir::Dim::symbol(0)}};
+    exe.buffers = {{"x", h, BufferRole::Input},
+                   {"e", h, BufferRole::Temp},
+                   {"y", f, BufferRole::Input},
+                   {"z", f, BufferRole::Output}};
+    exe.inputs = {0, 2};
+    exe.outputs = {3};
+    exe.kernels = {
+        {"erf16", *compiler::emitSpirv(first), "", {0, 1}, {ir::Dim::symbol(0)}, 1, {false, true}},
+        {"max16",
+         *compiler::emitSpirv(second),
+         "",
+         {1, 2, 3},
+         {ir::Dim::symbol(0)},
+         1,
+         {false, false, true}}};
+    return exe;
+  }
+
+  // Two runs; the first failure, or z.
+  Expected<std::vector<float>> runTwice(const Executable &exe) {
+    Expected<std::unique_ptr<Plan>> plan = device_->load(exe);
+    if (!plan)
+      return plan.status();
+    std::vector<uint16_t> x(1000, std::bit_cast<uint16_t>(static_cast<_Float16>(0.5f)));
+    std::vector<float> y(1000, 0.25f);
+    std::vector<Bytes> outputs;
+    for (int rep = 0; rep < 2; ++rep) {
+      Status s = (*plan)->run(std::vector<int64_t>{1000},
+                              std::vector<Bytes>{toBytes(x), toBytes(y)}, outputs, nullptr);
+      if (s.failed())
+        return s;
+    }
+    return fromBytes<float>(outputs.at(0));
+  }
+
+  std::unique_ptr<Device> device_;
+};
+
+TEST_F(VulkanValidation, CorrectRunHasNoMessages) {
+  Expected<std::vector<float>> z = runTwice(dependentKernels());
+  ASSERT_TRUE(z) << z.message();
   float want = static_cast<float>(static_cast<_Float16>(std::erf(0.5f)));
-  EXPECT_EQ(z[0], want);
-  EXPECT_EQ(z[999], want);
+  EXPECT_EQ(z->at(0), want);
+  EXPECT_EQ(z->at(999), want);
+}
+
+// The check is live: an executable that hides the first kernel's write to e gets no
+// barrier before the second kernel, and synchronization validation reports the hazard
+// (the layer reports it when the commands are recorded, at load).
+TEST_F(VulkanValidation, AMissingBarrierIsReported) {
+  Executable exe = dependentKernels();
+  exe.kernels[0].writes = {false, false};
+  Expected<std::vector<float>> z = runTwice(exe);
+  ASSERT_FALSE(z) << "synchronization validation said nothing about a missing barrier";
+  EXPECT_NE(z.message().find("SYNC-HAZARD-READ-AFTER-WRITE"), std::string::npos) << z.message();
 }
 
 } // namespace
