@@ -106,24 +106,31 @@ std::string scheduleStats(const ScheduleReport &r, double compileMs) {
   return out + "}\n";
 }
 
-std::string scheduleTrace(const ScheduleReport &r) {
-  std::string out = "{\"traceEvents\": [\n";
-  out += "  {\"name\": \"process_name\", \"ph\": \"M\", \"pid\": 0, \"args\": {\"name\": " +
-         jsonString("kiln predicted: @" + r.graph.name + " on " + r.profile.name) + "}}";
+std::string scheduleTraceEvents(const ScheduleReport &r, int pid) {
+  std::string p = std::to_string(pid);
+  std::string out = ",\n  {\"name\": \"process_name\", \"ph\": \"M\", \"pid\": " + p +
+                    ", \"args\": {\"name\": " +
+                    jsonString("kiln predicted: @" + r.graph.name + " on " + r.profile.name) + "}}";
   for (size_t st = 0; st < r.schedule.streams.streams.size(); ++st)
-    out += ",\n  {\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": 0, \"tid\": " +
-           std::to_string(st) + ", \"args\": {\"name\": \"stream " + std::to_string(st) + "\"}}";
+    out += ",\n  {\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": " + p +
+           ", \"tid\": " + std::to_string(st) + ", \"args\": {\"name\": \"stream " +
+           std::to_string(st) + "\"}}";
   for (size_t k = 0; k < r.prog.kernels.size(); ++k) {
     const KernelInfo &info = r.prog.kernels[k];
-    out +=
-        ",\n  {\"name\": " + jsonString("@" + info.name) +
-        ", \"ph\": \"X\", \"pid\": 0, \"tid\": " + std::to_string(r.schedule.streams.streamOf[k]) +
-        ", \"ts\": " + fmt("%.3f", r.schedule.start[k]) + ", \"dur\": " + fmt("%.3f", info.micros) +
-        ", \"args\": {\"wave\": " + std::to_string(r.prog.deps.asap[k]) +
-        ", \"bytes\": " + fmt("%.0f", info.cost.bytes) +
-        ", \"flops\": " + fmt("%.0f", info.cost.flops) + "}}";
+    out += ",\n  {\"name\": " + jsonString("@" + info.name) + ", \"ph\": \"X\", \"pid\": " + p +
+           ", \"tid\": " + std::to_string(r.schedule.streams.streamOf[k]) +
+           ", \"ts\": " + fmt("%.3f", r.schedule.start[k]) +
+           ", \"dur\": " + fmt("%.3f", info.micros) +
+           ", \"args\": {\"wave\": " + std::to_string(r.prog.deps.asap[k]) +
+           ", \"bytes\": " + fmt("%.0f", info.cost.bytes) +
+           ", \"flops\": " + fmt("%.0f", info.cost.flops) + "}}";
   }
-  return out + "\n], \"displayTimeUnit\": \"ns\"}\n";
+  return out;
+}
+
+std::string scheduleTrace(const ScheduleReport &r) {
+  return "{\"traceEvents\": [" + scheduleTraceEvents(r, 0).substr(1) +
+         "\n], \"displayTimeUnit\": \"ns\"}\n";
 }
 
 std::string scheduleDot(const ScheduleReport &r) {

@@ -37,5 +37,7 @@ std::string scheduleDot(const ScheduleReport &r);
 // The predicted schedule as a Chrome trace (opens in Perfetto or chrome://tracing):
 // one track per stream.
 std::string scheduleTrace(const ScheduleReport &r);
+// Its events alone, as process `pid`, each line beginning ",\n" (to join other events).
+std::string scheduleTraceEvents(const ScheduleReport &r, int pid);
 
 } // namespace kiln::passes

@@ -22,6 +22,10 @@ struct RunStats {
   int64_t barriers = 0;    // barriers the device went through between (and after) them
   int64_t submits = 0;     // queue submissions (Vulkan) or kernel launches (CUDA)
   int64_t rerecords = 0;   // command buffers this run had to record again
+  // Per kernel, where the device measures them: when it began and ended, in µs from
+  // the start of the run (a kernel begins once the barrier before it has passed, and
+  // ends once it and every kernel before it have finished). Empty where unknown.
+  std::vector<std::pair<double, double>> kernelSpans;
 };
 
 // An Executable loaded on a device, ready to run at any dims within their ranges.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 
 #include "compiler/compile.h"
 #include "ir/float16.h"
@@ -37,6 +38,9 @@ options:
                        submits, rerecords and reinstantiations summed over every
                        run and iteration; median_us of the first --dims run; and
                        runs, each --dims run's dims and median_us
+  --trace FILE         write a Chrome trace (Perfetto, chrome://tracing): the last
+                       run's kernels as the device timed them (Vulkan timestamps;
+                       other devices time none yet) beside the predicted schedule
   --list-devices       print the devices found, one per line, and exit
   -h, --help           print this help
 )";
@@ -49,6 +53,7 @@ struct Options {
   int iters = 1;
   uint64_t seed = 1;
   bool stats = false;
+  std::string trace; // file for --trace, or empty
 };
 
 Expected<std::vector<int64_t>> parseDims(const ir::Graph &g, std::string_view text) {
@@ -96,7 +101,8 @@ struct Runner {
   const ir::Graph &g;
   std::unique_ptr<runtime::Plan> plan; // null: the reference interpreter
   const runtime::Executable *exe = nullptr;
-  runtime::RunStats totals; // counts summed over every run (times unused)
+  runtime::RunStats totals;                         // counts summed over every run (times unused)
+  std::vector<std::pair<double, double>> lastSpans; // the last run's kernels, as timed
 
   Expected<std::vector<ir::HostTensor>> run(const std::vector<int64_t> &dims,
                                             const std::vector<ir::HostTensor> &in, int iters,
@@ -131,6 +137,7 @@ struct Runner {
       totals.barriers += stats.barriers;
       totals.submits += stats.submits;
       totals.rerecords += stats.rerecords;
+      lastSpans = std::move(stats.kernelSpans);
       outs.clear();
       for (size_t i = 0; i < outBytes.size(); ++i) {
         const ir::TensorType &t = g.typeOf(g.outputs[i]);
@@ -175,6 +182,10 @@ int checkDevice(const std::string &dev) {
 // compiled for it; leaves `runner.plan` null for the reference interpreter.
 Status loadOnDevice(const std::string &dev, const ir::Graph &g, Runner &runner,
                     runtime::Executable &exe, std::string &deviceName);
+Status writeTrace(std::FILE *f, const std::string &path, const ir::Graph &g,
+                  const runtime::Executable &exe,
+                  const std::vector<std::pair<double, double>> &spans,
+                  const std::string &deviceName);
 
 int run(const Options &o) {
   if (int rc = checkDevice(o.device))
@@ -203,6 +214,13 @@ int run(const Options &o) {
                          "); bind them with --dims NAME=VALUE");
     }
     runs.push_back({});
+  }
+
+  std::unique_ptr<std::FILE, int (*)(std::FILE *)> traceFile(nullptr, std::fclose);
+  if (!o.trace.empty()) {
+    traceFile.reset(std::fopen(o.trace.c_str(), "w"));
+    if (!traceFile)
+      return tools::fail("error: --trace: cannot write " + o.trace);
   }
 
   ir::Graph g = ref;
@@ -282,7 +300,55 @@ int run(const Options &o) {
                 static_cast<long long>(t.barriers), static_cast<long long>(t.submits),
                 static_cast<long long>(t.rerecords), firstUs, runsJson.c_str());
   }
+  if (traceFile)
+    if (Status s = writeTrace(traceFile.get(), o.trace, g, exe, runner.lastSpans, deviceName);
+        s.failed())
+      return tools::fail(s.message());
   return allPassed ? 0 : 1;
+}
+
+// The profile whose predictions fit the device best.
+const passes::DeviceProfile &profileFor(const std::string &deviceName) {
+  const char *name = deviceName.starts_with("cuda")                     ? "h200"
+                     : deviceName.find("llvmpipe") != std::string::npos ? "lavapipe"
+                                                                        : "vulkan-gpu";
+  if (deviceName.find("H100") != std::string::npos)
+    name = "h100";
+  const passes::DeviceProfile *p = passes::findDeviceProfile(name);
+  return p ? *p : passes::deviceProfiles()[0];
+}
+
+// Writes the trace to `f` (opened on `path` before the runs, so that a bad path fails
+// before any work).
+Status writeTrace(std::FILE *f, const std::string &path, const ir::Graph &g,
+                  const runtime::Executable &exe,
+                  const std::vector<std::pair<double, double>> &spans,
+                  const std::string &deviceName) {
+  const passes::DeviceProfile &profile = profileFor(deviceName);
+  auto prog = passes::buildKernelProgram(g, profile);
+  if (!prog)
+    return makeError("error: --trace: " + prog.message());
+  passes::Schedule sched = passes::placeBarriers(*prog, profile);
+  passes::MemoryPlan none;
+  std::string events = passes::scheduleTraceEvents({g, *prog, sched, none, profile}, 0);
+  events += ",\n  {\"name\": \"process_name\", \"ph\": \"M\", \"pid\": 1, \"args\": {\"name\": " +
+            passes::jsonString("kiln measured: @" + g.name + " on " + deviceName) + "}}";
+  for (size_t k = 0; k < spans.size() && k < exe.kernels.size(); ++k) {
+    char times[96];
+    std::snprintf(times, sizeof times, "\"ts\": %.3f, \"dur\": %.3f", spans[k].first,
+                  std::max(0.0, spans[k].second - spans[k].first));
+    events += ",\n  {\"name\": " + passes::jsonString(exe.kernels[k].name) +
+              ", \"ph\": \"X\", \"pid\": 1, \"tid\": 0, " + times + "}";
+  }
+  if (spans.empty())
+    std::fprintf(stderr,
+                 "kiln-run: --trace: %s timed no kernels; the trace holds the predicted "
+                 "schedule alone\n",
+                 deviceName.c_str());
+  std::string doc =
+      "{\"traceEvents\": [" + events.substr(1) + "\n], \"displayTimeUnit\": \"ns\"}\n";
+  bool ok = std::fwrite(doc.data(), 1, doc.size(), f) == doc.size() && std::fflush(f) == 0;
+  return ok ? Status::ok() : makeError("error: --trace: cannot write " + path);
 }
 
 Status loadOnDevice(const std::string &dev, const ir::Graph &g, Runner &runner,
@@ -363,6 +429,8 @@ int main(int argc, char **argv) {
       o.check = true;
     } else if (a == "--stats") {
       o.stats = true;
+    } else if (args.value(a, "--trace", v)) {
+      o.trace = v;
     } else if (args.value(a, "--iters", v)) {
       o.iters = std::atoi(std::string(v).c_str());
       if (o.iters < 1)

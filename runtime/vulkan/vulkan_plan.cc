@@ -148,6 +148,8 @@ private:
   void bindBuffers(const ExecKernel &k, const Pipeline &p);
   Status record();
   void destroyBuffer(Buffer &b);
+  // Timestamps a run writes: its start and end, then before and after each kernel.
+  size_t queries() const { return 2 + 2 * exe_.kernels.size(); }
 
   std::shared_ptr<Context> ctx_;
   const Api &api_;
@@ -161,7 +163,7 @@ private:
   VkCommandPool commandPool_ = VK_NULL_HANDLE;
   VkCommandBuffer commands_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
-  VkQueryPool timestamps_ = VK_NULL_HANDLE;
+  VkQueryPool timestamps_ = VK_NULL_HANDLE; // the run's start and end, then each kernel's
   VkPipelineCache pipelineCache_ = VK_NULL_HANDLE;
 };
 
@@ -411,7 +413,7 @@ Status VulkanPlan::init() {
   if (ctx_->timestampBits) {
     auto query = zeroed<VkQueryPoolCreateInfo>(VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO);
     query.queryType = VK_QUERY_TYPE_TIMESTAMP;
-    query.queryCount = 2;
+    query.queryCount = static_cast<uint32_t>(queries());
     if (Status s =
             check(api_.vkCreateQueryPool(d, &query, nullptr, &timestamps_), "vkCreateQueryPool");
         s.failed())
@@ -431,7 +433,7 @@ Status VulkanPlan::record() {
   if (Status s = check(api_.vkBeginCommandBuffer(cb, &begin), "vkBeginCommandBuffer"); s.failed())
     return s;
   if (timestamps_) {
-    api_.vkCmdResetQueryPool(cb, timestamps_, 0, 2);
+    api_.vkCmdResetQueryPool(cb, timestamps_, 0, static_cast<uint32_t>(queries()));
     api_.vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, timestamps_, 0);
   }
   std::vector<QueueBarrier> placed = queueBarriers(exe_);
@@ -455,10 +457,15 @@ Status VulkanPlan::record() {
           nullptr, static_cast<uint32_t>(barriers.size()), barriers.data(), 0, nullptr);
       ++barriers_;
     }
+    uint32_t q = static_cast<uint32_t>(2 + 2 * i);
+    if (timestamps_)
+      api_.vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, timestamps_, q);
     api_.vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipelines_[i].pipeline);
     api_.vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipelines_[i].layout, 0, 1,
                                  &pipelines_[i].set, 0, nullptr);
     api_.vkCmdDispatchIndirect(cb, dispatches_.buffer, i * 12);
+    if (timestamps_)
+      api_.vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, timestamps_, q + 1);
   }
   // The host reads outputs after the fence; make the shader writes visible to it.
   auto toHost = zeroed<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
@@ -516,14 +523,21 @@ Status VulkanPlan::run(std::span<const int64_t> dims, std::span<const Bytes> inp
     stats->rerecords = 0; // the commands recorded at load serve every run
     stats->hostMicros = std::chrono::duration<double, std::micro>(end - start).count();
     stats->deviceMicros = 0;
-    uint64_t ticks[2] = {0, 0};
+    stats->kernelSpans.clear();
+    std::vector<uint64_t> ticks(queries());
     if (timestamps_ && api_.vkGetQueryPoolResults(
-                           ctx_->device, timestamps_, 0, 2, sizeof(ticks), ticks, sizeof(uint64_t),
+                           ctx_->device, timestamps_, 0, static_cast<uint32_t>(ticks.size()),
+                           ticks.size() * sizeof(uint64_t), ticks.data(), sizeof(uint64_t),
                            VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS) {
-      uint64_t mask = ctx_->timestampBits >= 64 ? ~0ull : (1ull << ctx_->timestampBits) - 1;
-      uint64_t elapsed = ((ticks[1] & mask) - (ticks[0] & mask)) & mask;
-      stats->deviceMicros =
-          static_cast<double>(elapsed) * ctx_->properties.limits.timestampPeriod / 1000.0;
+      // Microseconds from query 0, the run's start, to query q.
+      auto since = [&](size_t q) {
+        uint64_t mask = ctx_->timestampBits >= 64 ? ~0ull : (1ull << ctx_->timestampBits) - 1;
+        uint64_t elapsed = ((ticks[q] & mask) - (ticks[0] & mask)) & mask;
+        return static_cast<double>(elapsed) * ctx_->properties.limits.timestampPeriod / 1000.0;
+      };
+      stats->deviceMicros = since(1);
+      for (size_t i = 0; i < exe_.kernels.size(); ++i)
+        stats->kernelSpans.push_back({since(2 + 2 * i), since(3 + 2 * i)});
     }
   }
 

@@ -413,9 +413,18 @@ TEST_F(VulkanTest, KernelsRunInOrderAndEmptyGridsSkip) {
     for (int64_t i = 0; i < n; ++i)
       x[i] = static_cast<float>(i);
     std::vector<Bytes> outputs;
+    RunStats stats;
     Status s =
-        (*plan)->run(std::vector<int64_t>{n}, std::vector<Bytes>{toBytes(x)}, outputs, nullptr);
+        (*plan)->run(std::vector<int64_t>{n}, std::vector<Bytes>{toBytes(x)}, outputs, &stats);
     ASSERT_FALSE(s.failed()) << s.message();
+    // Where the device has timestamps: each kernel's span, in order, within the run's.
+    if (stats.deviceMicros > 0) {
+      ASSERT_EQ(stats.kernelSpans.size(), 2u);
+      EXPECT_LE(0.0, stats.kernelSpans[0].first);
+      EXPECT_LE(stats.kernelSpans[0].first, stats.kernelSpans[0].second);
+      EXPECT_LE(stats.kernelSpans[0].second, stats.kernelSpans[1].second);
+      EXPECT_LE(stats.kernelSpans[1].second, stats.deviceMicros);
+    }
     std::vector<float> y = fromBytes<float>(outputs.at(0));
     ASSERT_EQ(y.size(), static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i)
