@@ -38,6 +38,9 @@ options:
                        submits, rerecords and reinstantiations summed over every
                        run and iteration; median_us of the first --dims run; and
                        runs, each --dims run's dims and median_us
+  --validate           Vulkan only: run under VK_LAYER_KHRONOS_validation with
+                       synchronization validation; any message it reports fails
+                       the load or run (as KILN_VK_VALIDATE=1 does)
   --trace FILE         write a Chrome trace (Perfetto, chrome://tracing): the last
                        run's kernels as the device timed them (Vulkan timestamps;
                        other devices time none yet) beside the predicted schedule
@@ -54,6 +57,7 @@ struct Options {
   uint64_t seed = 1;
   bool stats = false;
   std::string trace; // file for --trace, or empty
+  bool validate = false;
 };
 
 Expected<std::vector<int64_t>> parseDims(const ir::Graph &g, std::string_view text) {
@@ -180,7 +184,7 @@ int checkDevice(const std::string &dev) {
 
 // Opens the device `dev` names (auto: the best Vulkan device) and loads the graph on it,
 // compiled for it; leaves `runner.plan` null for the reference interpreter.
-Status loadOnDevice(const std::string &dev, const ir::Graph &g, Runner &runner,
+Status loadOnDevice(const std::string &dev, bool validate, const ir::Graph &g, Runner &runner,
                     runtime::Executable &exe, std::string &deviceName);
 Status writeTrace(std::FILE *f, const std::string &path, const ir::Graph &g,
                   const runtime::Executable &exe,
@@ -233,7 +237,7 @@ int run(const Options &o) {
   Runner runner{g};
   runtime::Executable exe;
   std::string deviceName = "ref (reference interpreter)";
-  if (Status s = loadOnDevice(o.device, g, runner, exe, deviceName); s.failed())
+  if (Status s = loadOnDevice(o.device, o.validate, g, runner, exe, deviceName); s.failed())
     return tools::fail(s.message());
   std::printf("device: %s\n", deviceName.c_str());
   std::fflush(stdout);
@@ -351,12 +355,14 @@ Status writeTrace(std::FILE *f, const std::string &path, const ir::Graph &g,
   return ok ? Status::ok() : makeError("error: --trace: cannot write " + path);
 }
 
-Status loadOnDevice(const std::string &dev, const ir::Graph &g, Runner &runner,
+Status loadOnDevice(const std::string &dev, bool validate, const ir::Graph &g, Runner &runner,
                     runtime::Executable &exe, std::string &deviceName) {
-  if (dev == "ref")
-    return Status::ok();
   int index = -1;
   bool cuda = deviceKind(dev, "cuda", index);
+  if (validate && (cuda || dev == "ref"))
+    return makeError("error: --validate: only Vulkan devices have a validation layer");
+  if (dev == "ref")
+    return Status::ok();
   if (!cuda)
     deviceKind(dev, "vulkan", index);
   compiler::CompileOptions opts;
@@ -370,8 +376,12 @@ Status loadOnDevice(const std::string &dev, const ir::Graph &g, Runner &runner,
     opts.ptx = true;
     opts.smArch = (*list)[index < 0 ? 0 : index].arch;
   }
+  if (validate)
+    setenv("KILN_VK_VALIDATE", "1", 1);
   auto device = cuda ? runtime::openCudaDevice(index) : runtime::openVulkanDevice(index);
-  if (!device && dev == "auto") {
+  if (device && validate && (*device)->describe().find("validation on") == std::string::npos)
+    return makeError("error: --validate: VK_LAYER_KHRONOS_validation is not installed");
+  if (!device && dev == "auto" && !validate) {
     std::fprintf(stderr, "kiln-run: no Vulkan device (%s); using the reference interpreter\n",
                  device.message().c_str());
     return Status::ok();
@@ -429,6 +439,8 @@ int main(int argc, char **argv) {
       o.check = true;
     } else if (a == "--stats") {
       o.stats = true;
+    } else if (a == "--validate") {
+      o.validate = true;
     } else if (args.value(a, "--trace", v)) {
       o.trace = v;
     } else if (args.value(a, "--iters", v)) {

@@ -15,6 +15,8 @@ config.substitutions.append(("not ", os.path.join(os.path.dirname(config.fileche
 config.environment["PATH"] = os.pathsep.join([config.kiln_bin_dir, config.environment.get("PATH", "")])
 # The pipeline cache of Vulkan runs stays inside the build.
 config.environment["KILN_CACHE_DIR"] = os.path.join(config.kiln_bin_dir, "..", "test-cache")
+# Every Vulkan run under the validation layer, as in the unit tests.
+config.environment["KILN_VK_VALIDATE"] = "1"
 
 # Features: tools and devices a test may require; without them it is UNSUPPORTED (skipped).
 import shutil
