@@ -43,6 +43,8 @@ public:
   virtual ~Device() = default;
   virtual std::string describe() const = 0;
   virtual Expected<std::unique_ptr<Plan>> load(const Executable &exe) = 0;
+  // Device memory allocations its plans hold now, for leak checks; -1 where not counted.
+  virtual int64_t liveAllocations() const { return -1; }
 };
 
 // Invocations of a kernel at bound dims: its grid points over its grain, rounded up.

@@ -1,6 +1,7 @@
 // What a Vulkan device and its plans share: the loaded API, instance, device and queue.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -25,6 +26,8 @@ struct Context {
   uint32_t timestampBits = 0;   // 0: the queue cannot time dispatches
   bool storage16 = false;       // storageBuffer16BitAccess enabled
   bool subgroupShuffle = false; // compute shaders have subgroup shuffles
+
+  std::atomic<int64_t> allocations{0}; // device memory allocations the plans hold
 
   std::mutex messagesMutex;
   std::vector<std::string> messages; // validation messages not yet reported

@@ -280,6 +280,8 @@ public:
     return vk::createPlan(ctx_, exe);
   }
 
+  int64_t liveAllocations() const override { return ctx_->allocations; }
+
 private:
   std::shared_ptr<Context> ctx_;
 };

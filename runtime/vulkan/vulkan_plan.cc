@@ -190,7 +190,11 @@ void VulkanPlan::destroyBuffer(Buffer &b) {
   if (b.mapped)
     api_.vkUnmapMemory(ctx_->device, b.memory);
   api_.vkDestroyBuffer(ctx_->device, b.buffer, nullptr);
-  api_.vkFreeMemory(ctx_->device, b.memory, nullptr);
+  if (b.memory) {
+    api_.vkFreeMemory(ctx_->device, b.memory, nullptr);
+    --ctx_->allocations;
+  }
+  b = Buffer{};
 }
 
 Status VulkanPlan::checkExecutable() const {
@@ -254,6 +258,7 @@ Status VulkanPlan::createBuffer(int64_t bytes, Buffer &out, VkBufferUsageFlags u
                        "vkAllocateMemory");
       s.failed())
     return s;
+  ++ctx_->allocations;
   if (Status s = check(api_.vkBindBufferMemory(ctx_->device, out.buffer, out.memory, 0),
                        "vkBindBufferMemory");
       s.failed())

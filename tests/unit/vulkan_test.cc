@@ -628,6 +628,29 @@ TEST_F(VulkanTest, SubgroupShufflesSumEachSubgroup) {
   }
 }
 
+// A plan frees every allocation it made, and a load that fails keeps none.
+TEST_F(VulkanTest, PlansFreeWhatTheyAllocate) {
+  int64_t before = device_->liveAllocations();
+  ASSERT_GE(before, 0);
+  Executable exe = oneKernel(testing::floatOp(KOp::FExp, 1), {{"n", 1, 100}});
+  {
+    Expected<std::unique_ptr<Plan>> plan = device_->load(exe);
+    ASSERT_TRUE(plan) << plan.message();
+    EXPECT_EQ(device_->liveAllocations(), before + 4); // x, y, the dims and the dispatches
+    std::vector<Bytes> outputs;
+    std::vector<float> x(10, 1.0f);
+    ASSERT_FALSE(
+        (*plan)
+            ->run(std::vector<int64_t>{10}, std::vector<Bytes>{toBytes(x)}, outputs, nullptr)
+            .failed());
+  }
+  EXPECT_EQ(device_->liveAllocations(), before);
+  Executable bad = exe;
+  bad.kernels[0].buffers.pop_back();
+  ASSERT_FALSE(device_->load(bad));
+  EXPECT_EQ(device_->liveAllocations(), before);
+}
+
 TEST_F(VulkanTest, BadArgumentsAreErrors) {
   Executable exe = oneKernel(testing::floatOp(KOp::FExp, 1), {{"n", 1, 100}});
   Expected<std::unique_ptr<Plan>> plan = device_->load(exe);
