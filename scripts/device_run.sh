@@ -64,6 +64,7 @@ for dev in "${devices[@]}"; do
   run ew_chain[16M,f32] $dev bench/graphs/ew_chain.kir --check --dims n=16777216
   run softmax_scale_mask[32x512x512,f16] $dev examples/softmax_scale_mask.kir --check
   run tiny_chain[64ops,4096] $dev bench/graphs/tiny_chain.kir --check
+  run independent_reductions[8x32x4096] $dev bench/graphs/independent_reductions.kir --check
   run gemv[4096x11008,f16] $dev bench/graphs/gemv_f16.kir --check
   run gemv_nk[11008x4096,f16] $dev bench/graphs/gemv_f16_nk.kir --check
   # The reference takes about 30 s a decoder layer: checked once, on CUDA.
