@@ -106,11 +106,19 @@ std::string scheduleStats(const ScheduleReport &r, double compileMs) {
   return out + "}\n";
 }
 
+std::string traceProcessName(int pid, const std::string &name) {
+  return ",\n  {\"name\": \"process_name\", \"ph\": \"M\", \"pid\": " + std::to_string(pid) +
+         ", \"args\": {\"name\": " + jsonString(name) + "}}";
+}
+
+std::string traceDocument(const std::string &events) {
+  return "{\"traceEvents\": [" + events.substr(1) + "\n], \"displayTimeUnit\": \"ns\"}\n";
+}
+
 std::string scheduleTraceEvents(const ScheduleReport &r, int pid) {
   std::string p = std::to_string(pid);
-  std::string out = ",\n  {\"name\": \"process_name\", \"ph\": \"M\", \"pid\": " + p +
-                    ", \"args\": {\"name\": " +
-                    jsonString("kiln predicted: @" + r.graph.name + " on " + r.profile.name) + "}}";
+  std::string out =
+      traceProcessName(pid, "kiln predicted: @" + r.graph.name + " on " + r.profile.name);
   for (size_t st = 0; st < r.schedule.streams.streams.size(); ++st)
     out += ",\n  {\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": " + p +
            ", \"tid\": " + std::to_string(st) + ", \"args\": {\"name\": \"stream " +
@@ -129,8 +137,7 @@ std::string scheduleTraceEvents(const ScheduleReport &r, int pid) {
 }
 
 std::string scheduleTrace(const ScheduleReport &r) {
-  return "{\"traceEvents\": [" + scheduleTraceEvents(r, 0).substr(1) +
-         "\n], \"displayTimeUnit\": \"ns\"}\n";
+  return traceDocument(scheduleTraceEvents(r, 0));
 }
 
 std::string scheduleDot(const ScheduleReport &r) {

@@ -39,5 +39,9 @@ std::string scheduleDot(const ScheduleReport &r);
 std::string scheduleTrace(const ScheduleReport &r);
 // Its events alone, as process `pid`, each line beginning ",\n" (to join other events).
 std::string scheduleTraceEvents(const ScheduleReport &r, int pid);
+// A Chrome trace's metadata event naming process `pid`, beginning ",\n" as above.
+std::string traceProcessName(int pid, const std::string &name);
+// The trace document holding `events` (lines as above).
+std::string traceDocument(const std::string &events);
 
 } // namespace kiln::passes

@@ -335,8 +335,7 @@ Status writeTrace(std::FILE *f, const std::string &path, const ir::Graph &g,
   passes::Schedule sched = passes::placeBarriers(*prog, profile);
   passes::MemoryPlan none;
   std::string events = passes::scheduleTraceEvents({g, *prog, sched, none, profile}, 0);
-  events += ",\n  {\"name\": \"process_name\", \"ph\": \"M\", \"pid\": 1, \"args\": {\"name\": " +
-            passes::jsonString("kiln measured: @" + g.name + " on " + deviceName) + "}}";
+  events += passes::traceProcessName(1, "kiln measured: @" + g.name + " on " + deviceName);
   for (size_t k = 0; k < spans.size() && k < exe.kernels.size(); ++k) {
     char times[96];
     std::snprintf(times, sizeof times, "\"ts\": %.3f, \"dur\": %.3f", spans[k].first,
@@ -349,8 +348,7 @@ Status writeTrace(std::FILE *f, const std::string &path, const ir::Graph &g,
                  "kiln-run: --trace: %s timed no kernels; the trace holds the predicted "
                  "schedule alone\n",
                  deviceName.c_str());
-  std::string doc =
-      "{\"traceEvents\": [" + events.substr(1) + "\n], \"displayTimeUnit\": \"ns\"}\n";
+  std::string doc = passes::traceDocument(events);
   bool ok = std::fwrite(doc.data(), 1, doc.size(), f) == doc.size() && std::fflush(f) == 0;
   return ok ? Status::ok() : makeError("error: --trace: cannot write " + path);
 }

@@ -365,10 +365,10 @@ const char *functionName(MathFn fn) {
   switch (fn) {
   case MathFn::Exp:
     return "kiln.expf";
-  case MathFn::Log:
-    return "kiln.logf";
   case MathFn::Exp16:
     return "kiln.exp16f";
+  case MathFn::Log:
+    return "kiln.logf";
   case MathFn::Sin:
     return "kiln.sinf";
   case MathFn::Cos:

@@ -535,8 +535,8 @@ Status VulkanPlan::run(std::span<const int64_t> dims, std::span<const Bytes> inp
                            ticks.size() * sizeof(uint64_t), ticks.data(), sizeof(uint64_t),
                            VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS) {
       // Microseconds from query 0, the run's start, to query q.
+      uint64_t mask = ctx_->timestampBits >= 64 ? ~0ull : (1ull << ctx_->timestampBits) - 1;
       auto since = [&](size_t q) {
-        uint64_t mask = ctx_->timestampBits >= 64 ? ~0ull : (1ull << ctx_->timestampBits) - 1;
         uint64_t elapsed = ((ticks[q] & mask) - (ticks[0] & mask)) & mask;
         return static_cast<double>(elapsed) * ctx_->properties.limits.timestampPeriod / 1000.0;
       };
