@@ -30,7 +30,7 @@ void forEachKernel(size_t count, const std::function<void(size_t)> &emit) {
 }
 
 Expected<runtime::Executable> compileGraph(const ir::Graph &g, const CompileOptions &opts) {
-  auto lowered = lowerGraph(g);
+  auto lowered = lowerGraph(g, {opts.matrixUnits});
   if (!lowered)
     return lowered.error();
   runtime::Executable exe = std::move(lowered->exe);

@@ -15,6 +15,8 @@ struct CompileOptions {
   bool spirv = true;
   bool ptx = false;
   std::string smArch = "sm_80";
+  // Lower f16 matmuls for tensor cores (the kernels then compile for PTX only).
+  bool matrixUnits = false;
 };
 
 // Runs `emit(i)` for i in [0, count) on up to one thread per core: kernels compile

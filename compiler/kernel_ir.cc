@@ -25,6 +25,16 @@ const char *opName(KOp op) {
     return "shared_store";
   case KOp::Barrier:
     return "barrier";
+  case KOp::MatZero:
+    return "mat_zero";
+  case KOp::MatLoad:
+    return "mat_load";
+  case KOp::MatLoadT:
+    return "mat_load_t";
+  case KOp::MatStore:
+    return "mat_store";
+  case KOp::MatMulAdd:
+    return "mat_mul_add";
   case KOp::SubgroupSize:
     return "subgroup_size";
   case KOp::ShuffleXor:
@@ -135,9 +145,17 @@ const char *typeName(KType t) {
     return "i32";
   case KType::F32:
     return "f32";
+  case KType::MatA:
+    return "mat_a";
+  case KType::MatB:
+    return "mat_b";
+  case KType::MatC:
+    return "mat_c";
   }
   return "?";
 }
+
+bool isMatrix(KType t) { return t == KType::MatA || t == KType::MatB || t == KType::MatC; }
 
 const char *memTypeName(MemType m) {
   switch (m) {
@@ -155,7 +173,7 @@ const char *memTypeName(MemType m) {
 
 // Operand and result types an op requires. `Any` marks the operands of Select and Cast, and the
 // value of Store, which are checked separately.
-enum class Want : uint8_t { Bool, I32, F32, Any };
+enum class Want : uint8_t { Bool, I32, F32, MatA, MatB, MatC, Any };
 
 struct Signature {
   std::vector<Want> operands;
@@ -164,6 +182,7 @@ struct Signature {
 
 Signature signatureOf(KOp op) {
   constexpr Want B = Want::Bool, I = Want::I32, F = Want::F32, A = Want::Any;
+  constexpr Want MA = Want::MatA, MB = Want::MatB, MC = Want::MatC;
   switch (op) {
   case KOp::GlobalId:
   case KOp::LocalId:
@@ -232,6 +251,15 @@ Signature signatureOf(KOp op) {
   case KOp::LoopEnd:
   case KOp::IfEnd:
     return {{}, A};
+  case KOp::MatZero:
+    return {{}, MC};
+  case KOp::MatLoad:
+  case KOp::MatLoadT:
+    return {{I}, A};
+  case KOp::MatStore:
+    return {{I, MC}, A};
+  case KOp::MatMulAdd:
+    return {{MA, MB, MC}, MC};
   case KOp::VarNew:
   case KOp::VarGet:
     return {{A}, A};
@@ -253,6 +281,12 @@ bool matches(Want w, KType t) {
     return t == KType::I32;
   case Want::F32:
     return t == KType::F32;
+  case Want::MatA:
+    return t == KType::MatA;
+  case Want::MatB:
+    return t == KType::MatB;
+  case Want::MatC:
+    return t == KType::MatC;
   case Want::Any:
     return true;
   }
@@ -267,6 +301,12 @@ const char *wantName(Want w) {
     return "i32";
   case Want::F32:
     return "f32";
+  case Want::MatA:
+    return "mat_a";
+  case Want::MatB:
+    return "mat_b";
+  case Want::MatC:
+    return "mat_c";
   case Want::Any:
     return "any";
   }
@@ -307,8 +347,8 @@ public:
         return fail("guard %" + std::to_string(k_.guard) + " (" + opName(g.op) + ") is not a bool");
     }
     for (size_t i = 0; i < k_.shared.size(); ++i)
-      if (k_.shared[i].elem == KType::Bool || k_.shared[i].size <= 0)
-        return fail("shared array " + std::to_string(i) + " is not a non-empty i32 or f32 array");
+      if (k_.shared[i].size <= 0)
+        return fail("shared array " + std::to_string(i) + " is empty");
     region_.assign(n, -1);
     open_.assign(n, false);
     for (int id = 0; id < n; ++id) {
@@ -394,6 +434,8 @@ private:
         return failAt(id, "constant " + std::to_string(in.imm) + " does not fit in i32");
       return Status::ok();
     case KOp::Select:
+      if (isMatrix(in.type))
+        return failAt(id, "selects a matrix");
       if (argType(1) != argType(2) || argType(1) != in.type)
         return failAt(id, std::string("operands are ") + typeName(argType(1)) + " and " +
                               typeName(argType(2)) + ", result is " + typeName(in.type) +
@@ -403,6 +445,8 @@ private:
       // Every pair of distinct types converts; a same-type cast is a lowering bug.
       if (argType(0) == in.type)
         return failAt(id, std::string("casts ") + typeName(in.type) + " to itself");
+      if (isMatrix(in.type) || isMatrix(argType(0)))
+        return failAt(id, "casts a matrix");
       return Status::ok();
     case KOp::Load:
     case KOp::Store:
@@ -410,6 +454,12 @@ private:
     case KOp::SharedLoad:
     case KOp::SharedStore:
       return verifyShared(id, in);
+    case KOp::MatZero:
+    case KOp::MatLoad:
+    case KOp::MatLoadT:
+    case KOp::MatStore:
+    case KOp::MatMulAdd:
+      return verifyMatrix(id, in);
     case KOp::Barrier:
       if (k_.guard >= 0)
         return failAt(id, "barrier in a guarded kernel (some invocations would not arrive)");
@@ -421,6 +471,9 @@ private:
         return failAt(id, "lane mask " + std::to_string(in.imm) + " is outside [1, 2^30)");
       return Status::ok();
     case KOp::VarNew:
+      if (in.type == KType::MatA || in.type == KType::MatB)
+        return failAt(id, std::string("a variable of ") + typeName(in.type) +
+                              " (only sums, mat_c, live in variables)");
       if (argType(0) != in.type)
         return failAt(id, std::string("variable of ") + typeName(in.type) + " starts as " +
                               typeName(argType(0)));
@@ -486,19 +539,55 @@ private:
     return Status::ok();
   }
 
-  Status verifyShared(int id, const KInst &in) {
+  Status verifySharedIndex(int id, const KInst &in) {
     int ns = static_cast<int>(k_.shared.size());
     if (in.buffer < 0 || in.buffer >= ns)
       return failAt(id, "shared array " + std::to_string(in.buffer) + " is outside [0, " +
                             std::to_string(ns) + ")");
-    KType elem = k_.shared[in.buffer].elem;
+    return Status::ok();
+  }
+
+  Status verifyShared(int id, const KInst &in) {
+    if (Status s = verifySharedIndex(id, in); s.failed())
+      return s;
+    MemType elem = k_.shared[in.buffer].elem;
     KType t = in.op == KOp::SharedLoad ? in.type : k_.body[in.args[1]].type;
-    if (t != elem)
+    if (t != registerType(elem))
       return failAt(id, std::string(in.op == KOp::SharedLoad ? "loads " : "stores ") + typeName(t) +
                             " with shared array " + std::to_string(in.buffer) + " of " +
-                            typeName(elem));
+                            memTypeName(elem));
     if (in.op == KOp::SharedStore && id < k_.guardEnd)
       return failAt(id, "side effect in the prologue");
+    return Status::ok();
+  }
+
+  // Matrix ops: the whole subgroup takes part (no guard), loads and stores name shared
+  // arrays of the right element type, and products read their factors from loads.
+  Status verifyMatrix(int id, const KInst &in) {
+    if (k_.guard >= 0)
+      return failAt(id, "matrix op in a guarded kernel (some invocations would not take part)");
+    if (in.op == KOp::MatMulAdd) {
+      for (int i = 0; i < 2; ++i) {
+        KOp def = k_.body[in.args[i]].op;
+        if (def != KOp::MatLoad && def != KOp::MatLoadT)
+          return failAt(id, "operand " + std::to_string(i) + " %" + std::to_string(in.args[i]) +
+                                " is not a mat_load");
+      }
+      return Status::ok();
+    }
+    if (in.op == KOp::MatZero)
+      return Status::ok();
+    if (Status s = verifySharedIndex(id, in); s.failed())
+      return s;
+    if (in.imm <= 0)
+      return failAt(id, "row distance " + std::to_string(in.imm) + " is not positive");
+    MemType want = in.op == KOp::MatStore ? MemType::F32 : MemType::F16;
+    if (k_.shared[in.buffer].elem != want)
+      return failAt(id, std::string("shared array ") + std::to_string(in.buffer) + " is " +
+                            memTypeName(k_.shared[in.buffer].elem) + ", expected " +
+                            memTypeName(want));
+    if (in.op != KOp::MatStore && in.type != KType::MatA && in.type != KType::MatB)
+      return failAt(id, std::string("loads a ") + typeName(in.type) + ", expected mat_a or mat_b");
     return Status::ok();
   }
 
@@ -555,6 +644,9 @@ std::string printInst(const Kernel &k, int id) {
     return "store " + buf + "[" + arg(0) + "], " + arg(1);
   case KOp::SharedStore:
     return "shared_store " + shared + "[" + arg(0) + "], " + arg(1);
+  case KOp::MatStore:
+    return "mat_store " + shared + "[" + arg(0) + "], " + arg(1) + ", rows " +
+           std::to_string(in.imm) + " apart";
   case KOp::Barrier:
   case KOp::LoopEnd:
   case KOp::IfEnd:
@@ -579,9 +671,15 @@ std::string printInst(const Kernel &k, int id) {
     return s + " " + buf + "[" + arg(0) + "]";
   case KOp::SharedLoad:
     return s + " " + shared + "[" + arg(0) + "]";
+  case KOp::MatLoad:
+  case KOp::MatLoadT:
+    return s + " " + shared + "[" + arg(0) + "], rows " + std::to_string(in.imm) + " apart";
   case KOp::ShuffleXor:
     return s + " " + arg(0) + ", " + std::to_string(in.imm);
   case KOp::SharedStore:
+  case KOp::MatStore:
+  case KOp::MatZero:
+  case KOp::MatMulAdd:
   case KOp::Barrier:
   case KOp::VarNew:
   case KOp::VarGet:
@@ -652,7 +750,7 @@ std::string printKernel(const Kernel &k) {
   }
   s += ") dims=" + std::to_string(k.numDims) + " {\n";
   for (size_t i = 0; i < k.shared.size(); ++i)
-    s += "  shared" + std::to_string(i) + ": " + typeName(k.shared[i].elem) + "[" +
+    s += "  shared" + std::to_string(i) + ": " + memTypeName(k.shared[i].elem) + "[" +
          std::to_string(k.shared[i].size) + "]\n";
   int n = static_cast<int>(k.body.size());
   std::string indent = "  ";
@@ -724,10 +822,15 @@ bool isPure(const Kernel &k, const KInst &in) {
   case KOp::Select:
   case KOp::Cast:
   case KOp::ShuffleXor: // the same operand gives the same value, where both execute
+  case KOp::MatZero:
+  case KOp::MatMulAdd:
     return true;
   case KOp::Store:
   case KOp::SharedLoad:
   case KOp::SharedStore:
+  case KOp::MatLoad:
+  case KOp::MatLoadT:
+  case KOp::MatStore:
   case KOp::Barrier:
   case KOp::VarNew:
   case KOp::VarGet:

@@ -15,7 +15,15 @@
 // whose conditions the lowering keeps the same across the workgroup.
 //
 // Shared memory: arrays of `Kernel::shared`, one copy per workgroup, read and written
-// by SharedLoad and SharedStore (`buffer` names the array).
+// by SharedLoad and SharedStore (`buffer` names the array), and by the matrix ops.
+//
+// Matrices: a subgroup of 32 invocations holds a 16 x 16 matrix together (MatA: rows
+// by k of f16, MatB: k by columns of f16, MatC: f32 sums), each invocation a part that
+// the target chooses (tensor-core fragments on PTX). Every invocation of the subgroup
+// executes a matrix op, in control flow the whole workgroup takes alike, and only on
+// targets whose subgroups have 32 invocations (the lowering uses them only where the
+// compile options say the target has matrix units). MatA and MatB values come straight
+// from MatLoad or MatLoadT; MatC values live across loop iterations in variables.
 //
 // Parameters: buffers 0..N-1 (storage elements of `MemType`), then the dims info
 // buffer (int32 values of the graph's symbolic dims, in declaration order).
@@ -40,7 +48,7 @@ constexpr int kWorkgroupSize = 256;
 constexpr int kBufferAlignment = 16;
 
 // Types of values computed in registers.
-enum class KType : uint8_t { Bool, I32, F32 };
+enum class KType : uint8_t { Bool, I32, F32, MatA, MatB, MatC };
 
 // Element types of buffers in memory. F16 and BF16 load to and store from F32;
 // I32 loads and stores I32.
@@ -102,6 +110,15 @@ enum class KOp : uint8_t {
   SharedLoad,  // type: the array's element type.
   SharedStore, // args: index, value; no result.
   Barrier,     // no operands, no result.
+  // Matrices (see the file comment); `buffer` names a shared array, args[0] is the index
+  // of the matrix's element (0, 0) in it, and `imm` the distance between its rows. The
+  // first element sits at a multiple of 32 bytes and rows lie a multiple of 16 bytes
+  // apart (tensor-core loads move aligned 32-byte pieces).
+  MatZero,   // MatC of zeros.
+  MatLoad,   // MatA or MatB from an f16 array: element (r, c) at index + r * imm + c.
+  MatLoadT,  // MatA or MatB from an f16 array, transposed: (r, c) at index + c * imm + r.
+  MatStore,  // args: index, MatC value; into an f32 array, (r, c) at index + r * imm + c.
+  MatMulAdd, // MatC: args a (MatA), b (MatB), c (MatC): a * b + c, sums in f32.
   // Subgroups: the invocations of a workgroup form subgroups of SubgroupSize consecutive
   // LocalIds (every target kiln knows does this for 1-D workgroups), which run together.
   SubgroupSize, // I32: invocations per subgroup, a power of two (32 on NVIDIA); uniform.
@@ -123,7 +140,7 @@ enum class KOp : uint8_t {
 // Whether an instruction produces no value.
 inline bool hasNoResult(KOp op) {
   return op == KOp::Store || op == KOp::SharedStore || op == KOp::Barrier || op == KOp::VarSet ||
-         op == KOp::LoopEnd || op == KOp::IfBegin || op == KOp::IfEnd;
+         op == KOp::LoopEnd || op == KOp::IfBegin || op == KOp::IfEnd || op == KOp::MatStore;
 }
 
 struct KInst {
@@ -141,10 +158,11 @@ struct KBuffer {
   bool written = false; // read-only when false
 };
 
-// A shared-memory array (per workgroup).
+// A shared-memory array (per workgroup). An f16 or bf16 array loads to and stores from
+// F32 like a buffer of its type (a store rounds to nearest even).
 struct KShared {
-  KType elem = KType::F32; // I32 or F32
-  int size = 0;            // elements
+  MemType elem = MemType::F32;
+  int size = 0; // elements
 };
 
 struct Kernel {
@@ -185,6 +203,14 @@ public:
     emit({KOp::SharedStore, KType::I32, {index, value}, 0, 0, array});
   }
   void barrier() { emit({KOp::Barrier, KType::I32}); }
+  int matZero() { return emit({KOp::MatZero, KType::MatC}); }
+  int matLoad(KType t, int array, int index, int64_t stride, bool transposed) {
+    return emit({transposed ? KOp::MatLoadT : KOp::MatLoad, t, {index}, stride, 0, array});
+  }
+  void matStore(int array, int index, int64_t stride, int value) {
+    emit({KOp::MatStore, KType::I32, {index, value}, stride, 0, array});
+  }
+  int matMulAdd(int a, int b, int c) { return emit({KOp::MatMulAdd, KType::MatC, {a, b, c}}); }
   int varNew(KType t, int init) { return emit({KOp::VarNew, t, {init}}); }
   int varGet(KType t, int var) { return emit({KOp::VarGet, t, {var}}); }
   void varSet(int var, int value) { emit({KOp::VarSet, KType::I32, {var, value}}); }

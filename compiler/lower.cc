@@ -125,7 +125,8 @@ std::string unsupportedReason(const ir::Graph &g, int id) {
 
 class Lowering {
 public:
-  explicit Lowering(const ir::Graph &g) : g_(g), unit_(g.nodes.size(), -1) {}
+  Lowering(const ir::Graph &g, const LowerOptions &opts)
+      : g_(g), opts_(opts), unit_(g.nodes.size(), -1) {}
 
   Expected<LoweredGraph> run() {
     groupKernels();
@@ -338,9 +339,10 @@ private:
       if (isContraction(g_.nodes[id]))
         contractions.push_back(id);
     }
-    Status s = !contractions.empty() ? lowerContractionKernel(*o.el, stores, contractions, *o.exec)
-               : anchor >= 0         ? lowerRowKernel(*o.el, stores, anchor, *o.exec)
-                                     : lowerPointwiseKernel(*o.el, stores, *o.exec);
+    Status s = !contractions.empty()
+                   ? lowerContractionKernel(*o.el, stores, contractions, opts_, *o.exec)
+               : anchor >= 0 ? lowerRowKernel(*o.el, stores, anchor, *o.exec)
+                             : lowerPointwiseKernel(*o.el, stores, *o.exec);
     if (s.failed())
       return makeError("error: graph @" + g_.name + ": kernel " + o.kernel->name + ": " +
                        s.message());
@@ -360,6 +362,7 @@ private:
   };
 
   const ir::Graph &g_;
+  LowerOptions opts_;
   std::vector<Group> groups_;
   std::vector<int> unit_;           // per node: its kernel, or -1
   std::vector<bool> escapes_;       // per node: its value leaves its kernel
@@ -370,6 +373,8 @@ private:
 
 } // namespace
 
-Expected<LoweredGraph> lowerGraph(const ir::Graph &g) { return Lowering(g).run(); }
+Expected<LoweredGraph> lowerGraph(const ir::Graph &g, const LowerOptions &opts) {
+  return Lowering(g, opts).run();
+}
 
 } // namespace kiln::compiler

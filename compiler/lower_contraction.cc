@@ -14,6 +14,16 @@
 // pace of; tiles narrow until there are enough workgroups, and siblings that no stored
 // value mixes get workgroups of their own. For many rows each invocation holds a register tile of
 // RM x VN sums over the whole of K.
+//
+// Where the targets have matrix units (LowerOptions::matrixUnits) and both factors are
+// f16, a workgroup of eight 32-wide subgroups computes a 128 x 128 tile instead, on
+// tensor cores: each step of K, the workgroup copies a 128 x 32 slab of A and a 32 x 128
+// slab of B into shared memory (in B's own layout: rows of k when N is contiguous, rows
+// of n when K is), and each subgroup multiplies 16 x 16 fragments into its 64 x 32 of
+// the tile, eight sums held in matrix registers. The epilogue then passes each sum
+// through shared memory a fragment at a time and stores the kernel's values element by
+// element, as above. A half-mode rope (its pairs lie outside a fragment) and siblings
+// that a stored value mixes keep the tile of sums in registers.
 #include <algorithm>
 #include <functional>
 #include <numeric>
@@ -40,6 +50,15 @@ constexpr int64_t kMaxGemvRows = 8;
 // 256 of 32: ncu, H200).
 constexpr int64_t kTargetWorkgroups = 512;
 constexpr int64_t kTargetWorkgroupsAlongN = 256;
+// The tensor-core tile: rows and columns a workgroup computes, k per step, and the
+// halves by which the shared slabs' rows are padded (16 bytes: a fragment's eight-row
+// loads then touch every bank once).
+constexpr int64_t kMatTileM = 128, kMatTileN = 128, kMatTileK = 32, kMatPad = 8;
+constexpr int64_t kMat = 16;         // a fragment's side
+constexpr int64_t kMatSubgroup = 32; // invocations per subgroup wherever matrix units are
+constexpr int64_t kMatWarpsN = 4;    // subgroups across the tile's columns (2 down its rows)
+constexpr int64_t kMatFragsM = 4;    // fragments of a subgroup down the rows (64 rows)
+constexpr int64_t kMatFragsN = 2;    // and across the columns (32 columns)
 // Invocations in a subgroup at most (Vulkan's limit; 32 on NVIDIA).
 constexpr int64_t kMaxSubgroupSize = 128;
 // Columns (rows of B) an invocation of a GEMV over K-contiguous B sums at once, at most.
@@ -93,8 +112,8 @@ int unitStrideAxis(const ir::Graph &g, int id) {
 
 class ContractionLowering {
 public:
-  ContractionLowering(ElementLowering &el, std::vector<int> anchors)
-      : el_(el), b_(el.b()), g_(el.graph()), anchors_(std::move(anchors)),
+  ContractionLowering(ElementLowering &el, std::vector<int> anchors, const LowerOptions &opts)
+      : el_(el), b_(el.b()), g_(el.graph()), opts_(opts), anchors_(std::move(anchors)),
         out_(g_.typeOf(anchors_[0]).shape) {
     const Node &a0 = g_.nodes[anchors_[0]];
     int r = static_cast<int>(out_.size());
@@ -126,10 +145,15 @@ public:
     }
     if (Status s = plan(); s.failed())
       return s;
+    if (matrixTiles()) {
+      lowerOnMatrixUnits(stores, siblingOf);
+      grid(exec);
+      return Status::ok();
+    }
     for (size_t s = 0; s < anchors_.size(); ++s)
-      el_.kernel().shared.push_back({KType::F32, static_cast<int>(tm_ * tn_)});
+      el_.kernel().shared.push_back({MemType::F32, static_cast<int>(tm_ * tn_)});
     if (ks_ > 1)
-      el_.kernel().shared.push_back({KType::F32, static_cast<int>(ks_ * tm_ * tn_)});
+      el_.kernel().shared.push_back({MemType::F32, static_cast<int>(ks_ * tm_ * tn_)});
     tileOrigin();
     std::vector<int> all(anchors_.size());
     std::iota(all.begin(), all.end(), 0);
@@ -558,6 +582,177 @@ private:
   // Lanes between an invocation and the one holding the next slice of K.
   int64_t sliceStride() const { return kContiguous_ ? 1 : cg_ * rg_; }
 
+  // Whether the kernel takes the tensor-core tile (see the file comment).
+  bool matrixTiles() const {
+    if (!opts_.matrixUnits || gemv_ || halfRope_ > 0 || (anchors_.size() > 1 && !separable_))
+      return false;
+    for (int a : anchors_)
+      for (int operand : g_.nodes[a].operands)
+        if (g_.typeOf(operand).dtype != ir::DType::F16)
+          return false;
+    return true;
+  }
+
+  void lowerOnMatrixUnits(const KernelStores &stores, const std::vector<int> &siblingOf) {
+    tm_ = kMatTileM;
+    tn_ = kMatTileN;
+    perSibling_ = anchors_.size() > 1;
+    std::vector<KShared> &shared = el_.kernel().shared;
+    shared.clear();
+    aStride_ = kMatTileK + kMatPad;
+    bStride_ = kContiguous_ ? kMatTileK + kMatPad : kMatTileN + kMatPad;
+    shared.push_back({MemType::F16, static_cast<int>(kMatTileM * aStride_)});
+    shared.push_back(
+        {MemType::F16, static_cast<int>((kContiguous_ ? kMatTileN : kMatTileK) * bStride_)});
+    int64_t warps = kWorkgroupSize / kMatSubgroup;
+    shared.push_back({MemType::F32, static_cast<int>(warps * kMat * kMat)});
+    tileOrigin();
+    int warp = iop(KOp::IDiv, {lane_, c(kMatSubgroup)});
+    warpLane_ = iop(KOp::IRem, {lane_, c(kMatSubgroup)});
+    warpRow_ = iop(KOp::IMul, {iop(KOp::IDiv, {warp, c(kMatWarpsN)}), c(kMatFragsM * kMat)});
+    warpCol_ = iop(KOp::IMul, {iop(KOp::IRem, {warp, c(kMatWarpsN)}), c(kMatFragsN * kMat)});
+    scratch_ = iop(KOp::IMul, {warp, c(kMat * kMat)});
+    for (int s = 0; s < static_cast<int>(anchors_.size()); ++s) {
+      if (perSibling_) // the workgroup's own condition: every invocation meets the barriers
+        b_.ifBegin(
+            b_.op(KOp::And, KType::Bool,
+                  {b_.op(KOp::Not, KType::Bool, {lt(sibling_, c(s))}), lt(sibling_, c(s + 1))}));
+      el_.pushScope();
+      std::vector<int> sums = matrixSums(s);
+      matrixEpilogue(stores, siblingOf, s, sums);
+      el_.popScope();
+      if (perSibling_)
+        b_.ifEnd();
+    }
+  }
+
+  // Copies a slab of `rows` x `cols` of matrix operand `id` (its element (r, c) given by
+  // `coords`, a row being 8-element chunks of consecutive c) into shared array `array`
+  // with rows `stride` apart; `kAxis` says which of r and c is k, whose values past K
+  // are zeros. Each invocation moves chunks of 8 consecutive elements, which the code
+  // generator merges into 16-byte loads and stores where the operand's rows are
+  // contiguous in memory.
+  void copySlab(int array, int64_t rows, int64_t cols, int64_t stride, bool kIsRow, int r0, int c0,
+                const std::function<std::vector<int>(int, int)> &coords) {
+    int kEnd = el_.extent(k_);
+    // Where K is a static multiple of 8, a chunk along k lies wholly inside or past it:
+    // one test a chunk, and a clamp that keeps it aligned.
+    bool byChunk = k_.isStatic() && k_.offset % 8 == 0;
+    int64_t chunksPerRow = cols / 8;
+    for (int64_t q = 0; q < rows * chunksPerRow / kWorkgroupSize; ++q) {
+      int e = iop(KOp::IAdd, {lane_, c(q * kWorkgroupSize)});
+      int row = iop(KOp::IDiv, {e, c(chunksPerRow)});
+      int col = iop(KOp::IMul, {iop(KOp::IRem, {e, c(chunksPerRow)}), c(8)});
+      int r = iop(KOp::IAdd, {r0, row}), cc = iop(KOp::IAdd, {c0, col});
+      int chunkInside = -1;
+      if (byChunk && !kIsRow && needsClamp(k_, kMatTileK)) {
+        chunkInside = lt(cc, kEnd);
+        cc = select(KType::I32, chunkInside, cc, c(k_.offset - 8));
+      }
+      std::vector<int> values;
+      for (int t = 0; t < 8; ++t) {
+        int rt = r, ct = t == 0 ? cc : iop(KOp::IAdd, {cc, c(t)});
+        int inside = -1;
+        if (kIsRow) {
+          if (needsClamp(k_, kMatTileK)) {
+            inside = lt(r, kEnd);
+            rt = clampBelow(r, k_);
+          }
+        } else if (byChunk) {
+          inside = chunkInside; // none where K is a multiple of the slab's k
+        } else {
+          inside = lt(ct, kEnd);
+          ct = select(KType::I32, inside, ct, iop(KOp::ISub, {kEnd, c(1)}));
+        }
+        int v = el_.valueAt(coordsOperand_, coords(rt, ct));
+        values.push_back(inside < 0 ? v : select(KType::F32, inside, v, el_.f(0)));
+      }
+      int at = iop(KOp::IAdd, {iop(KOp::IMul, {row, c(stride)}), col});
+      for (int t = 0; t < 8; ++t)
+        b_.sharedStore(array, t == 0 ? at : iop(KOp::IAdd, {at, c(t)}), values[t]);
+    }
+  }
+
+  // Sibling s's sums of the subgroup's fragments (variables, kMatFragsM x kMatFragsN).
+  std::vector<int> matrixSums(int s) {
+    const Node &a = anchor(s);
+    int aId = a.operands[0], bId = a.operands[1];
+    bool ta = a.attrBool("transpose_a"), tb = a.attrBool("transpose_b");
+    std::vector<int> sums;
+    for (int64_t i = 0; i < kMatFragsM * kMatFragsN; ++i)
+      sums.push_back(b_.varNew(KType::MatC, b_.matZero()));
+    int kb = b_.loopBegin(c(0), el_.extent(k_), c(kMatTileK));
+    el_.pushScope();
+    b_.barrier(); // the last step's fragments are loaded
+    // A's slab: rows m of K-chunks; rows past M repeat the last (their sums are not stored).
+    coordsOperand_ = aId;
+    copySlab(0, kMatTileM, kMatTileK, aStride_, false, m0_, kb, [&](int m, int k) {
+      return operandCoords(aId, ta, needsClamp(m_, tm_) ? clampBelow(m, m_) : m, k);
+    });
+    coordsOperand_ = bId;
+    auto bAt = [&](int k, int n) {
+      return operandCoords(bId, tb, k, columnsEnd(s) ? clampBelow(n, this->n(s)) : n);
+    };
+    if (kContiguous_) // rows of n, each 32 consecutive k
+      copySlab(1, kMatTileN, kMatTileK, bStride_, false, n0_, kb,
+               [&](int n, int k) { return bAt(k, n); });
+    else // rows of k, each 128 consecutive n
+      copySlab(1, kMatTileK, kMatTileN, bStride_, true, kb, n0_, bAt);
+    b_.barrier();
+    for (int64_t kk = 0; kk < kMatTileK; kk += kMat) {
+      std::vector<int> as, bs;
+      for (int64_t i = 0; i < kMatFragsM; ++i) {
+        int row = iop(KOp::IAdd, {warpRow_, c(i * kMat)});
+        as.push_back(b_.matLoad(KType::MatA, 0,
+                                iop(KOp::IAdd, {iop(KOp::IMul, {row, c(aStride_)}), c(kk)}),
+                                aStride_, false));
+      }
+      for (int64_t j = 0; j < kMatFragsN; ++j) {
+        int col = iop(KOp::IAdd, {warpCol_, c(j * kMat)});
+        int at = kContiguous_ ? iop(KOp::IAdd, {iop(KOp::IMul, {col, c(bStride_)}), c(kk)})
+                              : iop(KOp::IAdd, {c(kk * bStride_), col});
+        bs.push_back(b_.matLoad(KType::MatB, 1, at, bStride_, kContiguous_));
+      }
+      for (int64_t i = 0; i < kMatFragsM; ++i)
+        for (int64_t j = 0; j < kMatFragsN; ++j) {
+          int var = sums[i * kMatFragsN + j];
+          b_.varSet(var, b_.matMulAdd(as[i], bs[j], b_.varGet(KType::MatC, var)));
+        }
+    }
+    el_.popScope();
+    b_.loopEnd();
+    return sums;
+  }
+
+  // Each fragment's sums through the subgroup's part of the scratch array to the
+  // stored values: every invocation takes 8 of the fragment's 256 elements.
+  void matrixEpilogue(const KernelStores &stores, const std::vector<int> &siblingOf, int s,
+                      const std::vector<int> &sums) {
+    for (int64_t i = 0; i < kMatFragsM; ++i)
+      for (int64_t j = 0; j < kMatFragsN; ++j) {
+        b_.barrier(); // the last fragment's elements are read
+        b_.matStore(2, scratch_, kMat, b_.varGet(KType::MatC, sums[i * kMatFragsN + j]));
+        b_.barrier();
+        int fm = iop(KOp::IAdd, {m0_, iop(KOp::IAdd, {warpRow_, c(i * kMat)})});
+        int fn = iop(KOp::IAdd, {n0_, iop(KOp::IAdd, {warpCol_, c(j * kMat)})});
+        el_.setAnchorValues([this, fm, fn](int, const std::vector<int> &coords) {
+          size_t r = coords.size();
+          int mi = iop(KOp::ISub, {coords[r - 2], fm}), ni = iop(KOp::ISub, {coords[r - 1], fn});
+          return b_.sharedLoad(
+              2, KType::F32,
+              iop(KOp::IAdd, {scratch_, iop(KOp::IAdd, {iop(KOp::IMul, {mi, c(kMat)}), ni})}));
+        });
+        el_.pushScope();
+        for (int64_t t = 0; t < kMat * kMat / kMatSubgroup; ++t) {
+          int e = iop(KOp::IAdd, {warpLane_, c(t * kMatSubgroup)});
+          int m = iop(KOp::IAdd, {fm, iop(KOp::IDiv, {e, c(kMat)})});
+          int col = iop(KOp::IAdd, {fn, iop(KOp::IRem, {e, c(kMat)})});
+          storeElement(stores, siblingOf, {s}, m, col);
+        }
+        el_.popScope();
+      }
+  }
+
   // The kernel's stored values, element by element of the tile, with each sibling's
   // result read from its tile.
   void epilogue(const KernelStores &stores, const std::vector<int> &siblingOf,
@@ -573,7 +768,14 @@ private:
     int e = b_.loopBegin(lane_, c(tm_ * tn_), c(kWorkgroupSize));
     el_.pushScope();
     int m = iop(KOp::IAdd, {m0_, iop(KOp::IDiv, {e, c(tn_)})});
-    int col = column(iop(KOp::IRem, {e, c(tn_)}));
+    storeElement(stores, siblingOf, active, m, column(iop(KOp::IRem, {e, c(tn_)})));
+    el_.popScope();
+    b_.loopEnd();
+  }
+
+  // The stored values of siblings `active` at element (m, col) of their results.
+  void storeElement(const KernelStores &stores, const std::vector<int> &siblingOf,
+                    const std::vector<int> &active, int m, int col) {
     int rowOk = needsClamp(m_, tm_) ? b_.op(KOp::And, KType::Bool, {valid_, lt(m, el_.extent(m_))})
                                     : valid_;
     for (size_t i = 0; i < stores.size(); ++i) {
@@ -596,8 +798,6 @@ private:
       el_.popScope();
       b_.ifEnd();
     }
-    el_.popScope();
-    b_.loopEnd();
   }
 
   // Grid points: the batch, the rows and columns rounded up to whole tiles (a
@@ -625,6 +825,7 @@ private:
   ElementLowering &el_;
   KernelBuilder &b_;
   const ir::Graph &g_;
+  LowerOptions opts_;
   std::vector<int> anchors_;
   ir::Shape out_, batch_;
   ir::Dim m_, k_;
@@ -641,13 +842,19 @@ private:
   int ks_id_ = -1, cg_id_ = -1, rg_id_ = -1;
   std::vector<int> batchCoords_;
   std::vector<std::vector<int>> acc_;
+  // The tensor-core tile: shared slabs' row distances, the invocation's lane in its
+  // subgroup, the subgroup's first row and column in the tile and its part of the
+  // scratch array, and the operand a slab copies.
+  int64_t aStride_ = 0, bStride_ = 0;
+  int warpLane_ = -1, warpRow_ = -1, warpCol_ = -1, scratch_ = -1, coordsOperand_ = -1;
 };
 
 } // namespace
 
 Status lowerContractionKernel(ElementLowering &el, const KernelStores &stores,
-                              const std::vector<int> &anchors, runtime::ExecKernel &exec) {
-  return ContractionLowering(el, anchors).run(stores, exec);
+                              const std::vector<int> &anchors, const LowerOptions &opts,
+                              runtime::ExecKernel &exec) {
+  return ContractionLowering(el, anchors, opts).run(stores, exec);
 }
 
 } // namespace kiln::compiler

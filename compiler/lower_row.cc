@@ -90,7 +90,7 @@ public:
         return makeError("more than 2^31-1 invocations for the rows of %" + a_.name);
 
     // Two regions, used by turns: see treeReduce.
-    el_.kernel().shared = {{KType::F32, 2 * kWorkgroupSize}};
+    el_.kernel().shared = {{MemType::F32, 2 * kWorkgroupSize}};
     length_ = el_.extent(xs_[axis_]);
     int rows = el_.elements(outer_);
     int gid = b_.globalId();

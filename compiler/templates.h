@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "compiler/element_lowering.h"
+#include "compiler/lower.h"
 #include "runtime/executable.h"
 
 namespace kiln::compiler {
@@ -31,6 +32,7 @@ Status lowerRowKernel(ElementLowering &el, const KernelStores &stores, int ancho
 // with their pointwise epilogue (rope and insert_slice included): a tile of every
 // sibling's result per workgroup.
 Status lowerContractionKernel(ElementLowering &el, const KernelStores &stores,
-                              const std::vector<int> &anchors, runtime::ExecKernel &exec);
+                              const std::vector<int> &anchors, const LowerOptions &opts,
+                              runtime::ExecKernel &exec);
 
 } // namespace kiln::compiler

@@ -54,6 +54,9 @@ options:
   --profile=NAME           device profile for predicted times: h200 (default), h100,
                            vulkan-gpu, lavapipe
   --sm=ARCH                PTX target for --emit=ptx: sm_80 (default) or sm_90
+  --matrix-units=on|off    lower f16 matmuls of more rows than a GEMV's for tensor
+                           cores (the kernel IR's matrix ops, emitted for PTX only);
+                           default: on for --emit=ptx, off for the other kinds
   -o FILE                  write the output to FILE (default: stdout)
   -h, --help               print this help
 )";
@@ -64,6 +67,7 @@ struct Options {
   passes::Instrumentation inst;
   std::string emit = "ir";
   std::string sm = "sm_80";
+  std::string matrixUnits; // on, off, or empty: on for PTX alone
   std::string profile = "h200";
   std::string output;
 };
@@ -111,7 +115,8 @@ Expected<std::string> emitKernel(const compiler::Kernel &k, const Options &o) {
 // (to stderr).
 Expected<std::string> emitKernels(const ir::Graph &g, const Options &o) {
   auto start = std::chrono::steady_clock::now();
-  auto lowered = compiler::lowerGraph(g);
+  bool matrixUnits = o.matrixUnits.empty() ? o.emit == "ptx" : o.matrixUnits == "on";
+  auto lowered = compiler::lowerGraph(g, {matrixUnits});
   if (!lowered)
     return lowered.error();
   double lowerMs = msSince(start);
@@ -242,6 +247,11 @@ int main(int argc, char **argv) {
       o.profile = v;
     } else if (args.value(a, "--sm", v)) {
       o.sm = v;
+    } else if (args.value(a, "--matrix-units", v)) {
+      if (v != "on" && v != "off")
+        return tools::usageError("kiln-opt",
+                                 "--matrix-units takes on or off, not '" + std::string(v) + "'");
+      o.matrixUnits = v;
     } else if (args.value(a, "-o", v)) {
       o.output = v;
     } else if (a.size() > 1 && a[0] == '-') {

@@ -372,6 +372,7 @@ Status loadOnDevice(const std::string &dev, bool validate, const ir::Graph &g, R
       return makeError("error: --device=" + dev + ": no such CUDA device");
     opts.spirv = false;
     opts.ptx = true;
+    opts.matrixUnits = true;
     opts.smArch = (*list)[index < 0 ? 0 : index].arch;
   }
   if (validate)

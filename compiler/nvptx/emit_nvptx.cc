@@ -101,9 +101,24 @@ private:
 
   llvm::Value *arg(const KInst &in, int i) { return vals_[in.args[i]]; }
 
+  // How elements of `m` sit in memory: bf16 as the i16 of its bits.
+  llvm::Type *memType(MemType m) {
+    switch (m) {
+    case MemType::F32:
+      return b_.getFloatTy();
+    case MemType::I32:
+      return b_.getInt32Ty();
+    case MemType::F16:
+      return b_.getHalfTy();
+    case MemType::BF16:
+      return b_.getInt16Ty();
+    }
+    return nullptr;
+  }
+
   // A shared array: an addrspace(3) global, one per workgroup.
   llvm::GlobalVariable *sharedArray(const KShared &s) {
-    llvm::Type *elem = s.elem == KType::F32 ? b_.getFloatTy() : b_.getInt32Ty();
+    llvm::Type *elem = memType(s.elem);
     auto *type = llvm::ArrayType::get(elem, static_cast<uint64_t>(s.size));
     auto *g = new llvm::GlobalVariable(m_, type, false, llvm::GlobalValue::InternalLinkage,
                                        llvm::UndefValue::get(type), "shared", nullptr,
@@ -117,6 +132,72 @@ private:
     return b_.CreateInBoundsGEP(g->getValueType(), g, {b_.getInt32(0), arg(in, 0)});
   }
 
+  // A shared array's element as a register value, and back (see load and store).
+  llvm::Value *sharedLoad(const KInst &in) {
+    MemType m = k_.shared[in.buffer].elem;
+    llvm::Value *v = b_.CreateAlignedLoad(memType(m), sharedPtr(in), alignment(in, bytes(m)));
+    return toRegister(m, v);
+  }
+  void sharedStore(const KInst &in) {
+    MemType m = k_.shared[in.buffer].elem;
+    b_.CreateAlignedStore(toMemory(m, arg(in, 1)), sharedPtr(in), alignment(in, bytes(m)));
+  }
+  static int bytes(MemType m) { return m == MemType::F16 || m == MemType::BF16 ? 2 : 4; }
+  llvm::Value *toRegister(MemType m, llvm::Value *v) {
+    if (m == MemType::F16)
+      return b_.CreateFPExt(v, b_.getFloatTy());
+    return m == MemType::BF16 ? fromBf16(v) : v;
+  }
+  llvm::Value *toMemory(MemType m, llvm::Value *v) {
+    if (m == MemType::F16)
+      return b_.CreateFPTrunc(v, b_.getHalfTy());
+    return m == MemType::BF16 ? toBf16(v) : v;
+  }
+
+  // Matrices are wmma fragments of m16n16k16: eight <2 x half> registers per invocation
+  // for a factor, eight floats for sums. A product's layouts are its factors' loads'.
+  llvm::Type *fragmentType(KType t) {
+    llvm::Type *part =
+        t == KType::MatC ? b_.getFloatTy() : llvm::FixedVectorType::get(b_.getHalfTy(), 2);
+    return llvm::StructType::get(ctx_, std::vector<llvm::Type *>(8, part));
+  }
+
+  llvm::Value *matLoad(const KInst &in) {
+    bool a = in.type == KType::MatA, rows = in.op == KOp::MatLoad;
+    llvm::Intrinsic::ID id =
+        a ? (rows ? llvm::Intrinsic::nvvm_wmma_m16n16k16_load_a_f16_row_stride
+                  : llvm::Intrinsic::nvvm_wmma_m16n16k16_load_a_f16_col_stride)
+          : (rows ? llvm::Intrinsic::nvvm_wmma_m16n16k16_load_b_f16_row_stride
+                  : llvm::Intrinsic::nvvm_wmma_m16n16k16_load_b_f16_col_stride);
+    llvm::Value *p = sharedPtr(in);
+    return b_.CreateIntrinsic(id, {p->getType()}, {p, b_.getInt32(static_cast<uint32_t>(in.imm))});
+  }
+
+  void matStore(const KInst &in) {
+    llvm::Value *p = sharedPtr(in);
+    std::vector<llvm::Value *> args{p};
+    for (unsigned i = 0; i < 8; ++i)
+      args.push_back(b_.CreateExtractValue(arg(in, 1), {i}));
+    args.push_back(b_.getInt32(static_cast<uint32_t>(in.imm)));
+    b_.CreateIntrinsic(llvm::Intrinsic::nvvm_wmma_m16n16k16_store_d_f32_row_stride, {p->getType()},
+                       args);
+  }
+
+  llvm::Value *matMulAdd(const KInst &in) {
+    bool aRows = k_.body[in.args[0]].op == KOp::MatLoad;
+    bool bRows = k_.body[in.args[1]].op == KOp::MatLoad;
+    llvm::Intrinsic::ID id =
+        aRows ? (bRows ? llvm::Intrinsic::nvvm_wmma_m16n16k16_mma_row_row_f32_f32
+                       : llvm::Intrinsic::nvvm_wmma_m16n16k16_mma_row_col_f32_f32)
+              : (bRows ? llvm::Intrinsic::nvvm_wmma_m16n16k16_mma_col_row_f32_f32
+                       : llvm::Intrinsic::nvvm_wmma_m16n16k16_mma_col_col_f32_f32);
+    std::vector<llvm::Value *> args;
+    for (int i = 0; i < 3; ++i)
+      for (unsigned j = 0; j < 8; ++j)
+        args.push_back(b_.CreateExtractValue(arg(in, i), {j}));
+    return b_.CreateIntrinsic(id, {}, args);
+  }
+
   llvm::Type *llvmType(KType t) {
     switch (t) {
     case KType::Bool:
@@ -125,6 +206,10 @@ private:
       return b_.getInt32Ty();
     case KType::F32:
       return b_.getFloatTy();
+    case KType::MatA:
+    case KType::MatB:
+    case KType::MatC:
+      return fragmentType(t);
     }
     return nullptr;
   }
@@ -265,23 +350,9 @@ private:
   }
 
   llvm::Value *load(const KInst &in) {
-    llvm::Type *i16 = b_.getInt16Ty();
-    switch (k_.buffers[in.buffer].elem) {
-    case MemType::F32:
-      return b_.CreateAlignedLoad(b_.getFloatTy(), elementPtr(in, b_.getFloatTy()),
-                                  alignment(in, 4));
-    case MemType::I32:
-      return b_.CreateAlignedLoad(b_.getInt32Ty(), elementPtr(in, b_.getInt32Ty()),
-                                  alignment(in, 4));
-    case MemType::F16:
-      return b_.CreateFPExt(
-          b_.CreateAlignedLoad(b_.getHalfTy(), elementPtr(in, b_.getHalfTy()), alignment(in, 2)),
-          b_.getFloatTy());
-    case MemType::BF16: {
-      return fromBf16(b_.CreateAlignedLoad(i16, elementPtr(in, i16), alignment(in, 2)));
-    }
-    }
-    return nullptr;
+    MemType m = k_.buffers[in.buffer].elem;
+    llvm::Type *t = memType(m);
+    return toRegister(m, b_.CreateAlignedLoad(t, elementPtr(in, t), alignment(in, bytes(m))));
   }
 
   // bf16 bits (i16) to the f32 they stand for: the high half of its bits.
@@ -303,22 +374,9 @@ private:
   }
 
   void store(const KInst &in) {
-    llvm::Value *v = arg(in, 1);
-    switch (k_.buffers[in.buffer].elem) {
-    case MemType::F32:
-      b_.CreateAlignedStore(v, elementPtr(in, b_.getFloatTy()), alignment(in, 4));
-      return;
-    case MemType::I32:
-      b_.CreateAlignedStore(v, elementPtr(in, b_.getInt32Ty()), alignment(in, 4));
-      return;
-    case MemType::F16:
-      b_.CreateAlignedStore(b_.CreateFPTrunc(v, b_.getHalfTy()), elementPtr(in, b_.getHalfTy()),
-                            alignment(in, 2));
-      return;
-    case MemType::BF16:
-      b_.CreateAlignedStore(toBf16(v), elementPtr(in, b_.getInt16Ty()), alignment(in, 2));
-      return;
-    }
+    MemType m = k_.buffers[in.buffer].elem;
+    llvm::Type *t = memType(m);
+    b_.CreateAlignedStore(toMemory(m, arg(in, 1)), elementPtr(in, t), alignment(in, bytes(m)));
   }
 
   llvm::Value *cast(const KInst &in) {
@@ -338,6 +396,10 @@ private:
     case KType::F32:
       return from == KType::I32 ? b_.CreateSIToFP(v, b_.getFloatTy())
                                 : b_.CreateUIToFP(v, b_.getFloatTy());
+    case KType::MatA: // the verifier refuses casts of matrices
+    case KType::MatB:
+    case KType::MatC:
+      break;
     }
     return nullptr;
   }
@@ -443,10 +505,20 @@ private:
     case KOp::GroupId: // launches are 1-D: up to 2^31 - 1 blocks in x
       return sreg(llvm::Intrinsic::nvvm_read_ptx_sreg_ctaid_x);
     case KOp::SharedLoad:
-      return b_.CreateAlignedLoad(llvmType(in.type), sharedPtr(in), llvm::Align(4));
+      return sharedLoad(in);
     case KOp::SharedStore:
-      b_.CreateAlignedStore(arg(in, 1), sharedPtr(in), llvm::Align(4));
+      sharedStore(in);
       return nullptr;
+    case KOp::MatZero:
+      return llvm::ConstantAggregateZero::get(fragmentType(KType::MatC));
+    case KOp::MatLoad:
+    case KOp::MatLoadT:
+      return matLoad(in);
+    case KOp::MatStore:
+      matStore(in);
+      return nullptr;
+    case KOp::MatMulAdd:
+      return matMulAdd(in);
     case KOp::Barrier:
       b_.CreateIntrinsic(llvm::Intrinsic::nvvm_barrier0, {}, {});
       return nullptr;

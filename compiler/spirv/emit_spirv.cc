@@ -148,6 +148,13 @@ Status Emitter::checkOperands() const {
     if (usesBuffer && (in.buffer < 0 || in.buffer >= static_cast<int>(k_.buffers.size())))
       return makeError("spirv: kernel " + k_.name + ": instruction " + std::to_string(i) +
                        " names no buffer");
+    // Cooperative matrices (VK_KHR_cooperative_matrix) are not emitted yet: a kernel
+    // lowered for matrix units compiles for PTX only.
+    if (in.op == KOp::MatZero || in.op == KOp::MatLoad || in.op == KOp::MatLoadT ||
+        in.op == KOp::MatStore || in.op == KOp::MatMulAdd)
+      return makeError("spirv: kernel " + k_.name + ": instruction " + std::to_string(i) +
+                       " is a matrix op, which SPIR-V does not emit yet (lower without matrix "
+                       "units)");
     bool usesShared = in.op == KOp::SharedLoad || in.op == KOp::SharedStore;
     if (usesShared && (in.buffer < 0 || in.buffer >= static_cast<int>(k_.shared.size())))
       return makeError("spirv: kernel " + k_.name + ": instruction " + std::to_string(i) +
@@ -161,6 +168,10 @@ Status Emitter::checkOperands() const {
   }
   if (k_.guard >= k_.guardEnd || k_.guardEnd > n)
     return makeError("spirv: kernel " + k_.name + ": guard is not in the prologue");
+  for (size_t i = 0; i < k_.shared.size(); ++i)
+    if (k_.shared[i].elem != MemType::F32 && k_.shared[i].elem != MemType::I32)
+      return makeError("spirv: kernel " + k_.name + ": shared array " + std::to_string(i) +
+                       " holds 16-bit values, which SPIR-V does not emit yet");
   return Status::ok();
 }
 
@@ -172,6 +183,10 @@ Id Emitter::regType(KType t) const {
     return tI32_;
   case KType::F32:
     return tF32_;
+  case KType::MatA: // refused by checkOperands
+  case KType::MatB:
+  case KType::MatC:
+    break;
   }
   return tI32_;
 }
@@ -232,7 +247,7 @@ void Emitter::declareShared() {
   for (size_t i = 0; i < k_.shared.size(); ++i) {
     const KShared &s = k_.shared[i];
     Id length = b_.constU32(static_cast<uint32_t>(s.size));
-    Id array = b_.arrayType(regType(s.elem), length);
+    Id array = b_.arrayType(regType(registerType(s.elem)), length);
     Id var = b_.globalVariable(b_.pointerType(spv::StorageClassWorkgroup, array),
                                spv::StorageClassWorkgroup);
     b_.name(var, "shared" + std::to_string(i));
@@ -407,6 +422,12 @@ Id Emitter::emitInst(int id) {
   case KOp::IfEnd:
     endIf();
     return Id{};
+  case KOp::MatZero: // refused by checkOperands
+  case KOp::MatLoad:
+  case KOp::MatLoadT:
+  case KOp::MatStore:
+  case KOp::MatMulAdd:
+    break;
   }
   return Id{}; // not reached: every op returns above
 }
@@ -469,7 +490,8 @@ Id Emitter::groupId() {
 
 // A pointer to element args[0] of shared array `buffer`.
 Id Emitter::sharedElement(const KInst &in) {
-  Id elemPtr = b_.pointerType(spv::StorageClassWorkgroup, regType(k_.shared[in.buffer].elem));
+  Id elemPtr =
+      b_.pointerType(spv::StorageClassWorkgroup, regType(registerType(k_.shared[in.buffer].elem)));
   return b_.op(spv::OpAccessChain, elemPtr, {shared_[in.buffer], arg(in, 0)});
 }
 
@@ -629,6 +651,10 @@ Id Emitter::cast(Id v, KType from, KType to) {
     if (from == KType::Bool)
       return b_.op(spv::OpSelect, tF32_, {v, b_.constF32(1), b_.constF32(0)});
     return b_.op(spv::OpConvertSToF, tF32_, {v});
+  case KType::MatA: // the verifier refuses casts of matrices
+  case KType::MatB:
+  case KType::MatC:
+    break;
   }
   return v;
 }

@@ -184,6 +184,69 @@ TEST(Compile, TheDecoderLowersToItsNineKernelsAndAssembles) {
                  << " not found (the in-process SPIR-V validation ran)";
 }
 
+// f16 matmuls of more rows than a GEMV's take tensor cores where the options ask for
+// matrix units (PTX), with the product's B layout following the weights' contiguous axis;
+// f32 and bf16 matmuls, GEMVs and a half-mode rope's matmul keep the SIMT tiles, and
+// SPIR-V refuses a kernel lowered for matrix units.
+TEST(Compile, F16MatmulsOfManyRowsTakeTensorCoresWhereAsked) {
+  ir::Graph g = prepare(
+      R"(graph @tc(%a: f16[130, 72], %b: f16[72, 200], %a2: f16[130, 72], %bt: f16[200, 72], %x: f32[40, 16], %w: f32[16, 8], %h: bf16[40, 16], %hw: bf16[16, 8], %v: f16[2, 72], %a3: f16[130, 72], %wq: f16[72, 64], %p: i32[130, 1]) -> (f16[130, 200], f16[130, 200], f32[40, 8], bf16[40, 8], f16[2, 200], f16[130, 1, 64]) {
+  %y = matmul %a, %b : f16[130, 200]
+  %yt = matmul %a2, %bt {transpose_b = true} : f16[130, 200]
+  %f = matmul %x, %w : f32[40, 8]
+  %hh = matmul %h, %hw : bf16[40, 8]
+  %g = matmul %v, %b : f16[2, 200]
+  %q = matmul %a3, %wq : f16[130, 64]
+  %q3 = reshape %q : f16[130, 1, 64]
+  %r = rope %q3, %p {mode = half} : f16[130, 1, 64]
+  return %y, %yt, %f, %hh, %g, %r
+})");
+  auto matrixKernels = [&](bool units) {
+    auto lowered = lowerGraph(g, {units});
+    EXPECT_TRUE(lowered) << lowered.message();
+    std::vector<std::string> names;
+    for (const Kernel &k : lowered ? lowered->kernels : std::vector<Kernel>{})
+      if (printKernel(k).find("mat_mul_add") != std::string::npos)
+        names.push_back(k.name);
+    return names;
+  };
+  EXPECT_TRUE(matrixKernels(false).empty());
+  std::vector<std::string> names = matrixKernels(true);
+  EXPECT_EQ(names.size(), 2u) << ::testing::PrintToString(names);
+  std::string ptxas = findTool("ptxas", "/usr/local/cuda/bin");
+  for (const char *sm : {"sm_80", "sm_90"}) {
+    CompileOptions opts;
+    opts.spirv = false;
+    opts.ptx = true;
+    opts.matrixUnits = true;
+    opts.smArch = sm;
+    auto exe = compileGraph(g, opts);
+    ASSERT_TRUE(exe) << exe.message();
+    int rowRow = 0, rowCol = 0;
+    for (const runtime::ExecKernel &k : exe->kernels) {
+      rowRow += k.ptx.find("wmma.mma.sync.aligned.row.row.m16n16k16") != std::string::npos;
+      rowCol += k.ptx.find("wmma.mma.sync.aligned.row.col.m16n16k16") != std::string::npos;
+      if (ptxas.empty())
+        continue;
+      std::string path = tempFile(k.name + "." + sm + ".ptx", k.ptx);
+      std::string cmd = ptxas + " -arch=" + sm + " " + path + " -o " + path + ".cubin";
+      EXPECT_EQ(std::system(cmd.c_str()), 0) << k.name << " " << sm;
+      std::filesystem::remove(path);
+      std::filesystem::remove(path + ".cubin");
+    }
+    EXPECT_EQ(rowRow, 1) << "B [K, N] is read by rows of k";
+    EXPECT_EQ(rowCol, 1) << "B [N, K] is read by rows of n";
+  }
+  CompileOptions both;
+  both.ptx = true;
+  both.matrixUnits = true;
+  auto refused = compileGraph(g, both);
+  ASSERT_FALSE(refused);
+  EXPECT_THAT(refused.message(), HasSubstr("matrix op, which SPIR-V does not emit yet"));
+  if (ptxas.empty())
+    GTEST_SKIP() << "SKIPPED: ptxas not found (PTX was emitted but not assembled)";
+}
+
 TEST(Compile, GemvTilesFollowTheWeightsContiguousAxis) {
   // Weights [K, N]: invocations take 8 consecutive f16 columns. Weights [N, K]
   // (transpose_b): they take 8 consecutive k of one column. Many rows: register tiles.
@@ -281,6 +344,7 @@ std::optional<Target> openTarget(const std::string &backend, std::string &why) {
     }
     t.opts.spirv = false;
     t.opts.ptx = true;
+    t.opts.matrixUnits = true;
     t.opts.smArch = (*list)[0].arch;
     auto d = runtime::openCudaDevice(0);
     if (!d) {
@@ -535,6 +599,29 @@ TEST_P(EndToEnd, MatmulsMatch) {
   return %y, %ys, %y3, %ab, %t, %e, %hh
 })",
       {{1, 1, 1}, {80, 50, 90}, {17, 3, 64}});
+}
+
+TEST_P(EndToEnd, TensorCoreMatmulsMatch) {
+  // The f16 shapes that take tensor cores on CUDA (Vulkan runs them on SIMT tiles): M, N
+  // and K off the 128 x 128 x 32 tile (K a multiple of 8, and not: 37), B along either
+  // axis, a symbolic M with an epilogue, a batch with B broadcast, transpose_a, and
+  // sibling matmuls that get workgroups of their own.
+  run(
+      R"(graph @tc(%a: f16[130, 72], %b: f16[72, 200], %bt: f16[200, 72], %x: f16[t, 256], %w: f16[256, 160], %r: f16[t, 160], %p: f16[50, 37], %q: f16[37, 20], %ba: f16[3, 40, 64], %bb: f16[64, 48], %at: f16[64, 40], %wk: f16[256, 64], %wv: f16[256, 64]) -> (f16[130, 200], f16[130, 200], f16[t, 160], f16[50, 20], f16[3, 40, 48], f16[40, 48], f16[t, 64], f16[t, 64]) {
+  dim t in [1, 300]
+  %y = matmul %a, %b : f16[130, 200]
+  %yt = matmul %a, %bt {transpose_b = true} : f16[130, 200]
+  %z = matmul %x, %w : f16[t, 160]
+  %zs = silu %z : f16[t, 160]
+  %zr = add %zs, %r : f16[t, 160]
+  %pq = matmul %p, %q : f16[50, 20]
+  %bm = matmul %ba, %bb : f16[3, 40, 48]
+  %ta = matmul %at, %bb {transpose_a = true} : f16[40, 48]
+  %k = matmul %x, %wk : f16[t, 64]
+  %v = matmul %x, %wv : f16[t, 64]
+  return %y, %yt, %zr, %pq, %bm, %ta, %k, %v
+})",
+      {{1}, {129}, {300}});
 }
 
 TEST_P(EndToEnd, SiblingMatmulsShareAKernel) {

@@ -148,7 +148,7 @@ Kernel regionKernel() {
   Kernel k;
   k.name = "regions";
   k.buffers = {{"in", MemType::F32, false}, {"out", MemType::F32, true}};
-  k.shared = {{KType::F32, kWorkgroupSize}};
+  k.shared = {{MemType::F32, kWorkgroupSize}};
   k.numDims = 1;
   KernelBuilder b(k);
   int lane = b.localId();
@@ -192,9 +192,9 @@ TEST(KernelIrVerifier, RejectsBrokenRegions) {
        "reads i32 from a variable of f32"},
       {"shared array out of range", [](Kernel &k) { k.body[15].buffer = 1; },
        "shared array 1 is outside [0, 1)"},
-      {"shared type mismatch", [](Kernel &k) { k.shared[0].elem = KType::I32; },
+      {"shared type mismatch", [](Kernel &k) { k.shared[0].elem = MemType::I32; },
        "with shared array 0 of i32"},
-      {"empty shared array", [](Kernel &k) { k.shared[0].size = 0; }, "non-empty"},
+      {"empty shared array", [](Kernel &k) { k.shared[0].size = 0; }, "is empty"},
       {"barrier under a guard",
        [](Kernel &k) {
          k.body.insert(k.body.begin() + 1, {KOp::ConstB, KType::Bool, {}, 1});
@@ -230,6 +230,57 @@ TEST(KernelIrVerifier, ChecksShuffles) {
   guarded.guardEnd = 4;
   EXPECT_NE(verifyError(guarded).find("shuffle in a guarded kernel"), std::string::npos)
       << verifyError(guarded);
+}
+
+TEST(KernelIrVerifier, ChecksMatrixOps) {
+  Kernel k = testing::matrixProduct(false);
+  ASSERT_EQ(k.body.size(), 25u) << printKernel(k);
+  EXPECT_FALSE(verifyKernel(k).failed()) << verifyKernel(k).message() << printKernel(k);
+  std::string text = printKernel(k);
+  for (const char *s : {"shared0: f16[256]", "= mat_load mat_a shared0[%10], rows 16 apart",
+                        "= mat_mul_add mat_c %11, %12, %15", "mat_store shared2[%10], %18"})
+    EXPECT_NE(text.find(s), std::string::npos) << s << "\n" << text;
+  struct Case {
+    const char *what;
+    std::function<void(Kernel &)> breakIt;
+    const char *expect;
+  };
+  const Case cases[] = {
+      {"factor not from a load", [](Kernel &k) { k.body[16].args[1] = 11; },
+       "operand 1 %11 is mat_a, expected mat_b"},
+      {"factor through a variable", [](Kernel &k) { k.body[14].type = KType::MatA; },
+       "a variable of mat_a"},
+      {"load from an f32 array", [](Kernel &k) { k.body[11].buffer = 2; },
+       "shared array 2 is f32, expected f16"},
+      {"store to an f16 array", [](Kernel &k) { k.body[19].buffer = 0; },
+       "shared array 0 is f16, expected f32"},
+      {"load of sums", [](Kernel &k) { k.body[12].type = KType::MatC; }, "expected mat_a or mat_b"},
+      {"no row distance", [](Kernel &k) { k.body[12].imm = 0; }, "row distance 0"},
+      {"a matrix selected",
+       [](Kernel &k) {
+         k.body[15] = {KOp::Select, KType::MatC, {2, 13, 13}};
+       },
+       "selects a matrix"},
+      {"under a guard",
+       [](Kernel &k) {
+         k.guard = 2;
+         k.guardEnd = 3;
+         k.body[9] = k.body[20] = {KOp::ConstI, KType::I32}; // no barriers: they would fail first
+       },
+       "matrix op in a guarded kernel"},
+  };
+  for (const Case &c : cases) {
+    Kernel broken = testing::matrixProduct(false);
+    c.breakIt(broken);
+    std::string msg = verifyError(broken);
+    EXPECT_NE(msg.find(c.expect), std::string::npos) << c.what << ": " << msg;
+  }
+  // A product of a non-load factor (a mat_zero sum in its place) is refused too.
+  Kernel sumAsFactor = testing::matrixProduct(false);
+  sumAsFactor.body[16].args[0] = 13;
+  EXPECT_NE(verifyError(sumAsFactor).find("operand 0 %13 is mat_c, expected mat_a"),
+            std::string::npos)
+      << verifyError(sumAsFactor);
 }
 
 TEST(KernelIrPrinter, IndentsRegionsAndListsSharedArrays) {

@@ -198,6 +198,29 @@ TEST_P(NvptxArch, ShufflesAreWarpShuffles) {
   EXPECT_EQ(runPtxas(ptxas, ptx, GetParam()), "");
 }
 
+// Matrix ops are wmma on tensor cores, the product's layouts its factors' loads'; the
+// f16 arrays hold halves.
+TEST_P(NvptxArch, MatrixOpsAreWmma) {
+  std::string ptxas = findPtxas();
+  for (bool transposed : {false, true}) {
+    std::string ptx = emitOrFail(testing::matrixProduct(transposed), GetParam());
+    std::string b = transposed ? "wmma.load.b.sync.aligned.col.m16n16k16.shared.f16"
+                               : "wmma.load.b.sync.aligned.row.m16n16k16.shared.f16";
+    std::string mma = transposed ? "wmma.mma.sync.aligned.row.col.m16n16k16.f32.f32"
+                                 : "wmma.mma.sync.aligned.row.row.m16n16k16.f32.f32";
+    for (const std::string &s :
+         {std::string("wmma.load.a.sync.aligned.row.m16n16k16.shared.f16"), b, mma,
+          std::string("wmma.store.d.sync.aligned.row.m16n16k16.shared.f32"),
+          std::string("st.shared.b16")})
+      EXPECT_NE(ptx.find(s), std::string::npos) << s << "\n" << ptx;
+    EXPECT_EQ(ptx.find(".local"), std::string::npos) << "the sums stayed in memory\n" << ptx;
+    if (!ptxas.empty())
+      EXPECT_EQ(runPtxas(ptxas, ptx, GetParam()), "");
+  }
+  if (ptxas.empty())
+    GTEST_SKIP() << "SKIPPED: ptxas not found (PTX was emitted but not assembled)";
+}
+
 INSTANTIATE_TEST_SUITE_P(Archs, NvptxArch, ::testing::Values("sm_80", "sm_90"),
                          [](const auto &info) { return std::string(info.param); });
 

@@ -70,7 +70,7 @@ inline compiler::Kernel rowSumMax() {
                {"out_sum", MemType::F32, true},
                {"out_max", MemType::F32, true}};
   constexpr int kSize = compiler::kWorkgroupSize;
-  k.shared = {{KType::F32, kSize}, {KType::F32, kSize}};
+  k.shared = {{MemType::F32, kSize}, {MemType::F32, kSize}};
   KernelBuilder b(k);
   int row = b.groupId(), lane = b.localId(), rows = b.dim(0), cols = b.dim(1);
   b.ifBegin(b.op(KOp::ILt, KType::Bool, {row, rows}));
@@ -135,6 +135,39 @@ inline compiler::Kernel subgroupSum() {
   b.ifBegin(inside);
   b.store(1, gid, b.varGet(KType::F32, sum));
   b.store(2, gid, size);
+  b.ifEnd();
+  return k;
+}
+
+// c = a * b for one 16 x 16 f16 matrix of each, by one subgroup: a and b copied to shared
+// arrays (b transposed when `transposedB`: the array holds its columns), one product of
+// a zero sum, and the sums out through an f32 array. Ids: %0 local_id, %1 const 256,
+// %2 ilt, %3 if, %4 load a, %5 shared_store, %6 load b, %7 shared_store, %8 end_if,
+// %9 barrier, %10 const 0, %11 mat_load a, %12 mat_load b, %13 mat_zero, %14 var,
+// %15 get, %16 mat_mul_add, %17 set, %18 get, %19 mat_store, %20 barrier, %21 if,
+// %22 shared_load, %23 store, %24 end_if.
+inline compiler::Kernel matrixProduct(bool transposedB) {
+  compiler::Kernel k;
+  k.name = "matrix_product";
+  k.buffers = {{"a", MemType::F16, false}, {"b", MemType::F16, false}, {"c", MemType::F32, true}};
+  k.shared = {{MemType::F16, 256}, {MemType::F16, 256}, {MemType::F32, 256}};
+  KernelBuilder b(k);
+  int lane = b.localId(), n = b.constI(256);
+  int inside = b.op(KOp::ILt, KType::Bool, {lane, n});
+  b.ifBegin(inside);
+  b.sharedStore(0, lane, b.load(0, KType::F32, lane));
+  b.sharedStore(1, lane, b.load(1, KType::F32, lane));
+  b.ifEnd();
+  b.barrier();
+  int zero = b.constI(0);
+  int fa = b.matLoad(KType::MatA, 0, zero, 16, false);
+  int fb = b.matLoad(KType::MatB, 1, zero, 16, transposedB);
+  int sum = b.varNew(KType::MatC, b.matZero());
+  b.varSet(sum, b.matMulAdd(fa, fb, b.varGet(KType::MatC, sum)));
+  b.matStore(2, zero, 16, b.varGet(KType::MatC, sum));
+  b.barrier();
+  b.ifBegin(inside);
+  b.store(2, lane, b.sharedLoad(2, KType::F32, lane));
   b.ifEnd();
   return k;
 }
