@@ -17,13 +17,13 @@
 //
 // Where the targets have matrix units (LowerOptions::matrixUnits) and both factors are
 // f16, a workgroup of eight 32-wide subgroups computes a 128 x 128 tile instead, on
-// tensor cores: each step of K, the workgroup copies a 128 x 32 slab of A and a 32 x 128
-// slab of B into shared memory (in B's own layout: rows of k when N is contiguous, rows
-// of n when K is), and each subgroup multiplies 16 x 16 fragments into its 64 x 32 of
-// the tile, eight sums held in matrix registers. The epilogue then passes each sum
-// through shared memory a fragment at a time and stores the kernel's values element by
-// element, as above. A half-mode rope (its pairs lie outside a fragment) and siblings
-// that a stored value mixes keep the tile of sums in registers.
+// tensor cores: each step of K, each subgroup multiplies 16 x 16 fragments of a 128 x 32
+// slab of A and a 32 x 128 slab of B in shared memory (B in its own layout: rows of k
+// when N is contiguous, rows of n when K is) into its 64 x 32 of the tile, eight sums
+// held in matrix registers, while the next step's slabs load into registers. The epilogue then
+// passes each sum through shared memory a fragment at a time and stores the kernel's values element
+// by element, as above. A half-mode rope (its pairs lie outside a fragment) and siblings that a
+// stored value mixes keep the tile of sums in registers.
 #include <algorithm>
 #include <functional>
 #include <numeric>
@@ -52,7 +52,9 @@ constexpr int64_t kTargetWorkgroups = 512;
 constexpr int64_t kTargetWorkgroupsAlongN = 256;
 // The tensor-core tile: rows and columns a workgroup computes, k per step, and the
 // halves by which the shared slabs' rows are padded (16 bytes: a fragment's eight-row
-// loads then touch every bank once).
+// loads then touch every bank once). Its two slabs of each operand and the epilogue's
+// scratch take 45 or 48 KB of shared memory, which every GPU with tensor cores offers
+// (kMaxSharedFloats is for the SIMT tiles, which run everywhere).
 constexpr int64_t kMatTileM = 128, kMatTileN = 128, kMatTileK = 32, kMatPad = 8;
 constexpr int64_t kMat = 16;         // a fragment's side
 constexpr int64_t kMatSubgroup = 32; // invocations per subgroup wherever matrix units are
@@ -601,9 +603,10 @@ private:
     shared.clear();
     aStride_ = kMatTileK + kMatPad;
     bStride_ = kContiguous_ ? kMatTileK + kMatPad : kMatTileN + kMatPad;
-    shared.push_back({MemType::F16, static_cast<int>(kMatTileM * aStride_)});
-    shared.push_back(
-        {MemType::F16, static_cast<int>((kContiguous_ ? kMatTileN : kMatTileK) * bStride_)});
+    aSlab_ = kMatTileM * aStride_;
+    bSlab_ = (kContiguous_ ? kMatTileN : kMatTileK) * bStride_;
+    shared.push_back({MemType::F16, static_cast<int>(2 * aSlab_)});
+    shared.push_back({MemType::F16, static_cast<int>(2 * bSlab_)});
     int64_t warps = kWorkgroupSize / kMatSubgroup;
     shared.push_back({MemType::F32, static_cast<int>(warps * kMat * kMat)});
     tileOrigin();
@@ -626,30 +629,26 @@ private:
     }
   }
 
-  // Copies a slab of `rows` x `cols` of matrix operand `id` (its element (r, c) given by
-  // `coords`, a row being 8-element chunks of consecutive c) into shared array `array`
-  // with rows `stride` apart; `kAxis` says which of r and c is k, whose values past K
-  // are zeros. Each invocation moves chunks of 8 consecutive elements, which the code
-  // generator merges into 16-byte loads and stores where the operand's rows are
-  // contiguous in memory.
-  void copySlab(int array, int64_t rows, int64_t cols, int64_t stride, bool kIsRow, int r0, int c0,
-                const std::function<std::vector<int>(int, int)> &coords) {
+  // A slab of `rows` x `cols` of operand coordsOperand_ (its element (r, c) at
+  // `coords`), from (r0, c0): `kIsRow` says which of r and c is k, whose values past K
+  // read as zeros. Each invocation takes chunks of 8 consecutive c, which the code
+  // generator merges into 16-byte loads where the operand's rows are contiguous in
+  // memory; the values come chunk by chunk, as slabStore puts them.
+  std::vector<int> slabValues(int64_t rows, int64_t cols, bool kIsRow, int r0, int c0,
+                              const std::function<std::vector<int>(int, int)> &coords) {
     int kEnd = el_.extent(k_);
     // Where K is a static multiple of 8, a chunk along k lies wholly inside or past it:
     // one test a chunk, and a clamp that keeps it aligned.
     bool byChunk = k_.isStatic() && k_.offset % 8 == 0;
-    int64_t chunksPerRow = cols / 8;
-    for (int64_t q = 0; q < rows * chunksPerRow / kWorkgroupSize; ++q) {
-      int e = iop(KOp::IAdd, {lane_, c(q * kWorkgroupSize)});
-      int row = iop(KOp::IDiv, {e, c(chunksPerRow)});
-      int col = iop(KOp::IMul, {iop(KOp::IRem, {e, c(chunksPerRow)}), c(8)});
+    std::vector<int> values;
+    for (int64_t q = 0; q < rows * cols / 8 / kWorkgroupSize; ++q) {
+      auto [row, col] = slabChunk(cols, q);
       int r = iop(KOp::IAdd, {r0, row}), cc = iop(KOp::IAdd, {c0, col});
       int chunkInside = -1;
       if (byChunk && !kIsRow && needsClamp(k_, kMatTileK)) {
         chunkInside = lt(cc, kEnd);
         cc = select(KType::I32, chunkInside, cc, c(k_.offset - 8));
       }
-      std::vector<int> values;
       for (int t = 0; t < 8; ++t) {
         int rt = r, ct = t == 0 ? cc : iop(KOp::IAdd, {cc, c(t)});
         int inside = -1;
@@ -667,50 +666,90 @@ private:
         int v = el_.valueAt(coordsOperand_, coords(rt, ct));
         values.push_back(inside < 0 ? v : select(KType::F32, inside, v, el_.f(0)));
       }
-      int at = iop(KOp::IAdd, {iop(KOp::IMul, {row, c(stride)}), col});
+    }
+    return values;
+  }
+
+  // The invocation's chunk q of a slab with `cols` columns: its row and first column.
+  std::pair<int, int> slabChunk(int64_t cols, int64_t q) {
+    int e = iop(KOp::IAdd, {lane_, c(q * kWorkgroupSize)});
+    return {iop(KOp::IDiv, {e, c(cols / 8)}),
+            iop(KOp::IMul, {iop(KOp::IRem, {e, c(cols / 8)}), c(8)})};
+  }
+
+  // Puts values[first, first + count) of slabValues into shared array `array` from
+  // element `base`, rows `stride` apart.
+  void slabStore(int array, int base, int64_t cols, int64_t stride, const std::vector<int> &values,
+                 size_t first, size_t count) {
+    for (size_t i = 0; i < count; i += 8) {
+      auto [row, col] = slabChunk(cols, static_cast<int64_t>(i / 8));
+      int at = iop(KOp::IAdd, {iop(KOp::IAdd, {base, iop(KOp::IMul, {row, c(stride)})}), col});
       for (int t = 0; t < 8; ++t)
-        b_.sharedStore(array, t == 0 ? at : iop(KOp::IAdd, {at, c(t)}), values[t]);
+        b_.sharedStore(array, t == 0 ? at : iop(KOp::IAdd, {at, c(t)}), values[first + i + t]);
     }
   }
 
   // Sibling s's sums of the subgroup's fragments (variables, kMatFragsM x kMatFragsN).
+  // The slabs of the next step of K are loaded into registers before this step's
+  // products, so that their loads overlap the tensor cores' work, and stored after them
+  // into the other half of the shared arrays (the last step loads its own slabs again,
+  // always in bounds): one barrier a step, since a half is written only after the
+  // barrier that follows the step that read it. Loaded and stored in one iteration, the
+  // values never meet in a phi, where LLVM would fold the loads into one at the loop's
+  // top.
   std::vector<int> matrixSums(int s) {
     const Node &a = anchor(s);
     int aId = a.operands[0], bId = a.operands[1];
     bool ta = a.attrBool("transpose_a"), tb = a.attrBool("transpose_b");
+    auto slabs = [&](int k0) {
+      // A's rows past M repeat the last (their sums are not stored); so do B's columns.
+      coordsOperand_ = aId;
+      std::vector<int> v = slabValues(kMatTileM, kMatTileK, false, m0_, k0, [&](int m, int k) {
+        return operandCoords(aId, ta, needsClamp(m_, tm_) ? clampBelow(m, m_) : m, k);
+      });
+      coordsOperand_ = bId;
+      auto bAt = [&](int k, int n) {
+        return operandCoords(bId, tb, k, columnsEnd(s) ? clampBelow(n, this->n(s)) : n);
+      };
+      std::vector<int> bv =
+          kContiguous_ // rows of n, each 32 consecutive k; else rows of k, each 128 n
+              ? slabValues(kMatTileN, kMatTileK, false, n0_, k0,
+                           [&](int n, int k) { return bAt(k, n); })
+              : slabValues(kMatTileK, kMatTileN, true, k0, n0_, bAt);
+      v.insert(v.end(), bv.begin(), bv.end());
+      return v;
+    };
+    size_t aCount = static_cast<size_t>(kMatTileM * kMatTileK / kWorkgroupSize);
+    int64_t bCols = kContiguous_ ? kMatTileK : kMatTileN;
+    auto store = [&](int half, const std::vector<int> &values) {
+      slabStore(0, iop(KOp::IMul, {half, c(aSlab_)}), kMatTileK, aStride_, values, 0, aCount);
+      slabStore(1, iop(KOp::IMul, {half, c(bSlab_)}), bCols, bStride_, values, aCount,
+                values.size() - aCount);
+    };
+    store(c(0), slabs(c(0)));
+    b_.barrier();
     std::vector<int> sums;
     for (int64_t i = 0; i < kMatFragsM * kMatFragsN; ++i)
       sums.push_back(b_.varNew(KType::MatC, b_.matZero()));
-    int kb = b_.loopBegin(c(0), el_.extent(k_), c(kMatTileK));
+    int kEnd = el_.extent(k_);
+    int kb = b_.loopBegin(c(0), kEnd, c(kMatTileK));
     el_.pushScope();
-    b_.barrier(); // the last step's fragments are loaded
-    // A's slab: rows m of K-chunks; rows past M repeat the last (their sums are not stored).
-    coordsOperand_ = aId;
-    copySlab(0, kMatTileM, kMatTileK, aStride_, false, m0_, kb, [&](int m, int k) {
-      return operandCoords(aId, ta, needsClamp(m_, tm_) ? clampBelow(m, m_) : m, k);
-    });
-    coordsOperand_ = bId;
-    auto bAt = [&](int k, int n) {
-      return operandCoords(bId, tb, k, columnsEnd(s) ? clampBelow(n, this->n(s)) : n);
-    };
-    if (kContiguous_) // rows of n, each 32 consecutive k
-      copySlab(1, kMatTileN, kMatTileK, bStride_, false, n0_, kb,
-               [&](int n, int k) { return bAt(k, n); });
-    else // rows of k, each 128 consecutive n
-      copySlab(1, kMatTileK, kMatTileN, bStride_, true, kb, n0_, bAt);
-    b_.barrier();
+    int next = iop(KOp::IAdd, {kb, c(kMatTileK)});
+    std::vector<int> ahead = slabs(select(KType::I32, lt(next, kEnd), next, kb));
+    int half = iop(KOp::IRem, {iop(KOp::IDiv, {kb, c(kMatTileK)}), c(2)});
+    int aBase = iop(KOp::IMul, {half, c(aSlab_)}), bBase = iop(KOp::IMul, {half, c(bSlab_)});
     for (int64_t kk = 0; kk < kMatTileK; kk += kMat) {
       std::vector<int> as, bs;
       for (int64_t i = 0; i < kMatFragsM; ++i) {
         int row = iop(KOp::IAdd, {warpRow_, c(i * kMat)});
-        as.push_back(b_.matLoad(KType::MatA, 0,
-                                iop(KOp::IAdd, {iop(KOp::IMul, {row, c(aStride_)}), c(kk)}),
-                                aStride_, false));
+        int at = iop(KOp::IAdd, {aBase, iop(KOp::IMul, {row, c(aStride_)})});
+        as.push_back(b_.matLoad(KType::MatA, 0, iop(KOp::IAdd, {at, c(kk)}), aStride_, false));
       }
       for (int64_t j = 0; j < kMatFragsN; ++j) {
         int col = iop(KOp::IAdd, {warpCol_, c(j * kMat)});
         int at = kContiguous_ ? iop(KOp::IAdd, {iop(KOp::IMul, {col, c(bStride_)}), c(kk)})
                               : iop(KOp::IAdd, {c(kk * bStride_), col});
+        at = iop(KOp::IAdd, {bBase, at});
         bs.push_back(b_.matLoad(KType::MatB, 1, at, bStride_, kContiguous_));
       }
       for (int64_t i = 0; i < kMatFragsM; ++i)
@@ -719,6 +758,8 @@ private:
           b_.varSet(var, b_.matMulAdd(as[i], bs[j], b_.varGet(KType::MatC, var)));
         }
     }
+    store(iop(KOp::ISub, {c(1), half}), ahead);
+    b_.barrier();
     el_.popScope();
     b_.loopEnd();
     return sums;
@@ -845,7 +886,7 @@ private:
   // The tensor-core tile: shared slabs' row distances, the invocation's lane in its
   // subgroup, the subgroup's first row and column in the tile and its part of the
   // scratch array, and the operand a slab copies.
-  int64_t aStride_ = 0, bStride_ = 0;
+  int64_t aStride_ = 0, bStride_ = 0, aSlab_ = 0, bSlab_ = 0;
   int warpLane_ = -1, warpRow_ = -1, warpCol_ = -1, scratch_ = -1, coordsOperand_ = -1;
 };
 

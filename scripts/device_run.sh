@@ -99,12 +99,18 @@ if [[ ${KILN_TORCH:-1} != 0 && -f $anchors ]]; then
   echo "== PyTorch, same machine, same call"
   python3 "$anchors" 2>&1 | tee "$out/torch.log"
 fi
+# The matmul's own anchor (cuBLAS through PyTorch), which torch_anchors.py lacks.
+matmul_anchor=bench/torch_matmul.py
+[[ -f $matmul_anchor ]] || matmul_anchor=$bin/torch_matmul.py
+if [[ ${KILN_TORCH:-1} != 0 && -f $matmul_anchor ]]; then
+  python3 "$matmul_anchor" 2>&1 | tee -a "$out/torch.log"
+fi
 
 echo
 echo "== kiln on $gpu (kernel time, median of 50; Vulkan memory is host-visible for now)"
 cat "$table"
 if [[ -f $out/torch.log ]]; then
   echo "== PyTorch on the same graphs"
-  grep -E "^copy|^(rmsnorm_mul|ew_chain|softmax_scale_mask|tiny_chain|llama7b).*inductor" "$out/torch.log"
+  grep -E "^copy|^(rmsnorm_mul|ew_chain|softmax_scale_mask|tiny_chain|llama7b).*inductor|^matmul" "$out/torch.log"
 fi
 exit "$status"
