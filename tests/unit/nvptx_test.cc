@@ -214,8 +214,9 @@ TEST_P(NvptxArch, MatrixOpsAreWmma) {
           std::string("st.shared.b16")})
       EXPECT_NE(ptx.find(s), std::string::npos) << s << "\n" << ptx;
     EXPECT_EQ(ptx.find(".local"), std::string::npos) << "the sums stayed in memory\n" << ptx;
-    if (!ptxas.empty())
+    if (!ptxas.empty()) {
       EXPECT_EQ(runPtxas(ptxas, ptx, GetParam()), "");
+    }
   }
   if (ptxas.empty())
     GTEST_SKIP() << "SKIPPED: ptxas not found (PTX was emitted but not assembled)";
