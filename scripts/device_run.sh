@@ -107,7 +107,7 @@ if [[ ${KILN_TORCH:-1} != 0 && -f $matmul_anchor ]]; then
 fi
 
 echo
-echo "== kiln on $gpu (kernel time, median of 50; Vulkan memory is host-visible for now)"
+echo "== kiln on $gpu (kernel time, median of 50)"
 cat "$table"
 if [[ -f $out/torch.log ]]; then
   echo "== PyTorch on the same graphs"

@@ -61,6 +61,9 @@ namespace kiln::runtime::vk {
   X(Device, vkCmdBindDescriptorSets)                                                               \
   X(Device, vkCmdDispatchIndirect)                                                                 \
   X(Device, vkCmdPipelineBarrier)                                                                  \
+  X(Device, vkCmdCopyBuffer)                                                                       \
+  X(Device, vkCmdUpdateBuffer)                                                                     \
+  X(Device, vkResetCommandBuffer)                                                                  \
   X(Device, vkCmdResetQueryPool)                                                                   \
   X(Device, vkCmdWriteTimestamp)                                                                   \
   X(Device, vkCreateQueryPool)                                                                     \

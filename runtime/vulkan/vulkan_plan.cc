@@ -126,8 +126,9 @@ public:
              std::vector<Bytes> &outputs, RunStats *stats) override;
 
 private:
-  // Host-visible, coherent memory for every buffer: the simplest correct choice. A
-  // discrete GPU would want device-local buffers and staging copies.
+  // The executable's buffers, the dims and the workgroup counts live in device-local
+  // memory (a discrete GPU's own); inputs and outputs pass through host-visible staging
+  // buffers, copied on the device before and after the kernels.
   struct Buffer {
     VkBuffer buffer = VK_NULL_HANDLE;
     VkDeviceMemory memory = VK_NULL_HANDLE;
@@ -142,11 +143,11 @@ private:
   };
 
   Status checkExecutable() const;
-  Status createBuffer(int64_t bytes, Buffer &out,
-                      VkBufferUsageFlags usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT);
+  Status createBuffer(int64_t bytes, Buffer &out, VkBufferUsageFlags usage, bool hostVisible);
   Status createPipeline(const ExecKernel &k, Pipeline &out);
   void bindBuffers(const ExecKernel &k, const Pipeline &p);
   Status record();
+  Status recordTransfers(std::span<const int64_t> dims, std::span<const Bytes> inputs);
   void destroyBuffer(Buffer &b);
   // Timestamps a run writes: its start and end, then before and after each kernel.
   size_t queries() const { return 2 + 2 * exe_.kernels.size(); }
@@ -155,13 +156,17 @@ private:
   const Api &api_;
   Executable exe_;
   std::vector<Buffer> buffers_;
+  std::vector<Buffer> inStaging_, outStaging_; // per input and per output
   Buffer dims_;
   Buffer dispatches_;    // per kernel: workgroups in x, y and z for vkCmdDispatchIndirect
   int64_t barriers_ = 0; // pipeline barriers in the recorded commands
   std::vector<Pipeline> pipelines_;
   VkDescriptorPool pool_ = VK_NULL_HANDLE;
   VkCommandPool commandPool_ = VK_NULL_HANDLE;
-  VkCommandBuffer commands_ = VK_NULL_HANDLE;
+  VkCommandBuffer commands_ = VK_NULL_HANDLE; // the kernels, recorded at load
+  // Recorded by each run: the dims, workgroup counts and inputs in before the kernels,
+  // the outputs out after them.
+  VkCommandBuffer upload_ = VK_NULL_HANDLE, download_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
   VkQueryPool timestamps_ = VK_NULL_HANDLE; // the run's start and end, then each kernel's
   VkPipelineCache pipelineCache_ = VK_NULL_HANDLE;
@@ -180,8 +185,9 @@ VulkanPlan::~VulkanPlan() {
     api_.vkDestroyDescriptorSetLayout(d, p.setLayout, nullptr);
     api_.vkDestroyShaderModule(d, p.module, nullptr);
   }
-  for (Buffer &b : buffers_)
-    destroyBuffer(b);
+  for (std::vector<Buffer> *list : {&buffers_, &inStaging_, &outStaging_})
+    for (Buffer &b : *list)
+      destroyBuffer(b);
   destroyBuffer(dims_);
   destroyBuffer(dispatches_);
 }
@@ -228,7 +234,10 @@ Status VulkanPlan::checkExecutable() const {
   return Status::ok();
 }
 
-Status VulkanPlan::createBuffer(int64_t bytes, Buffer &out, VkBufferUsageFlags usage) {
+// Device-local memory where the device has it (the first such type, else any the buffer
+// allows), or host-visible coherent memory, mapped, for a staging buffer.
+Status VulkanPlan::createBuffer(int64_t bytes, Buffer &out, VkBufferUsageFlags usage,
+                                bool hostVisible) {
   auto info = zeroed<VkBufferCreateInfo>(VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO);
   info.size = static_cast<VkDeviceSize>(std::max<int64_t>(bytes, 4)); // no empty buffers in Vulkan
   info.usage = usage;
@@ -240,7 +249,8 @@ Status VulkanPlan::createBuffer(int64_t bytes, Buffer &out, VkBufferUsageFlags u
   VkMemoryRequirements req;
   api_.vkGetBufferMemoryRequirements(ctx_->device, out.buffer, &req);
   VkMemoryPropertyFlags want =
-      VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+      hostVisible ? VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT
+                  : VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT;
   uint32_t type = std::numeric_limits<uint32_t>::max();
   for (uint32_t i = 0; i < ctx_->memory.memoryTypeCount; ++i) {
     bool allowed = req.memoryTypeBits & (1u << i);
@@ -248,9 +258,12 @@ Status VulkanPlan::createBuffer(int64_t bytes, Buffer &out, VkBufferUsageFlags u
       type = i;
       break;
     }
+    if (allowed && !hostVisible && type == std::numeric_limits<uint32_t>::max())
+      type = i; // no device-local type: the first the buffer allows
   }
   if (type == std::numeric_limits<uint32_t>::max())
-    return makeError("vulkan: no host-visible coherent memory for a storage buffer");
+    return makeError(hostVisible ? "vulkan: no host-visible coherent memory for a staging buffer"
+                                 : "vulkan: no memory type for a storage buffer");
   auto alloc = zeroed<VkMemoryAllocateInfo>(VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO);
   alloc.allocationSize = req.size;
   alloc.memoryTypeIndex = type;
@@ -261,7 +274,7 @@ Status VulkanPlan::createBuffer(int64_t bytes, Buffer &out, VkBufferUsageFlags u
   ++ctx_->allocations;
   if (Status s = check(api_.vkBindBufferMemory(ctx_->device, out.buffer, out.memory, 0),
                        "vkBindBufferMemory");
-      s.failed())
+      s.failed() || !hostVisible)
     return s;
   return check(api_.vkMapMemory(ctx_->device, out.memory, 0, VK_WHOLE_SIZE, 0, &out.mapped),
                "vkMapMemory");
@@ -345,14 +358,35 @@ Status VulkanPlan::init() {
   std::vector<int64_t> most;
   for (const ir::SymDim &sd : exe_.dims)
     most.push_back(sd.hi);
+  constexpr VkBufferUsageFlags kStorage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT |
+                                          VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                                          VK_BUFFER_USAGE_TRANSFER_DST_BIT;
   buffers_.resize(exe_.buffers.size());
   for (size_t i = 0; i < exe_.buffers.size(); ++i)
-    if (Status s = createBuffer(bufferBytes(exe_.buffers[i], most), buffers_[i]); s.failed())
+    if (Status s = createBuffer(bufferBytes(exe_.buffers[i], most), buffers_[i], kStorage, false);
+        s.failed())
       return s;
-  if (Status s = createBuffer(static_cast<int64_t>(exe_.dims.size()) * 4, dims_); s.failed())
+  auto staging = [&](const std::vector<int> &which, std::vector<Buffer> &out,
+                     VkBufferUsageFlags usage) {
+    out.resize(which.size());
+    for (size_t i = 0; i < which.size(); ++i)
+      if (Status s = createBuffer(bufferBytes(exe_.buffers[which[i]], most), out[i], usage, true);
+          s.failed())
+        return s;
+    return Status::ok();
+  };
+  if (Status s = staging(exe_.inputs, inStaging_, VK_BUFFER_USAGE_TRANSFER_SRC_BIT); s.failed())
     return s;
-  if (Status s = createBuffer(static_cast<int64_t>(exe_.kernels.size()) * 12, dispatches_,
-                              VK_BUFFER_USAGE_INDIRECT_BUFFER_BIT);
+  if (Status s = staging(exe_.outputs, outStaging_, VK_BUFFER_USAGE_TRANSFER_DST_BIT); s.failed())
+    return s;
+  if (Status s = createBuffer(static_cast<int64_t>(exe_.dims.size()) * 4, dims_,
+                              VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+                              false);
+      s.failed())
+    return s;
+  if (Status s = createBuffer(
+          static_cast<int64_t>(exe_.kernels.size()) * 12, dispatches_,
+          VK_BUFFER_USAGE_INDIRECT_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT, false);
       s.failed())
     return s;
 
@@ -399,6 +433,7 @@ Status VulkanPlan::init() {
 
   auto commandPool = zeroed<VkCommandPoolCreateInfo>(VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO);
   commandPool.queueFamilyIndex = ctx_->queueFamily;
+  commandPool.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT; // transfers, each run
   if (Status s = check(api_.vkCreateCommandPool(d, &commandPool, nullptr, &commandPool_),
                        "vkCreateCommandPool");
       s.failed())
@@ -406,11 +441,15 @@ Status VulkanPlan::init() {
   auto alloc = zeroed<VkCommandBufferAllocateInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO);
   alloc.commandPool = commandPool_;
   alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-  alloc.commandBufferCount = 1;
+  alloc.commandBufferCount = 3;
+  VkCommandBuffer buffers[3];
   if (Status s =
-          check(api_.vkAllocateCommandBuffers(d, &alloc, &commands_), "vkAllocateCommandBuffers");
+          check(api_.vkAllocateCommandBuffers(d, &alloc, buffers), "vkAllocateCommandBuffers");
       s.failed())
     return s;
+  upload_ = buffers[0];
+  commands_ = buffers[1];
+  download_ = buffers[2];
   auto fence = zeroed<VkFenceCreateInfo>(VK_STRUCTURE_TYPE_FENCE_CREATE_INFO);
   if (Status s = check(api_.vkCreateFence(d, &fence, nullptr, &fence_), "vkCreateFence");
       s.failed())
@@ -472,44 +511,85 @@ Status VulkanPlan::record() {
     if (timestamps_)
       api_.vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, timestamps_, q + 1);
   }
-  // The host reads outputs after the fence; make the shader writes visible to it.
-  auto toHost = zeroed<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
-  toHost.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
-  toHost.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
-  api_.vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0,
-                            1, &toHost, 0, nullptr, 0, nullptr);
-  ++barriers_;
   if (timestamps_)
     api_.vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, timestamps_, 1);
   return check(api_.vkEndCommandBuffer(cb), "vkEndCommandBuffer");
+}
+
+// The run's transfers: the dims and workgroup counts written into their buffers and
+// each input copied from its staging buffer before the kernels (which wait for them),
+// and each output copied to its staging buffer after the kernels, for the host.
+Status VulkanPlan::recordTransfers(std::span<const int64_t> dims, std::span<const Bytes> inputs) {
+  auto begin = zeroed<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
+  begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  auto barrier = [&](VkCommandBuffer cb, VkPipelineStageFlags from, VkAccessFlags written,
+                     VkPipelineStageFlags to, VkAccessFlags access) {
+    auto m = zeroed<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
+    m.srcAccessMask = written;
+    m.dstAccessMask = access;
+    api_.vkCmdPipelineBarrier(cb, from, to, 0, 1, &m, 0, nullptr, 0, nullptr);
+  };
+  VkCommandBuffer up = upload_;
+  if (Status s = check(api_.vkBeginCommandBuffer(up, &begin), "vkBeginCommandBuffer"); s.failed())
+    return s;
+  std::vector<int32_t> dimValues(dims.begin(), dims.end());
+  if (!dimValues.empty())
+    api_.vkCmdUpdateBuffer(up, dims_.buffer, 0, dimValues.size() * 4, dimValues.data());
+  std::vector<uint32_t> groups;
+  for (const ExecKernel &k : exe_.kernels) {
+    int64_t n = invocations(k, dims);
+    auto [x, y] = n > 0 ? workgroups(n, ctx_->properties.limits.maxComputeWorkGroupCount[0])
+                        : std::pair<uint32_t, uint32_t>{0, 0};
+    groups.insert(groups.end(), {x, y, 1});
+  }
+  if (!groups.empty())
+    api_.vkCmdUpdateBuffer(up, dispatches_.buffer, 0, groups.size() * 4, groups.data());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    VkBufferCopy region{0, 0, inputs[i].size()};
+    if (region.size > 0)
+      api_.vkCmdCopyBuffer(up, inStaging_[i].buffer, buffers_[exe_.inputs[i]].buffer, 1, &region);
+  }
+  barrier(up, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+          VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_DRAW_INDIRECT_BIT,
+          VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+              VK_ACCESS_INDIRECT_COMMAND_READ_BIT);
+  if (Status s = check(api_.vkEndCommandBuffer(up), "vkEndCommandBuffer"); s.failed())
+    return s;
+
+  VkCommandBuffer down = download_;
+  if (Status s = check(api_.vkBeginCommandBuffer(down, &begin), "vkBeginCommandBuffer"); s.failed())
+    return s;
+  barrier(down, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
+          VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
+  for (size_t i = 0; i < exe_.outputs.size(); ++i) {
+    VkBufferCopy region{
+        0, 0, static_cast<VkDeviceSize>(bufferBytes(exe_.buffers[exe_.outputs[i]], dims))};
+    if (region.size > 0)
+      api_.vkCmdCopyBuffer(down, buffers_[exe_.outputs[i]].buffer, outStaging_[i].buffer, 1,
+                           &region);
+  }
+  barrier(down, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+          VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
+  return check(api_.vkEndCommandBuffer(down), "vkEndCommandBuffer");
 }
 
 Status VulkanPlan::run(std::span<const int64_t> dims, std::span<const Bytes> inputs,
                        std::vector<Bytes> &outputs, RunStats *stats) {
   if (Status s = checkRunArgs(exe_, dims, inputs); s.failed())
     return s;
-  auto *dimValues = static_cast<int32_t *>(dims_.mapped);
-  for (size_t i = 0; i < dims.size(); ++i)
-    dimValues[i] = static_cast<int32_t>(dims[i]);
   int64_t kernels = 0;
-  auto *groups = static_cast<uint32_t *>(dispatches_.mapped);
-  for (size_t i = 0; i < exe_.kernels.size(); ++i) {
-    int64_t n = invocations(exe_.kernels[i], dims);
-    auto [x, y] = n > 0 ? workgroups(n, ctx_->properties.limits.maxComputeWorkGroupCount[0])
-                        : std::pair<uint32_t, uint32_t>{0, 0};
-    groups[3 * i] = x;
-    groups[3 * i + 1] = y;
-    groups[3 * i + 2] = 1;
-    kernels += n > 0;
-  }
+  for (const ExecKernel &k : exe_.kernels)
+    kernels += invocations(k, dims) > 0;
   for (size_t i = 0; i < inputs.size(); ++i)
-    std::copy(inputs[i].begin(), inputs[i].end(),
-              static_cast<uint8_t *>(buffers_[exe_.inputs[i]].mapped));
+    std::copy(inputs[i].begin(), inputs[i].end(), static_cast<uint8_t *>(inStaging_[i].mapped));
+  if (Status s = recordTransfers(dims, inputs); s.failed())
+    return s;
 
   auto start = std::chrono::steady_clock::now();
   auto submit = zeroed<VkSubmitInfo>(VK_STRUCTURE_TYPE_SUBMIT_INFO);
-  submit.commandBufferCount = 1;
-  submit.pCommandBuffers = &commands_;
+  VkCommandBuffer order[3] = {upload_, commands_, download_};
+  submit.commandBufferCount = 3;
+  submit.pCommandBuffers = order;
   if (Status s = check(api_.vkQueueSubmit(ctx_->queue, 1, &submit, fence_), "vkQueueSubmit");
       s.failed())
     return s;
@@ -523,9 +603,9 @@ Status VulkanPlan::run(std::span<const int64_t> dims, std::span<const Bytes> inp
 
   if (stats) {
     stats->kernels = kernels;
-    stats->barriers = barriers_;
+    stats->barriers = barriers_ + 1; // and the one after the kernels, before the outputs go out
     stats->submits = 1;
-    stats->rerecords = 0; // the commands recorded at load serve every run
+    stats->rerecords = 0; // the kernels' commands recorded at load serve every run
     stats->hostMicros = std::chrono::duration<double, std::micro>(end - start).count();
     stats->deviceMicros = 0;
     stats->kernelSpans.clear();
@@ -550,7 +630,7 @@ Status VulkanPlan::run(std::span<const int64_t> dims, std::span<const Bytes> inp
   for (size_t i = 0; i < exe_.outputs.size(); ++i) {
     int b = exe_.outputs[i];
     outputs[i].resize(static_cast<size_t>(bufferBytes(exe_.buffers[b], dims)));
-    std::copy_n(static_cast<const uint8_t *>(buffers_[b].mapped), outputs[i].size(),
+    std::copy_n(static_cast<const uint8_t *>(outStaging_[i].mapped), outputs[i].size(),
                 outputs[i].begin());
   }
   return ctx_->takeMessages("run");
