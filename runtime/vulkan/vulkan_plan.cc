@@ -126,13 +126,19 @@ public:
              std::vector<Bytes> &outputs, RunStats *stats) override;
 
 private:
-  // The executable's buffers, the dims and the workgroup counts live in device-local
-  // memory (a discrete GPU's own); inputs and outputs pass through host-visible staging
-  // buffers, copied on the device before and after the kernels.
+  // The executable's buffers, the dims and the workgroup counts live in one allocation
+  // of device-local memory (a discrete GPU's own); inputs and outputs pass through
+  // host-visible staging buffers in another, copied on the device before and after the
+  // kernels.
   struct Buffer {
     VkBuffer buffer = VK_NULL_HANDLE;
-    VkDeviceMemory memory = VK_NULL_HANDLE;
-    void *mapped = nullptr;
+    void *mapped = nullptr; // a staging buffer's bytes
+  };
+  // A buffer to create: its size and usage.
+  struct Request {
+    Buffer *out;
+    int64_t bytes;
+    VkBufferUsageFlags usage;
   };
   struct Pipeline {
     VkShaderModule module = VK_NULL_HANDLE;
@@ -143,12 +149,12 @@ private:
   };
 
   Status checkExecutable() const;
-  Status createBuffer(int64_t bytes, Buffer &out, VkBufferUsageFlags usage, bool hostVisible);
+  Status createBuffers(const std::vector<Request> &requests, bool hostVisible,
+                       VkDeviceMemory &memory);
   Status createPipeline(const ExecKernel &k, Pipeline &out);
   void bindBuffers(const ExecKernel &k, const Pipeline &p);
   Status record();
   Status recordTransfers(std::span<const int64_t> dims, std::span<const Bytes> inputs);
-  void destroyBuffer(Buffer &b);
   // Timestamps a run writes: its start and end, then before and after each kernel.
   size_t queries() const { return 2 + 2 * exe_.kernels.size(); }
 
@@ -157,6 +163,7 @@ private:
   Executable exe_;
   std::vector<Buffer> buffers_;
   std::vector<Buffer> inStaging_, outStaging_; // per input and per output
+  VkDeviceMemory deviceMemory_ = VK_NULL_HANDLE, stagingMemory_ = VK_NULL_HANDLE;
   Buffer dims_;
   Buffer dispatches_;    // per kernel: workgroups in x, y and z for vkCmdDispatchIndirect
   int64_t barriers_ = 0; // pipeline barriers in the recorded commands
@@ -187,20 +194,14 @@ VulkanPlan::~VulkanPlan() {
   }
   for (std::vector<Buffer> *list : {&buffers_, &inStaging_, &outStaging_})
     for (Buffer &b : *list)
-      destroyBuffer(b);
-  destroyBuffer(dims_);
-  destroyBuffer(dispatches_);
-}
-
-void VulkanPlan::destroyBuffer(Buffer &b) {
-  if (b.mapped)
-    api_.vkUnmapMemory(ctx_->device, b.memory);
-  api_.vkDestroyBuffer(ctx_->device, b.buffer, nullptr);
-  if (b.memory) {
-    api_.vkFreeMemory(ctx_->device, b.memory, nullptr);
-    --ctx_->allocations;
-  }
-  b = Buffer{};
+      api_.vkDestroyBuffer(d, b.buffer, nullptr);
+  api_.vkDestroyBuffer(d, dims_.buffer, nullptr);
+  api_.vkDestroyBuffer(d, dispatches_.buffer, nullptr);
+  for (VkDeviceMemory m : {deviceMemory_, stagingMemory_})
+    if (m) {
+      api_.vkFreeMemory(d, m, nullptr); // unmaps it
+      --ctx_->allocations;
+    }
 }
 
 Status VulkanPlan::checkExecutable() const {
@@ -234,50 +235,73 @@ Status VulkanPlan::checkExecutable() const {
   return Status::ok();
 }
 
-// Device-local memory where the device has it (the first such type, else any the buffer
-// allows), or host-visible coherent memory, mapped, for a staging buffer.
-Status VulkanPlan::createBuffer(int64_t bytes, Buffer &out, VkBufferUsageFlags usage,
-                                bool hostVisible) {
-  auto info = zeroed<VkBufferCreateInfo>(VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO);
-  info.size = static_cast<VkDeviceSize>(std::max<int64_t>(bytes, 4)); // no empty buffers in Vulkan
-  info.usage = usage;
-  info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
-  if (Status s =
-          check(api_.vkCreateBuffer(ctx_->device, &info, nullptr, &out.buffer), "vkCreateBuffer");
-      s.failed())
-    return s;
-  VkMemoryRequirements req;
-  api_.vkGetBufferMemoryRequirements(ctx_->device, out.buffer, &req);
+// Creates the requested buffers and binds them to one new allocation, each at a multiple
+// of 256 bytes: device-local memory where the device has it (the first such type the
+// buffers allow, else the first they allow), or host-visible coherent memory, mapped,
+// for staging buffers.
+Status VulkanPlan::createBuffers(const std::vector<Request> &requests, bool hostVisible,
+                                 VkDeviceMemory &memory) {
+  VkDeviceSize total = 0;
+  uint32_t allowed = ~0u;
+  std::vector<VkDeviceSize> offsets;
+  for (const Request &r : requests) {
+    auto info = zeroed<VkBufferCreateInfo>(VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO);
+    info.size = static_cast<VkDeviceSize>(std::max<int64_t>(r.bytes, 4)); // none empty in Vulkan
+    info.usage = r.usage;
+    info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+    if (Status s = check(api_.vkCreateBuffer(ctx_->device, &info, nullptr, &r.out->buffer),
+                         "vkCreateBuffer");
+        s.failed())
+      return s;
+    VkMemoryRequirements req;
+    api_.vkGetBufferMemoryRequirements(ctx_->device, r.out->buffer, &req);
+    VkDeviceSize align = std::max<VkDeviceSize>(req.alignment, 256);
+    offsets.push_back((total + align - 1) / align * align);
+    total = offsets.back() + req.size;
+    allowed &= req.memoryTypeBits;
+  }
+  if (requests.empty())
+    return Status::ok();
   VkMemoryPropertyFlags want =
       hostVisible ? VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT
                   : VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT;
   uint32_t type = std::numeric_limits<uint32_t>::max();
   for (uint32_t i = 0; i < ctx_->memory.memoryTypeCount; ++i) {
-    bool allowed = req.memoryTypeBits & (1u << i);
-    if (allowed && (ctx_->memory.memoryTypes[i].propertyFlags & want) == want) {
+    bool ok = allowed & (1u << i);
+    if (ok && (ctx_->memory.memoryTypes[i].propertyFlags & want) == want) {
       type = i;
       break;
     }
-    if (allowed && !hostVisible && type == std::numeric_limits<uint32_t>::max())
-      type = i; // no device-local type: the first the buffer allows
+    if (ok && !hostVisible && type == std::numeric_limits<uint32_t>::max())
+      type = i; // no device-local type: the first the buffers allow
   }
   if (type == std::numeric_limits<uint32_t>::max())
-    return makeError(hostVisible ? "vulkan: no host-visible coherent memory for a staging buffer"
-                                 : "vulkan: no memory type for a storage buffer");
+    return makeError(hostVisible ? "vulkan: no host-visible coherent memory for staging buffers"
+                                 : "vulkan: no memory type suits every storage buffer");
   auto alloc = zeroed<VkMemoryAllocateInfo>(VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO);
-  alloc.allocationSize = req.size;
+  alloc.allocationSize = total;
   alloc.memoryTypeIndex = type;
-  if (Status s = check(api_.vkAllocateMemory(ctx_->device, &alloc, nullptr, &out.memory),
-                       "vkAllocateMemory");
+  if (Status s =
+          check(api_.vkAllocateMemory(ctx_->device, &alloc, nullptr, &memory), "vkAllocateMemory");
       s.failed())
     return s;
   ++ctx_->allocations;
-  if (Status s = check(api_.vkBindBufferMemory(ctx_->device, out.buffer, out.memory, 0),
-                       "vkBindBufferMemory");
-      s.failed() || !hostVisible)
-    return s;
-  return check(api_.vkMapMemory(ctx_->device, out.memory, 0, VK_WHOLE_SIZE, 0, &out.mapped),
-               "vkMapMemory");
+  void *base = nullptr;
+  if (hostVisible)
+    if (Status s = check(api_.vkMapMemory(ctx_->device, memory, 0, VK_WHOLE_SIZE, 0, &base),
+                         "vkMapMemory");
+        s.failed())
+      return s;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (Status s = check(
+            api_.vkBindBufferMemory(ctx_->device, requests[i].out->buffer, memory, offsets[i]),
+            "vkBindBufferMemory");
+        s.failed())
+      return s;
+    if (base)
+      requests[i].out->mapped = static_cast<uint8_t *>(base) + offsets[i];
+  }
+  return Status::ok();
 }
 
 Status VulkanPlan::createPipeline(const ExecKernel &k, Pipeline &out) {
@@ -362,32 +386,25 @@ Status VulkanPlan::init() {
                                           VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
                                           VK_BUFFER_USAGE_TRANSFER_DST_BIT;
   buffers_.resize(exe_.buffers.size());
+  std::vector<Request> onDevice;
   for (size_t i = 0; i < exe_.buffers.size(); ++i)
-    if (Status s = createBuffer(bufferBytes(exe_.buffers[i], most), buffers_[i], kStorage, false);
-        s.failed())
-      return s;
-  auto staging = [&](const std::vector<int> &which, std::vector<Buffer> &out,
-                     VkBufferUsageFlags usage) {
-    out.resize(which.size());
-    for (size_t i = 0; i < which.size(); ++i)
-      if (Status s = createBuffer(bufferBytes(exe_.buffers[which[i]], most), out[i], usage, true);
-          s.failed())
-        return s;
-    return Status::ok();
-  };
-  if (Status s = staging(exe_.inputs, inStaging_, VK_BUFFER_USAGE_TRANSFER_SRC_BIT); s.failed())
+    onDevice.push_back({&buffers_[i], bufferBytes(exe_.buffers[i], most), kStorage});
+  onDevice.push_back({&dims_, static_cast<int64_t>(exe_.dims.size()) * 4,
+                      VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT});
+  onDevice.push_back({&dispatches_, static_cast<int64_t>(exe_.kernels.size()) * 12,
+                      VK_BUFFER_USAGE_INDIRECT_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT});
+  if (Status s = createBuffers(onDevice, false, deviceMemory_); s.failed())
     return s;
-  if (Status s = staging(exe_.outputs, outStaging_, VK_BUFFER_USAGE_TRANSFER_DST_BIT); s.failed())
-    return s;
-  if (Status s = createBuffer(static_cast<int64_t>(exe_.dims.size()) * 4, dims_,
-                              VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT,
-                              false);
-      s.failed())
-    return s;
-  if (Status s = createBuffer(
-          static_cast<int64_t>(exe_.kernels.size()) * 12, dispatches_,
-          VK_BUFFER_USAGE_INDIRECT_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT, false);
-      s.failed())
+  inStaging_.resize(exe_.inputs.size());
+  outStaging_.resize(exe_.outputs.size());
+  std::vector<Request> staging;
+  for (size_t i = 0; i < exe_.inputs.size(); ++i)
+    staging.push_back({&inStaging_[i], bufferBytes(exe_.buffers[exe_.inputs[i]], most),
+                       VK_BUFFER_USAGE_TRANSFER_SRC_BIT});
+  for (size_t i = 0; i < exe_.outputs.size(); ++i)
+    staging.push_back({&outStaging_[i], bufferBytes(exe_.buffers[exe_.outputs[i]], most),
+                       VK_BUFFER_USAGE_TRANSFER_DST_BIT});
+  if (Status s = createBuffers(staging, true, stagingMemory_); s.failed())
     return s;
 
   uint32_t descriptors = 0;
