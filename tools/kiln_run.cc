@@ -44,7 +44,9 @@ options:
   --trace FILE         write a Chrome trace (Perfetto, chrome://tracing): the last
                        run's kernels as the device timed them (Vulkan timestamps;
                        other devices time none yet) beside the predicted schedule
-  --list-devices       print the devices found, one per line, and exit
+  --list-devices       print the devices found, one per line (Vulkan ones with their
+                       subgroup size, shared memory and the features kernels may
+                       use), and exit
   -h, --help           print this help
 )";
 
@@ -406,8 +408,8 @@ int listDevices() {
     std::printf("(no Vulkan: %s)\n", devices.message().c_str());
   else
     for (size_t i = 0; i < devices->size(); ++i)
-      std::printf("vulkan:%zu: %s (%s)\n", i, (*devices)[i].name.c_str(),
-                  (*devices)[i].type.c_str());
+      std::printf("vulkan:%zu: %s (%s; %s)\n", i, (*devices)[i].name.c_str(),
+                  (*devices)[i].type.c_str(), (*devices)[i].capabilities.c_str());
   auto gpus = runtime::listCudaDevices();
   if (!gpus)
     std::printf("(no CUDA: %s)\n", gpus.message().c_str());

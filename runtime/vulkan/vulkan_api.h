@@ -23,6 +23,7 @@ namespace kiln::runtime::vk {
   X(Instance, vkGetPhysicalDeviceProperties2)                                                      \
   X(Instance, vkGetPhysicalDeviceQueueFamilyProperties)                                            \
   X(Instance, vkGetPhysicalDeviceMemoryProperties)                                                 \
+  X(Instance, vkEnumerateDeviceExtensionProperties)                                                \
   X(Instance, vkCreateDevice)                                                                      \
   X(Instance, vkGetDeviceProcAddr)                                                                 \
   X(Instance, vkCreateDebugUtilsMessengerEXT)                                                      \

@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "runtime/vulkan/vulkan_context.h"
 
@@ -166,6 +167,55 @@ int computeFamily(const Context &ctx, VkPhysicalDevice pd) {
   return -1;
 }
 
+// The device's capabilities as VulkanDeviceInfo::capabilities says them.
+std::string capabilities(const Context &ctx, VkPhysicalDevice pd) {
+  auto subgroup = zeroed<VkPhysicalDeviceSubgroupProperties>(
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES);
+  auto properties =
+      zeroed<VkPhysicalDeviceProperties2>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2);
+  properties.pNext = &subgroup;
+  ctx.api.vkGetPhysicalDeviceProperties2(pd, &properties);
+  const VkPhysicalDeviceProperties &p = properties.properties;
+  // The Vulkan 1.2 feature structures exist only on 1.2 devices.
+  auto float16 = zeroed<VkPhysicalDeviceShaderFloat16Int8Features>(
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES);
+  auto address = zeroed<VkPhysicalDeviceBufferDeviceAddressFeatures>(
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_BUFFER_DEVICE_ADDRESS_FEATURES);
+  auto storage16 = zeroed<VkPhysicalDevice16BitStorageFeatures>(
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES);
+  auto features = zeroed<VkPhysicalDeviceFeatures2>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2);
+  features.pNext = &storage16;
+  if (p.apiVersion >= VK_API_VERSION_1_2) {
+    storage16.pNext = &float16;
+    float16.pNext = &address;
+  }
+  ctx.api.vkGetPhysicalDeviceFeatures2(pd, &features);
+  uint32_t n = 0;
+  ctx.api.vkEnumerateDeviceExtensionProperties(pd, nullptr, &n, nullptr);
+  std::vector<VkExtensionProperties> extensions(n);
+  ctx.api.vkEnumerateDeviceExtensionProperties(pd, nullptr, &n, extensions.data());
+  bool matrix = false;
+  for (const VkExtensionProperties &e : extensions)
+    matrix = matrix || std::string_view(e.extensionName) == "VK_KHR_cooperative_matrix";
+  int family = computeFamily(ctx, pd);
+  uint32_t families = 0;
+  ctx.api.vkGetPhysicalDeviceQueueFamilyProperties(pd, &families, nullptr);
+  std::vector<VkQueueFamilyProperties> queues(families);
+  ctx.api.vkGetPhysicalDeviceQueueFamilyProperties(pd, &families, queues.data());
+  std::string s = "subgroup " + std::to_string(subgroup.subgroupSize) + ", shared " +
+                  std::to_string(p.limits.maxComputeSharedMemorySize / 1024) + " KiB";
+  auto add = [&](bool has, const char *what) {
+    if (has)
+      s += std::string(", ") + what;
+  };
+  add(float16.shaderFloat16 == VK_TRUE, "f16");
+  add(storage16.storageBuffer16BitAccess == VK_TRUE, "16-bit storage");
+  add(matrix, "cooperative matrix");
+  add(address.bufferDeviceAddress == VK_TRUE, "buffer device address");
+  add(family >= 0 && queues[family].timestampValidBits > 0, "timestamps");
+  return s;
+}
+
 std::string listing(const Context &ctx) {
   std::string s;
   std::vector<VkPhysicalDevice> devices = physicalDevices(ctx);
@@ -296,7 +346,7 @@ Expected<std::vector<VulkanDeviceInfo>> listVulkanDevices() {
   for (VkPhysicalDevice pd : physicalDevices(ctx)) {
     VkPhysicalDeviceProperties p;
     ctx.api.vkGetPhysicalDeviceProperties(pd, &p);
-    out.push_back({p.deviceName, typeName(p.deviceType)});
+    out.push_back({p.deviceName, typeName(p.deviceType), capabilities(ctx, pd)});
   }
   return out;
 }

@@ -13,6 +13,10 @@ namespace kiln::runtime {
 struct VulkanDeviceInfo {
   std::string name;
   std::string type; // "discrete", "integrated", "virtual", "cpu" or "other"
+  // What kernels may use there: "subgroup N, shared N KiB", then those it has of "f16"
+  // (arithmetic), "16-bit storage", "cooperative matrix" (VK_KHR_cooperative_matrix),
+  // "buffer device address" and "timestamps", comma-separated.
+  std::string capabilities;
 };
 
 // The physical devices the loader reports, in its order (the order `index` counts in).
