@@ -323,6 +323,14 @@ int ElementLowering::compute(int id, const std::vector<int> &coords) {
   return b_.load(buffer, regType(n.type.dtype), index);
 }
 
+int ElementLowering::bufferHolding(int id) {
+  const Node &n = g_.nodes[id];
+  ir::Category cat = ir::opCategory(n.op);
+  if (inKernel_[id] || cat == ir::Category::Layout || n.op == Op::Constant)
+    return -1;
+  return readBuffer_(id);
+}
+
 int ElementLowering::clamp(int v, int lo, int hi) {
   v = b_.op(KOp::Select, KType::I32, {b_.op(KOp::ILt, KType::Bool, {v, lo}), lo, v});
   return b_.op(KOp::Select, KType::I32, {b_.op(KOp::ILt, KType::Bool, {hi, v}), hi, v});

@@ -45,6 +45,9 @@ public:
 
   // Node `id`'s value at `coords` (one I32 value per dim of its shape).
   int valueAt(int id, const std::vector<int> &coords);
+  // The kernel buffer that holds node `id`'s value as the kernel reads it (contiguous,
+  // row-major in its shape), or -1 where the kernel computes the value or views another.
+  int bufferHolding(int id);
   // The shape a template iterates to store node `id`: its own, or for an insert_slice
   // the shape of the slice it writes (inside a kernel an insert_slice is only stored,
   // and its value at coordinates of the slice is the slice's).

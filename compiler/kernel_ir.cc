@@ -35,6 +35,12 @@ const char *opName(KOp op) {
     return "mat_store";
   case KOp::MatMulAdd:
     return "mat_mul_add";
+  case KOp::CopyAsync:
+    return "copy_async";
+  case KOp::CopyCommit:
+    return "copy_commit";
+  case KOp::CopyWait:
+    return "copy_wait";
   case KOp::SubgroupSize:
     return "subgroup_size";
   case KOp::ShuffleXor:
@@ -260,6 +266,11 @@ Signature signatureOf(KOp op) {
     return {{I, MC}, A};
   case KOp::MatMulAdd:
     return {{MA, MB, MC}, MC};
+  case KOp::CopyAsync:
+    return {{I, I, B}, A};
+  case KOp::CopyCommit:
+  case KOp::CopyWait:
+    return {{}, A};
   case KOp::VarNew:
   case KOp::VarGet:
     return {{A}, A};
@@ -460,6 +471,10 @@ private:
     case KOp::MatStore:
     case KOp::MatMulAdd:
       return verifyMatrix(id, in);
+    case KOp::CopyAsync:
+    case KOp::CopyCommit:
+    case KOp::CopyWait:
+      return verifyCopy(id, in);
     case KOp::Barrier:
       if (k_.guard >= 0)
         return failAt(id, "barrier in a guarded kernel (some invocations would not arrive)");
@@ -591,6 +606,27 @@ private:
     return Status::ok();
   }
 
+  Status verifyCopy(int id, const KInst &in) {
+    if (id < k_.guardEnd)
+      return failAt(id, "side effect in the prologue");
+    if (in.op == KOp::CopyWait && in.imm < 0)
+      return failAt(id, "waits for " + std::to_string(in.imm) + " groups");
+    if (in.op != KOp::CopyAsync)
+      return Status::ok();
+    int nb = static_cast<int>(k_.buffers.size()), ns = static_cast<int>(k_.shared.size());
+    if (in.buffer < 0 || in.buffer >= nb)
+      return failAt(id, "buffer " + std::to_string(in.buffer) + " is outside [0, " +
+                            std::to_string(nb) + ")");
+    if (in.imm < 0 || in.imm >= ns)
+      return failAt(id, "shared array " + std::to_string(in.imm) + " is outside [0, " +
+                            std::to_string(ns) + ")");
+    MemType from = k_.buffers[in.buffer].elem, to = k_.shared[in.imm].elem;
+    if (from != to)
+      return failAt(id, std::string("copies ") + memTypeName(from) + " into shared array " +
+                            std::to_string(in.imm) + " of " + memTypeName(to));
+    return Status::ok();
+  }
+
   Status verifyMemory(int id, const KInst &in) {
     int nb = static_cast<int>(k_.buffers.size());
     if (in.buffer < 0 || in.buffer >= nb)
@@ -647,6 +683,13 @@ std::string printInst(const Kernel &k, int id) {
   case KOp::MatStore:
     return "mat_store " + shared + "[" + arg(0) + "], " + arg(1) + ", rows " +
            std::to_string(in.imm) + " apart";
+  case KOp::CopyAsync:
+    return "copy_async shared" + std::to_string(in.imm) + "[" + arg(1) + "], " + buf + "[" +
+           arg(0) + "] if " + arg(2);
+  case KOp::CopyCommit:
+    return "copy_commit";
+  case KOp::CopyWait:
+    return "copy_wait " + std::to_string(in.imm);
   case KOp::Barrier:
   case KOp::LoopEnd:
   case KOp::IfEnd:
@@ -680,6 +723,9 @@ std::string printInst(const Kernel &k, int id) {
   case KOp::MatStore:
   case KOp::MatZero:
   case KOp::MatMulAdd:
+  case KOp::CopyAsync:
+  case KOp::CopyCommit:
+  case KOp::CopyWait:
   case KOp::Barrier:
   case KOp::VarNew:
   case KOp::VarGet:
@@ -831,6 +877,9 @@ bool isPure(const Kernel &k, const KInst &in) {
   case KOp::MatLoad:
   case KOp::MatLoadT:
   case KOp::MatStore:
+  case KOp::CopyAsync:
+  case KOp::CopyCommit:
+  case KOp::CopyWait:
   case KOp::Barrier:
   case KOp::VarNew:
   case KOp::VarGet:

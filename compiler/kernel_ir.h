@@ -119,6 +119,16 @@ enum class KOp : uint8_t {
   MatLoadT,  // MatA or MatB from an f16 array, transposed: (r, c) at index + c * imm + r.
   MatStore,  // args: index, MatC value; into an f32 array, (r, c) at index + r * imm + c.
   MatMulAdd, // MatC: args a (MatA), b (MatB), c (MatC): a * b + c, sums in f32.
+  // Asynchronous copies (tensor-core targets; SPIR-V refuses them): CopyAsync starts a
+  // copy of 16 bytes from element args[0] of buffer `buffer` to element args[1] of
+  // shared array `imm` (of the buffer's element type; both at multiples of 16 bytes),
+  // or of zeros where args[2] (Bool) is false. CopyCommit closes the group of this
+  // invocation's copies started since the last, and CopyWait waits until at most `imm`
+  // of its groups are unfinished; a Barrier after the wait makes them visible to the
+  // workgroup.
+  CopyAsync,
+  CopyCommit,
+  CopyWait,
   // Subgroups: the invocations of a workgroup form subgroups of SubgroupSize consecutive
   // LocalIds (every target kiln knows does this for 1-D workgroups), which run together.
   SubgroupSize, // I32: invocations per subgroup, a power of two (32 on NVIDIA); uniform.
@@ -140,7 +150,8 @@ enum class KOp : uint8_t {
 // Whether an instruction produces no value.
 inline bool hasNoResult(KOp op) {
   return op == KOp::Store || op == KOp::SharedStore || op == KOp::Barrier || op == KOp::VarSet ||
-         op == KOp::LoopEnd || op == KOp::IfBegin || op == KOp::IfEnd || op == KOp::MatStore;
+         op == KOp::LoopEnd || op == KOp::IfBegin || op == KOp::IfEnd || op == KOp::MatStore ||
+         op == KOp::CopyAsync || op == KOp::CopyCommit || op == KOp::CopyWait;
 }
 
 struct KInst {
@@ -211,6 +222,11 @@ public:
     emit({KOp::MatStore, KType::I32, {index, value}, stride, 0, array});
   }
   int matMulAdd(int a, int b, int c) { return emit({KOp::MatMulAdd, KType::MatC, {a, b, c}}); }
+  void copyAsync(int buffer, int index, int array, int sharedIndex, int inside) {
+    emit({KOp::CopyAsync, KType::I32, {index, sharedIndex, inside}, array, 0, buffer});
+  }
+  void copyCommit() { emit({KOp::CopyCommit, KType::I32}); }
+  void copyWait(int64_t groups) { emit({KOp::CopyWait, KType::I32, {}, groups}); }
   int varNew(KType t, int init) { return emit({KOp::VarNew, t, {init}}); }
   int varGet(KType t, int var) { return emit({KOp::VarGet, t, {var}}); }
   void varSet(int var, int value) { emit({KOp::VarSet, KType::I32, {var, value}}); }

@@ -689,44 +689,114 @@ private:
     }
   }
 
+  // Whether operand `id` of sibling s reaches the shared slabs by asynchronous copies:
+  // an f16 buffer whose rows run along the slab's chunks (k of A; k of B where the tile
+  // reads B by rows of n, which the first sibling's B sets, else n) and are a static
+  // multiple of 8 elements, so that every chunk is 16 aligned bytes of one row.
+  int asyncBuffer(int id, bool transposed, bool isA, int s) {
+    int buffer = el_.bufferHolding(id);
+    bool rowsAlongChunks = isA ? !transposed : transposed == kContiguous_;
+    if (buffer < 0 || el_.kernel().buffers[buffer].elem != MemType::F16 || !rowsAlongChunks)
+      return -1;
+    ir::Dim row = isA || kContiguous_ ? k_ : n(s);
+    return row.isStatic() && row.offset % 8 == 0 ? buffer : -1;
+  }
+
+  // Starts the copies of the invocation's chunks of a slab of operand `id` (B when `isB`)
+  // from buffer `buffer` for the step at k0 into shared array `array` from element
+  // `base`. Rows past M or N repeat the last, and a chunk of k past K (which is a
+  // multiple of 8) is zeros.
+  void slabCopy(int s, bool isB, int id, bool transposed, int buffer, int array, int base,
+                int64_t rows, int64_t cols, int64_t stride, int k0) {
+    int kEnd = el_.extent(k_);
+    bool kIsRow = isB && !kContiguous_;
+    for (int64_t q = 0; q < rows * cols / 8 / kWorkgroupSize; ++q) {
+      auto [row, col] = slabChunk(cols, q);
+      int r = iop(KOp::IAdd, {kIsRow ? k0 : isB ? n0_ : m0_, row});
+      int cc = iop(KOp::IAdd, {kIsRow ? n0_ : k0, col});
+      int inside = b_.emit({KOp::ConstB, KType::Bool, {}, 1});
+      if (kIsRow) { // rows of k, chunks of n
+        if (needsClamp(k_, kMatTileK)) {
+          inside = lt(r, kEnd);
+          r = clampBelow(r, k_);
+        }
+        if (columnsEnd(s))
+          cc = select(KType::I32, lt(cc, el_.extent(n(s))), cc, c(n(s).offset - 8));
+      } else { // rows of m or n, chunks of k
+        const ir::Dim &extent = isB ? n(s) : m_;
+        if (isB ? columnsEnd(s) : needsClamp(m_, tm_))
+          r = clampBelow(r, extent);
+        if (needsClamp(k_, kMatTileK)) {
+          inside = lt(cc, kEnd);
+          cc = select(KType::I32, inside, cc, c(k_.offset - 8));
+        }
+      }
+      std::vector<int> at = isB && !kIsRow ? operandCoords(id, transposed, cc, r)
+                                           : operandCoords(id, transposed, r, cc);
+      int index = el_.linearize(at, g_.typeOf(id).shape);
+      int dst = iop(KOp::IAdd, {iop(KOp::IAdd, {base, iop(KOp::IMul, {row, c(stride)})}), col});
+      b_.copyAsync(buffer, index, array, dst, inside);
+    }
+  }
+
   // Sibling s's sums of the subgroup's fragments (variables, kMatFragsM x kMatFragsN).
-  // The slabs of the next step of K are loaded into registers before this step's
-  // products, so that their loads overlap the tensor cores' work, and stored after them
-  // into the other half of the shared arrays (the last step loads its own slabs again,
-  // always in bounds): one barrier a step, since a half is written only after the
-  // barrier that follows the step that read it. Loaded and stored in one iteration, the
-  // values never meet in a phi, where LLVM would fold the loads into one at the loop's
-  // top.
+  // The slabs of the next step of K go to the other half of the shared arrays while
+  // this step's products run: by asynchronous copies where an operand allows (see
+  // asyncBuffer), else loaded into registers before the products and stored after them
+  // (the last step fetches its own slabs again, always in bounds). One barrier a step,
+  // since a half is written only after the barrier that follows the step that read it.
+  // Loaded and stored in one iteration, the values in registers never meet in a phi,
+  // where LLVM would fold the loads into one at the loop's top.
   std::vector<int> matrixSums(int s) {
     const Node &a = anchor(s);
     int aId = a.operands[0], bId = a.operands[1];
     bool ta = a.attrBool("transpose_a"), tb = a.attrBool("transpose_b");
-    auto slabs = [&](int k0) {
-      // A's rows past M repeat the last (their sums are not stored); so do B's columns.
-      coordsOperand_ = aId;
-      std::vector<int> v = slabValues(kMatTileM, kMatTileK, false, m0_, k0, [&](int m, int k) {
-        return operandCoords(aId, ta, needsClamp(m_, tm_) ? clampBelow(m, m_) : m, k);
-      });
-      coordsOperand_ = bId;
-      auto bAt = [&](int k, int n) {
-        return operandCoords(bId, tb, k, columnsEnd(s) ? clampBelow(n, this->n(s)) : n);
-      };
-      std::vector<int> bv =
-          kContiguous_ // rows of n, each 32 consecutive k; else rows of k, each 128 n
-              ? slabValues(kMatTileN, kMatTileK, false, n0_, k0,
-                           [&](int n, int k) { return bAt(k, n); })
-              : slabValues(kMatTileK, kMatTileN, true, k0, n0_, bAt);
-      v.insert(v.end(), bv.begin(), bv.end());
+    int aAsync = asyncBuffer(aId, ta, true, s), bAsync = asyncBuffer(bId, tb, false, s);
+    int64_t bRows = kContiguous_ ? kMatTileN : kMatTileK;
+    int64_t bCols = kContiguous_ ? kMatTileK : kMatTileN;
+    // The slabs for the step at k0 into `half`: copies started (and committed) for the
+    // asynchronous operands, values returned for the others.
+    auto fetch = [&](int k0, int half) {
+      if (aAsync >= 0)
+        slabCopy(s, false, aId, ta, aAsync, 0, iop(KOp::IMul, {half, c(aSlab_)}), kMatTileM,
+                 kMatTileK, aStride_, k0);
+      if (bAsync >= 0)
+        slabCopy(s, true, bId, tb, bAsync, 1, iop(KOp::IMul, {half, c(bSlab_)}), bRows, bCols,
+                 bStride_, k0);
+      if (aAsync >= 0 || bAsync >= 0)
+        b_.copyCommit();
+      std::vector<int> v;
+      if (aAsync < 0) { // A's rows past M repeat the last (their sums are not stored)
+        coordsOperand_ = aId;
+        v = slabValues(kMatTileM, kMatTileK, false, m0_, k0, [&](int m, int k) {
+          return operandCoords(aId, ta, needsClamp(m_, tm_) ? clampBelow(m, m_) : m, k);
+        });
+      }
+      if (bAsync < 0) { // so do B's columns past N
+        coordsOperand_ = bId;
+        auto bAt = [&](int k, int n) {
+          return operandCoords(bId, tb, k, columnsEnd(s) ? clampBelow(n, this->n(s)) : n);
+        };
+        std::vector<int> bv =
+            kContiguous_ // rows of n, each 32 consecutive k; else rows of k, each 128 n
+                ? slabValues(kMatTileN, kMatTileK, false, n0_, k0,
+                             [&](int n, int k) { return bAt(k, n); })
+                : slabValues(kMatTileK, kMatTileN, true, k0, n0_, bAt);
+        v.insert(v.end(), bv.begin(), bv.end());
+      }
       return v;
     };
-    size_t aCount = static_cast<size_t>(kMatTileM * kMatTileK / kWorkgroupSize);
-    int64_t bCols = kContiguous_ ? kMatTileK : kMatTileN;
     auto store = [&](int half, const std::vector<int> &values) {
-      slabStore(0, iop(KOp::IMul, {half, c(aSlab_)}), kMatTileK, aStride_, values, 0, aCount);
-      slabStore(1, iop(KOp::IMul, {half, c(bSlab_)}), bCols, bStride_, values, aCount,
-                values.size() - aCount);
+      size_t aCount = aAsync < 0 ? static_cast<size_t>(kMatTileM * kMatTileK / kWorkgroupSize) : 0;
+      if (aCount > 0)
+        slabStore(0, iop(KOp::IMul, {half, c(aSlab_)}), kMatTileK, aStride_, values, 0, aCount);
+      if (bAsync < 0)
+        slabStore(1, iop(KOp::IMul, {half, c(bSlab_)}), bCols, bStride_, values, aCount,
+                  values.size() - aCount);
+      if (aAsync >= 0 || bAsync >= 0)
+        b_.copyWait(0);
     };
-    store(c(0), slabs(c(0)));
+    store(c(0), fetch(c(0), c(0)));
     b_.barrier();
     std::vector<int> sums;
     for (int64_t i = 0; i < kMatFragsM * kMatFragsN; ++i)
@@ -735,8 +805,9 @@ private:
     int kb = b_.loopBegin(c(0), kEnd, c(kMatTileK));
     el_.pushScope();
     int next = iop(KOp::IAdd, {kb, c(kMatTileK)});
-    std::vector<int> ahead = slabs(select(KType::I32, lt(next, kEnd), next, kb));
     int half = iop(KOp::IRem, {iop(KOp::IDiv, {kb, c(kMatTileK)}), c(2)});
+    int other = iop(KOp::ISub, {c(1), half});
+    std::vector<int> ahead = fetch(select(KType::I32, lt(next, kEnd), next, kb), other);
     int aBase = iop(KOp::IMul, {half, c(aSlab_)}), bBase = iop(KOp::IMul, {half, c(bSlab_)});
     for (int64_t kk = 0; kk < kMatTileK; kk += kMat) {
       std::vector<int> as, bs;
@@ -758,7 +829,7 @@ private:
           b_.varSet(var, b_.matMulAdd(as[i], bs[j], b_.varGet(KType::MatC, var)));
         }
     }
-    store(iop(KOp::ISub, {c(1), half}), ahead);
+    store(other, ahead);
     b_.barrier();
     el_.popScope();
     b_.loopEnd();

@@ -519,6 +519,24 @@ private:
       return nullptr;
     case KOp::MatMulAdd:
       return matMulAdd(in);
+    case KOp::CopyAsync: { // cp.async.cg: 16 bytes, zeros where the source size is 0
+      llvm::GlobalVariable *g = shared_[in.imm];
+      llvm::Value *dst = b_.CreateInBoundsGEP(g->getValueType(), g, {b_.getInt32(0), arg(in, 1)});
+      llvm::Type *t = memType(k_.buffers[in.buffer].elem);
+      llvm::Value *src = b_.CreateInBoundsGEP(t, fn_->getArg(in.buffer),
+                                              b_.CreateSExt(arg(in, 0), b_.getInt64Ty()));
+      llvm::Value *size = b_.CreateSelect(arg(in, 2), b_.getInt32(16), b_.getInt32(0));
+      b_.CreateIntrinsic(llvm::Intrinsic::nvvm_cp_async_cg_shared_global_16_s, {},
+                         {dst, src, size});
+      return nullptr;
+    }
+    case KOp::CopyCommit:
+      b_.CreateIntrinsic(llvm::Intrinsic::nvvm_cp_async_commit_group, {}, {});
+      return nullptr;
+    case KOp::CopyWait:
+      b_.CreateIntrinsic(llvm::Intrinsic::nvvm_cp_async_wait_group, {},
+                         {b_.getInt32(static_cast<uint32_t>(in.imm))});
+      return nullptr;
     case KOp::Barrier:
       b_.CreateIntrinsic(llvm::Intrinsic::nvvm_barrier0, {}, {});
       return nullptr;

@@ -155,6 +155,10 @@ Status Emitter::checkOperands() const {
       return makeError("spirv: kernel " + k_.name + ": instruction " + std::to_string(i) +
                        " is a matrix op, which SPIR-V does not emit yet (lower without matrix "
                        "units)");
+    if (in.op == KOp::CopyAsync || in.op == KOp::CopyCommit || in.op == KOp::CopyWait)
+      return makeError("spirv: kernel " + k_.name + ": instruction " + std::to_string(i) +
+                       " is an asynchronous copy, which SPIR-V does not emit yet (lower "
+                       "without matrix units)");
     bool usesShared = in.op == KOp::SharedLoad || in.op == KOp::SharedStore;
     if (usesShared && (in.buffer < 0 || in.buffer >= static_cast<int>(k_.shared.size())))
       return makeError("spirv: kernel " + k_.name + ": instruction " + std::to_string(i) +
@@ -427,6 +431,9 @@ Id Emitter::emitInst(int id) {
   case KOp::MatLoadT:
   case KOp::MatStore:
   case KOp::MatMulAdd:
+  case KOp::CopyAsync:
+  case KOp::CopyCommit:
+  case KOp::CopyWait:
     break;
   }
   return Id{}; // not reached: every op returns above

@@ -283,6 +283,41 @@ TEST(KernelIrVerifier, ChecksMatrixOps) {
       << verifyError(sumAsFactor);
 }
 
+TEST(KernelIrVerifier, ChecksAsynchronousCopies) {
+  auto kernel = [](MemType shared) {
+    Kernel k;
+    k.name = "copies";
+    k.buffers = {{"in", MemType::F16, false}};
+    k.shared = {{shared, 64}};
+    KernelBuilder b(k);
+    int lane = b.localId();
+    int at = b.op(KOp::IMul, KType::I32, {lane, b.constI(8)});
+    int zero = b.constI(0);
+    int yes = b.emit({KOp::ConstB, KType::Bool, {}, 1});
+    b.copyAsync(0, at, 0, zero, yes);
+    b.copyCommit();
+    b.copyWait(0);
+    b.barrier();
+    return k;
+  };
+  Kernel k = kernel(MemType::F16);
+  EXPECT_FALSE(verifyKernel(k).failed()) << verifyKernel(k).message();
+  std::string text = printKernel(k);
+  for (const char *s : {"copy_async shared0[%3], buf0[%2] if %4", "copy_commit", "copy_wait 0"})
+    EXPECT_NE(text.find(s), std::string::npos) << s << "\n" << text;
+  EXPECT_NE(verifyError(kernel(MemType::F32)).find("copies f16 into shared array 0 of f32"),
+            std::string::npos)
+      << verifyError(kernel(MemType::F32));
+  Kernel far = k;
+  far.body[5].imm = 1; // the shared array
+  EXPECT_NE(verifyError(far).find("shared array 1 is outside [0, 1)"), std::string::npos)
+      << verifyError(far);
+  Kernel negative = k;
+  negative.body[7].imm = -1;
+  EXPECT_NE(verifyError(negative).find("waits for -1 groups"), std::string::npos)
+      << verifyError(negative);
+}
+
 TEST(KernelIrPrinter, IndentsRegionsAndListsSharedArrays) {
   std::string text = printKernel(regionKernel());
   for (const char *line :
