@@ -155,27 +155,40 @@ std::vector<VkPhysicalDevice> physicalDevices(const Context &ctx) {
   return devices;
 }
 
-// The first queue family that runs compute, or -1.
-int computeFamily(const Context &ctx, VkPhysicalDevice pd) {
+std::vector<VkQueueFamilyProperties> queueFamilies(const Context &ctx, VkPhysicalDevice pd) {
   uint32_t n = 0;
   ctx.api.vkGetPhysicalDeviceQueueFamilyProperties(pd, &n, nullptr);
   std::vector<VkQueueFamilyProperties> families(n);
   ctx.api.vkGetPhysicalDeviceQueueFamilyProperties(pd, &n, families.data());
-  for (uint32_t i = 0; i < n; ++i)
+  families.resize(n);
+  return families;
+}
+
+// The first queue family that runs compute, or -1.
+int computeFamily(const Context &ctx, VkPhysicalDevice pd) {
+  std::vector<VkQueueFamilyProperties> families = queueFamilies(ctx, pd);
+  for (size_t i = 0; i < families.size(); ++i)
     if (families[i].queueFlags & VK_QUEUE_COMPUTE_BIT)
       return static_cast<int>(i);
   return -1;
 }
 
-// The device's capabilities as VulkanDeviceInfo::capabilities says them.
-std::string capabilities(const Context &ctx, VkPhysicalDevice pd) {
-  auto subgroup = zeroed<VkPhysicalDeviceSubgroupProperties>(
+// The device's properties, with its subgroups' in `subgroup`.
+VkPhysicalDeviceProperties properties(const Context &ctx, VkPhysicalDevice pd,
+                                      VkPhysicalDeviceSubgroupProperties &subgroup) {
+  subgroup = zeroed<VkPhysicalDeviceSubgroupProperties>(
       VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES);
   auto properties =
       zeroed<VkPhysicalDeviceProperties2>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2);
   properties.pNext = &subgroup;
   ctx.api.vkGetPhysicalDeviceProperties2(pd, &properties);
-  const VkPhysicalDeviceProperties &p = properties.properties;
+  return properties.properties;
+}
+
+// The device's capabilities as VulkanDeviceInfo::capabilities says them.
+std::string capabilities(const Context &ctx, VkPhysicalDevice pd) {
+  VkPhysicalDeviceSubgroupProperties subgroup;
+  VkPhysicalDeviceProperties p = properties(ctx, pd, subgroup);
   // The Vulkan 1.2 feature structures exist only on 1.2 devices.
   auto float16 = zeroed<VkPhysicalDeviceShaderFloat16Int8Features>(
       VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES);
@@ -198,10 +211,7 @@ std::string capabilities(const Context &ctx, VkPhysicalDevice pd) {
   for (const VkExtensionProperties &e : extensions)
     matrix = matrix || std::string_view(e.extensionName) == "VK_KHR_cooperative_matrix";
   int family = computeFamily(ctx, pd);
-  uint32_t families = 0;
-  ctx.api.vkGetPhysicalDeviceQueueFamilyProperties(pd, &families, nullptr);
-  std::vector<VkQueueFamilyProperties> queues(families);
-  ctx.api.vkGetPhysicalDeviceQueueFamilyProperties(pd, &families, queues.data());
+  std::vector<VkQueueFamilyProperties> queues = queueFamilies(ctx, pd);
   std::string s = "subgroup " + std::to_string(subgroup.subgroupSize) + ", shared " +
                   std::to_string(p.limits.maxComputeSharedMemorySize / 1024) + " KiB";
   auto add = [&](bool has, const char *what) {
@@ -265,22 +275,13 @@ Expected<VkPhysicalDevice> choose(const Context &ctx, int index) {
 
 Status createDevice(Context &ctx, VkPhysicalDevice pd) {
   ctx.physical = pd;
-  auto subgroup = zeroed<VkPhysicalDeviceSubgroupProperties>(
-      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES);
-  auto properties =
-      zeroed<VkPhysicalDeviceProperties2>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2);
-  properties.pNext = &subgroup;
-  ctx.api.vkGetPhysicalDeviceProperties2(pd, &properties);
-  ctx.properties = properties.properties;
+  VkPhysicalDeviceSubgroupProperties subgroup;
+  ctx.properties = properties(ctx, pd, subgroup);
   ctx.subgroupShuffle = (subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) != 0 &&
                         (subgroup.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT) != 0;
   ctx.api.vkGetPhysicalDeviceMemoryProperties(pd, &ctx.memory);
   ctx.queueFamily = static_cast<uint32_t>(computeFamily(ctx, pd));
-  uint32_t n = 0;
-  ctx.api.vkGetPhysicalDeviceQueueFamilyProperties(pd, &n, nullptr);
-  std::vector<VkQueueFamilyProperties> families(n);
-  ctx.api.vkGetPhysicalDeviceQueueFamilyProperties(pd, &n, families.data());
-  ctx.timestampBits = families[ctx.queueFamily].timestampValidBits;
+  ctx.timestampBits = queueFamilies(ctx, pd)[ctx.queueFamily].timestampValidBits;
 
   // f16 and bf16 buffers need 16-bit storage; enable it where the device has it.
   auto storage16 = zeroed<VkPhysicalDevice16BitStorageFeatures>(
