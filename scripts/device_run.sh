@@ -75,12 +75,16 @@ for dev in "${devices[@]}"; do
   # 4096^3 in float64 would take the reference minutes: the tests check this template
   # at smaller sizes.
   [[ $dev == cuda ]] && run matmul[4096^3,f16] $dev bench/graphs/matmul_f16.kir
+  # PyTorch's prefill anchor (512 tokens), not checked here: the reference is slow at
+  # that size; EndToEnd.ASmallPrefillLayerMatches checks the graph at small sizes.
+  [[ $dev == cuda ]] && run llama_prefill_nk[512] $dev bench/graphs/llama_prefill_nk.kir --dims t=512
 done
 
 # KILN_NCU=1: each kernel's time in the decoder layers, GEMVs, rms_norm, softmax and the
 # elementwise chain, from Nsight Compute.
 if [[ ${KILN_NCU:-0} == 1 ]] && command -v ncu >/dev/null; then
   for g in "examples/llama_decoder.kir --dims kv=1024" "bench/graphs/llama_decoder_nk.kir --dims kv=1024" \
+    "bench/graphs/llama_prefill_nk.kir --dims t=512" \
     bench/graphs/gemv_f16.kir bench/graphs/gemv_f16_nk.kir "examples/rmsnorm_mul.kir --dims t=8192" \
     examples/softmax_scale_mask.kir "bench/graphs/ew_chain.kir --dims n=16777216"; do
     echo "== ncu: $g"
