@@ -549,9 +549,15 @@ Status VulkanPlan::recordTransfers(std::span<const int64_t> dims, std::span<cons
   VkCommandBuffer up = upload_;
   if (Status s = check(api_.vkBeginCommandBuffer(up, &begin), "vkBeginCommandBuffer"); s.failed())
     return s;
+  // vkCmdUpdateBuffer writes at most 65536 bytes at a time.
+  auto update = [&](VkBuffer buffer, const void *data, size_t bytes) {
+    constexpr size_t kMost = 65536;
+    for (size_t at = 0; at < bytes; at += kMost)
+      api_.vkCmdUpdateBuffer(up, buffer, at, std::min(kMost, bytes - at),
+                             static_cast<const uint8_t *>(data) + at);
+  };
   std::vector<int32_t> dimValues(dims.begin(), dims.end());
-  if (!dimValues.empty())
-    api_.vkCmdUpdateBuffer(up, dims_.buffer, 0, dimValues.size() * 4, dimValues.data());
+  update(dims_.buffer, dimValues.data(), dimValues.size() * 4);
   std::vector<uint32_t> groups;
   for (const ExecKernel &k : exe_.kernels) {
     int64_t n = invocations(k, dims);
@@ -559,8 +565,7 @@ Status VulkanPlan::recordTransfers(std::span<const int64_t> dims, std::span<cons
                         : std::pair<uint32_t, uint32_t>{0, 0};
     groups.insert(groups.end(), {x, y, 1});
   }
-  if (!groups.empty())
-    api_.vkCmdUpdateBuffer(up, dispatches_.buffer, 0, groups.size() * 4, groups.data());
+  update(dispatches_.buffer, groups.data(), groups.size() * 4);
   for (size_t i = 0; i < inputs.size(); ++i) {
     VkBufferCopy region{0, 0, inputs[i].size()};
     if (region.size > 0)
