@@ -1,42 +1,46 @@
 #!/usr/bin/env bash
-# The GPU-machine run (see ../shared/device.md). Here, first:
-#   cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_LLVM_STATIC=ON
-#   ninja -C build-device kiln-run
-#   mkdir -p build-device/carry && cp build-device/bin/kiln-run build-device/carry/ &&
-#     strip build-device/carry/kiln-run
-# and fetch the Vulkan loader into .gl/ once (device.md has the recipe), with the GL
-# vendor-neutral libraries the NVIDIA driver needs beside it (without libglvnd0 its
-# Vulkan driver is not found): `apt-get $o download libvulkan1 libglvnd0 libegl1 libgl1
-# libglx0 libgles2 libopengl0` in .gl/, with $o as in device.md. Then run this script
-# through the device tool with carry [build-device/carry, .gl], output under $OUT; copy
-# ../shared/bench/torch_anchors.py into build-device/carry/ so PyTorch runs beside kiln.
-#
-# The conformance tests go in a separate call (both binaries exceed the 64 MiB a call
-# carries): `ninja -C build-device compile_test`, copy and strip it into
-# build-device/gpu-tests/, carry [build-device/gpu-tests, .gl] and run this script with
-# KILN_CONFORMANCE=1: the end-to-end and 200 generated graphs on CUDA and Vulkan.
+# The GPU-machine run (see ../shared/device.md). Here, first `bash scripts/device_pack.sh`
+# (it builds kiln-run and compile_test with LLVM linked in and packs them into
+# build-device/pack/), and fetch the Vulkan loader into .gl/ once (device.md has the
+# recipe), with the GL vendor-neutral libraries the NVIDIA driver needs beside it
+# (without libglvnd0 its Vulkan driver is not found): `apt-get $o download libvulkan1
+# libglvnd0 libegl1 libgl1 libglx0 libgles2 libopengl0` in .gl/, with $o as in
+# device.md. Then run this script through the device tool with carry
+# [build-device/pack, .gl], output under $OUT. (KILN_BIN names a folder of unpacked
+# binaries instead.)
 #
 # It checks kiln's kernels on the GPU (CUDA and Vulkan; KILN_VULKAN=0 skips Vulkan)
 # against the reference interpreter, times them (kernel time from device events or
 # timestamps, median of --iters runs), with KILN_NCU=1 prints each kernel's time from
-# Nsight Compute, runs ../shared/bench/torch_anchors.py in the same call when it is
-# there (KILN_TORCH=0 skips it), and prints a short table last.
+# Nsight Compute, runs ../shared/bench/torch_anchors.py (or the copy in the pack) and
+# bench/torch_matmul.py in the same call (KILN_TORCH=0 skips them), and prints a short
+# table last. KILN_CONFORMANCE=1 runs the conformance tests instead (the end-to-end
+# tests and 200 generated graphs on CUDA and Vulkan; KILN_TESTS narrows them, as a
+# gtest filter), and KILN_CONFORMANCE=both runs them first and then the rest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bin=${KILN_BIN:-build-device/carry}
 out=${OUT:-$(mktemp -d)}
+bin=${KILN_BIN:-}
+if [[ -z $bin ]]; then
+  bin=$(mktemp -d)
+  for b in kiln-run compile_test; do
+    gunzip -c "build-device/pack/$b.gz" >"$bin/$b" && chmod +x "$bin/$b"
+  done
+  cp build-device/pack/*.py "$bin/" 2>/dev/null
+fi
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)
 "$bin/kiln-run" --list-devices
 
-if [[ ${KILN_CONFORMANCE:-0} == 1 ]]; then
-  KILN_SOURCE_DIR=$PWD build-device/gpu-tests/compile_test 2>&1 | tee "$out/compile_test.log" |
-    grep -E "^\[  (FAILED|PASSED|SKIPPED) |generated graphs|refused"
-  exit "${PIPESTATUS[0]}"
+status=0
+if [[ ${KILN_CONFORMANCE:-0} != 0 ]]; then
+  KILN_SOURCE_DIR=$PWD "$bin/compile_test" --gtest_filter="${KILN_TESTS:-*}" 2>&1 |
+    tee "$out/compile_test.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |generated graphs|refused"
+  status=${PIPESTATUS[0]}
+  [[ $KILN_CONFORMANCE == both ]] || exit "$status"
 fi
 
-status=0
 table=$out/table.txt
 : >"$table"
 # run NAME DEVICE FILE [kiln-run args...]: checks and times one graph.
