@@ -629,12 +629,12 @@ private:
     }
   }
 
-  // A slab of `rows` x `cols` of operand coordsOperand_ (its element (r, c) at
-  // `coords`), from (r0, c0): `kIsRow` says which of r and c is k, whose values past K
-  // read as zeros. Each invocation takes chunks of 8 consecutive c, which the code
-  // generator merges into 16-byte loads where the operand's rows are contiguous in
-  // memory; the values come chunk by chunk, as slabStore puts them.
-  std::vector<int> slabValues(int64_t rows, int64_t cols, bool kIsRow, int r0, int c0,
+  // A slab of `rows` x `cols` of operand `id` (its element (r, c) at `coords`), from
+  // (r0, c0): `kIsRow` says which of r and c is k, whose values past K read as zeros. Each
+  // invocation takes chunks of 8 consecutive c, which the code generator merges into 16-byte loads
+  // where the operand's rows are contiguous in memory; the values come chunk by chunk, as slabStore
+  // puts them.
+  std::vector<int> slabValues(int id, int64_t rows, int64_t cols, bool kIsRow, int r0, int c0,
                               const std::function<std::vector<int>(int, int)> &coords) {
     int kEnd = el_.extent(k_);
     // Where K is a static multiple of 8, a chunk along k lies wholly inside or past it:
@@ -663,7 +663,7 @@ private:
           inside = lt(ct, kEnd);
           ct = select(KType::I32, inside, ct, iop(KOp::ISub, {kEnd, c(1)}));
         }
-        int v = el_.valueAt(coordsOperand_, coords(rt, ct));
+        int v = el_.valueAt(id, coords(rt, ct));
         values.push_back(inside < 0 ? v : select(KType::F32, inside, v, el_.f(0)));
       }
     }
@@ -767,21 +767,19 @@ private:
         b_.copyCommit();
       std::vector<int> v;
       if (aAsync < 0) { // A's rows past M repeat the last (their sums are not stored)
-        coordsOperand_ = aId;
-        v = slabValues(kMatTileM, kMatTileK, false, m0_, k0, [&](int m, int k) {
+        v = slabValues(aId, kMatTileM, kMatTileK, false, m0_, k0, [&](int m, int k) {
           return operandCoords(aId, ta, needsClamp(m_, tm_) ? clampBelow(m, m_) : m, k);
         });
       }
       if (bAsync < 0) { // so do B's columns past N
-        coordsOperand_ = bId;
         auto bAt = [&](int k, int n) {
           return operandCoords(bId, tb, k, columnsEnd(s) ? clampBelow(n, this->n(s)) : n);
         };
         std::vector<int> bv =
             kContiguous_ // rows of n, each 32 consecutive k; else rows of k, each 128 n
-                ? slabValues(kMatTileN, kMatTileK, false, n0_, k0,
+                ? slabValues(bId, kMatTileN, kMatTileK, false, n0_, k0,
                              [&](int n, int k) { return bAt(k, n); })
-                : slabValues(kMatTileK, kMatTileN, true, k0, n0_, bAt);
+                : slabValues(bId, kMatTileK, kMatTileN, true, k0, n0_, bAt);
         v.insert(v.end(), bv.begin(), bv.end());
       }
       return v;
@@ -955,11 +953,11 @@ private:
   int ks_id_ = -1, cg_id_ = -1, rg_id_ = -1;
   std::vector<int> batchCoords_;
   std::vector<std::vector<int>> acc_;
-  // The tensor-core tile: shared slabs' row distances, the invocation's lane in its
-  // subgroup, the subgroup's first row and column in the tile and its part of the
-  // scratch array, and the operand a slab copies.
+  // The tensor-core tile: shared slabs' row distances and sizes, the invocation's lane
+  // in its subgroup, the subgroup's first row and column in the tile and its part of
+  // the scratch array.
   int64_t aStride_ = 0, bStride_ = 0, aSlab_ = 0, bSlab_ = 0;
-  int warpLane_ = -1, warpRow_ = -1, warpCol_ = -1, scratch_ = -1, coordsOperand_ = -1;
+  int warpLane_ = -1, warpRow_ = -1, warpCol_ = -1, scratch_ = -1;
 };
 
 } // namespace
