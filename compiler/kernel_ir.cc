@@ -554,16 +554,16 @@ private:
     return Status::ok();
   }
 
-  Status verifySharedIndex(int id, const KInst &in) {
-    int ns = static_cast<int>(k_.shared.size());
-    if (in.buffer < 0 || in.buffer >= ns)
-      return failAt(id, "shared array " + std::to_string(in.buffer) + " is outside [0, " +
-                            std::to_string(ns) + ")");
+  // Whether `what` `index` names one of `count` (buffers or shared arrays).
+  Status inRange(int id, const char *what, int64_t index, size_t count) const {
+    if (index < 0 || index >= static_cast<int64_t>(count))
+      return failAt(id, std::string(what) + " " + std::to_string(index) + " is outside [0, " +
+                            std::to_string(count) + ")");
     return Status::ok();
   }
 
   Status verifyShared(int id, const KInst &in) {
-    if (Status s = verifySharedIndex(id, in); s.failed())
+    if (Status s = inRange(id, "shared array", in.buffer, k_.shared.size()); s.failed())
       return s;
     MemType elem = k_.shared[in.buffer].elem;
     KType t = in.op == KOp::SharedLoad ? in.type : k_.body[in.args[1]].type;
@@ -592,7 +592,7 @@ private:
     }
     if (in.op == KOp::MatZero)
       return Status::ok();
-    if (Status s = verifySharedIndex(id, in); s.failed())
+    if (Status s = inRange(id, "shared array", in.buffer, k_.shared.size()); s.failed())
       return s;
     if (in.imm <= 0)
       return failAt(id, "row distance " + std::to_string(in.imm) + " is not positive");
@@ -613,13 +613,10 @@ private:
       return failAt(id, "waits for " + std::to_string(in.imm) + " groups");
     if (in.op != KOp::CopyAsync)
       return Status::ok();
-    int nb = static_cast<int>(k_.buffers.size()), ns = static_cast<int>(k_.shared.size());
-    if (in.buffer < 0 || in.buffer >= nb)
-      return failAt(id, "buffer " + std::to_string(in.buffer) + " is outside [0, " +
-                            std::to_string(nb) + ")");
-    if (in.imm < 0 || in.imm >= ns)
-      return failAt(id, "shared array " + std::to_string(in.imm) + " is outside [0, " +
-                            std::to_string(ns) + ")");
+    if (Status s = inRange(id, "buffer", in.buffer, k_.buffers.size()); s.failed())
+      return s;
+    if (Status s = inRange(id, "shared array", in.imm, k_.shared.size()); s.failed())
+      return s;
     MemType from = k_.buffers[in.buffer].elem, to = k_.shared[in.imm].elem;
     if (from != to)
       return failAt(id, std::string("copies ") + memTypeName(from) + " into shared array " +
@@ -628,10 +625,8 @@ private:
   }
 
   Status verifyMemory(int id, const KInst &in) {
-    int nb = static_cast<int>(k_.buffers.size());
-    if (in.buffer < 0 || in.buffer >= nb)
-      return failAt(id, "buffer " + std::to_string(in.buffer) + " is outside [0, " +
-                            std::to_string(nb) + ")");
+    if (Status s = inRange(id, "buffer", in.buffer, k_.buffers.size()); s.failed())
+      return s;
     const KBuffer &b = k_.buffers[in.buffer];
     KType reg = registerType(b.elem);
     std::string buf = "buffer " + std::to_string(in.buffer) + " (" + memTypeName(b.elem) + ")";

@@ -20,10 +20,11 @@
 // tensor cores: each step of K, each subgroup multiplies 16 x 16 fragments of a 128 x 32
 // slab of A and a 32 x 128 slab of B in shared memory (B in its own layout: rows of k
 // when N is contiguous, rows of n when K is) into its 64 x 32 of the tile, eight sums
-// held in matrix registers, while the next step's slabs load into registers. The epilogue then
-// passes each sum through shared memory a fragment at a time and stores the kernel's values element
-// by element, as above. A half-mode rope (its pairs lie outside a fragment) and siblings that a
-// stored value mixes keep the tile of sums in registers.
+// held in matrix registers, while the next step's slabs travel to the other half of the
+// shared arrays (see matrixSums). The epilogue then passes each sum through shared
+// memory a fragment at a time and stores the kernel's values element by element, as
+// above. A half-mode rope (its pairs lie outside a fragment) and siblings that a stored
+// value mixes keep the tile of sums in registers.
 #include <algorithm>
 #include <functional>
 #include <numeric>
@@ -164,18 +165,12 @@ public:
       combine(all);
       epilogue(stores, siblingOf, all);
     }
-    for (int s = 0; perSibling_ && s < static_cast<int>(anchors_.size()); ++s) {
-      // The condition is the workgroup's own, so every invocation meets the barriers.
-      b_.ifBegin(
-          b_.op(KOp::And, KType::Bool,
-                {b_.op(KOp::Not, KType::Bool, {lt(sibling_, c(s))}), lt(sibling_, c(s + 1))}));
-      el_.pushScope();
-      accumulate({s});
-      combine({s});
-      epilogue(stores, siblingOf, {s});
-      el_.popScope();
-      b_.ifEnd();
-    }
+    if (perSibling_)
+      forEachSibling([&](int s) {
+        accumulate({s});
+        combine({s});
+        epilogue(stores, siblingOf, {s});
+      });
     grid(exec);
     return Status::ok();
   }
@@ -185,6 +180,23 @@ private:
   int c(int64_t v) { return b_.constI(v); }
   int lt(int a, int b) { return b_.op(KOp::ILt, KType::Bool, {a, b}); }
   int select(KType t, int cond, int a, int b) { return b_.op(KOp::Select, t, {cond, a, b}); }
+
+  // Runs `body` for each sibling in a scope of its own: where each workgroup computes one
+  // sibling (perSibling_), under that workgroup's own condition, so that every
+  // invocation meets the barriers.
+  void forEachSibling(const std::function<void(int)> &body) {
+    for (int s = 0; s < static_cast<int>(anchors_.size()); ++s) {
+      if (perSibling_)
+        b_.ifBegin(
+            b_.op(KOp::And, KType::Bool,
+                  {b_.op(KOp::Not, KType::Bool, {lt(sibling_, c(s))}), lt(sibling_, c(s + 1))}));
+      el_.pushScope();
+      body(s);
+      el_.popScope();
+      if (perSibling_)
+        b_.ifEnd();
+    }
+  }
   const Node &anchor(int s) const { return g_.nodes[anchors_[s]]; }
   ir::Dim n(int s) const { return g_.typeOf(anchors_[s]).shape.back(); }
 
@@ -615,18 +627,7 @@ private:
     warpRow_ = iop(KOp::IMul, {iop(KOp::IDiv, {warp, c(kMatWarpsN)}), c(kMatFragsM * kMat)});
     warpCol_ = iop(KOp::IMul, {iop(KOp::IRem, {warp, c(kMatWarpsN)}), c(kMatFragsN * kMat)});
     scratch_ = iop(KOp::IMul, {warp, c(kMat * kMat)});
-    for (int s = 0; s < static_cast<int>(anchors_.size()); ++s) {
-      if (perSibling_) // the workgroup's own condition: every invocation meets the barriers
-        b_.ifBegin(
-            b_.op(KOp::And, KType::Bool,
-                  {b_.op(KOp::Not, KType::Bool, {lt(sibling_, c(s))}), lt(sibling_, c(s + 1))}));
-      el_.pushScope();
-      std::vector<int> sums = matrixSums(s);
-      matrixEpilogue(stores, siblingOf, s, sums);
-      el_.popScope();
-      if (perSibling_)
-        b_.ifEnd();
-    }
+    forEachSibling([&](int s) { matrixEpilogue(stores, siblingOf, s, matrixSums(s)); });
   }
 
   // A slab of `rows` x `cols` of operand `id` (its element (r, c) at `coords`), from
@@ -670,6 +671,12 @@ private:
     return values;
   }
 
+  // Where element (row, col) of a slab whose rows lie `stride` apart sits in its shared
+  // array, the slab starting at element `base`.
+  int slabIndex(int base, int row, int64_t stride, int col) {
+    return iop(KOp::IAdd, {iop(KOp::IAdd, {base, iop(KOp::IMul, {row, c(stride)})}), col});
+  }
+
   // The invocation's chunk q of a slab with `cols` columns: its row and first column.
   std::pair<int, int> slabChunk(int64_t cols, int64_t q) {
     int e = iop(KOp::IAdd, {lane_, c(q * kWorkgroupSize)});
@@ -683,7 +690,7 @@ private:
                  size_t first, size_t count) {
     for (size_t i = 0; i < count; i += 8) {
       auto [row, col] = slabChunk(cols, static_cast<int64_t>(i / 8));
-      int at = iop(KOp::IAdd, {iop(KOp::IAdd, {base, iop(KOp::IMul, {row, c(stride)})}), col});
+      int at = slabIndex(base, row, stride, col);
       for (int t = 0; t < 8; ++t)
         b_.sharedStore(array, t == 0 ? at : iop(KOp::IAdd, {at, c(t)}), values[first + i + t]);
     }
@@ -734,8 +741,7 @@ private:
       std::vector<int> at = isB && !kIsRow ? operandCoords(id, transposed, cc, r)
                                            : operandCoords(id, transposed, r, cc);
       int index = el_.linearize(at, g_.typeOf(id).shape);
-      int dst = iop(KOp::IAdd, {iop(KOp::IAdd, {base, iop(KOp::IMul, {row, c(stride)})}), col});
-      b_.copyAsync(buffer, index, array, dst, inside);
+      b_.copyAsync(buffer, index, array, slabIndex(base, row, stride, col), inside);
     }
   }
 

@@ -127,9 +127,10 @@ private:
     return g;
   }
 
-  llvm::Value *sharedPtr(const KInst &in) {
-    llvm::GlobalVariable *g = shared_[in.buffer];
-    return b_.CreateInBoundsGEP(g->getValueType(), g, {b_.getInt32(0), arg(in, 0)});
+  llvm::Value *sharedPtr(const KInst &in) { return sharedPtr(in.buffer, arg(in, 0)); }
+  llvm::Value *sharedPtr(int array, llvm::Value *index) {
+    llvm::GlobalVariable *g = shared_[array];
+    return b_.CreateInBoundsGEP(g->getValueType(), g, {b_.getInt32(0), index});
   }
 
   // A shared array's element as a register value, and back (see load and store).
@@ -520,11 +521,8 @@ private:
     case KOp::MatMulAdd:
       return matMulAdd(in);
     case KOp::CopyAsync: { // cp.async.cg: 16 bytes, zeros where the source size is 0
-      llvm::GlobalVariable *g = shared_[in.imm];
-      llvm::Value *dst = b_.CreateInBoundsGEP(g->getValueType(), g, {b_.getInt32(0), arg(in, 1)});
-      llvm::Type *t = memType(k_.buffers[in.buffer].elem);
-      llvm::Value *src = b_.CreateInBoundsGEP(t, fn_->getArg(in.buffer),
-                                              b_.CreateSExt(arg(in, 0), b_.getInt64Ty()));
+      llvm::Value *dst = sharedPtr(static_cast<int>(in.imm), arg(in, 1));
+      llvm::Value *src = elementPtr(in, memType(k_.buffers[in.buffer].elem));
       llvm::Value *size = b_.CreateSelect(arg(in, 2), b_.getInt32(16), b_.getInt32(0));
       b_.CreateIntrinsic(llvm::Intrinsic::nvvm_cp_async_cg_shared_global_16_s, {},
                          {dst, src, size});
