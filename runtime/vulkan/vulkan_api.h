@@ -64,7 +64,6 @@ namespace kiln::runtime::vk {
   X(Device, vkCmdPipelineBarrier)                                                                  \
   X(Device, vkCmdCopyBuffer)                                                                       \
   X(Device, vkCmdUpdateBuffer)                                                                     \
-  X(Device, vkResetCommandBuffer)                                                                  \
   X(Device, vkCmdResetQueryPool)                                                                   \
   X(Device, vkCmdWriteTimestamp)                                                                   \
   X(Device, vkCreateQueryPool)                                                                     \

@@ -164,9 +164,8 @@ std::vector<VkQueueFamilyProperties> queueFamilies(const Context &ctx, VkPhysica
   return families;
 }
 
-// The first queue family that runs compute, or -1.
-int computeFamily(const Context &ctx, VkPhysicalDevice pd) {
-  std::vector<VkQueueFamilyProperties> families = queueFamilies(ctx, pd);
+// The first of `families` that runs compute, or -1.
+int computeFamily(const std::vector<VkQueueFamilyProperties> &families) {
   for (size_t i = 0; i < families.size(); ++i)
     if (families[i].queueFlags & VK_QUEUE_COMPUTE_BIT)
       return static_cast<int>(i);
@@ -210,8 +209,8 @@ std::string capabilities(const Context &ctx, VkPhysicalDevice pd) {
   bool matrix = false;
   for (const VkExtensionProperties &e : extensions)
     matrix = matrix || std::string_view(e.extensionName) == "VK_KHR_cooperative_matrix";
-  int family = computeFamily(ctx, pd);
   std::vector<VkQueueFamilyProperties> queues = queueFamilies(ctx, pd);
+  int family = computeFamily(queues);
   std::string s = "subgroup " + std::to_string(subgroup.subgroupSize) + ", shared " +
                   std::to_string(p.limits.maxComputeSharedMemorySize / 1024) + " KiB";
   auto add = [&](bool has, const char *what) {
@@ -247,7 +246,7 @@ Expected<VkPhysicalDevice> choose(const Context &ctx, int index) {
   auto usable = [&](VkPhysicalDevice pd) {
     VkPhysicalDeviceProperties p;
     ctx.api.vkGetPhysicalDeviceProperties(pd, &p);
-    return p.apiVersion >= VK_API_VERSION_1_1 && computeFamily(ctx, pd) >= 0;
+    return p.apiVersion >= VK_API_VERSION_1_1 && computeFamily(queueFamilies(ctx, pd)) >= 0;
   };
   if (index >= 0) {
     if (index >= static_cast<int>(devices.size()))
@@ -280,8 +279,9 @@ Status createDevice(Context &ctx, VkPhysicalDevice pd) {
   ctx.subgroupShuffle = (subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) != 0 &&
                         (subgroup.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT) != 0;
   ctx.api.vkGetPhysicalDeviceMemoryProperties(pd, &ctx.memory);
-  ctx.queueFamily = static_cast<uint32_t>(computeFamily(ctx, pd));
-  ctx.timestampBits = queueFamilies(ctx, pd)[ctx.queueFamily].timestampValidBits;
+  std::vector<VkQueueFamilyProperties> families = queueFamilies(ctx, pd);
+  ctx.queueFamily = static_cast<uint32_t>(computeFamily(families));
+  ctx.timestampBits = families[ctx.queueFamily].timestampValidBits;
 
   // f16 and bf16 buffers need 16-bit storage; enable it where the device has it.
   auto storage16 = zeroed<VkPhysicalDevice16BitStorageFeatures>(
