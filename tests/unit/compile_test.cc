@@ -697,23 +697,29 @@ TEST_P(EndToEnd, ARopeWhoseRowsCrossAMatmulsRowsRunsInAKernelOfItsOwn) {
       {{}});
 }
 
+// `text` with each `from` replaced by its `to`, in order, every occurrence.
+std::string shrunk(std::string text,
+                   const std::vector<std::pair<std::string, std::string>> &replacements) {
+  for (const auto &[from, to] : replacements)
+    for (size_t at; (at = text.find(from)) != std::string::npos;)
+      text.replace(at, from.size(), to);
+  return text;
+}
+
 TEST_P(EndToEnd, ASmallDecoderLayerMatches) {
   // The shape of examples/llama_decoder.kir with 2 heads of 64 and an FFN of 344, at the
   // first, a middle and the last KV length.
-  std::string text = readExample("llama_decoder.kir");
-  for (auto [from, to] : std::vector<std::pair<std::string, std::string>>{
-           {"dim kv in [1, 4096]", "dim kv in [1, 64]"},
-           {"4096, 32, 128", "64, 2, 64"},
-           {"32, 128", "2, 64"},
-           {"32, 1, 128", "2, 1, 64"},
-           {"32, 128, kv", "2, 64, kv"},
-           {"32, kv, 128", "2, kv, 64"},
-           {"32, 1, kv", "2, 1, kv"},
-           {"11008", "344"},
-           {"4096", "128"},
-           {"0.08838834764831845", "0.125"}})
-    for (size_t at; (at = text.find(from)) != std::string::npos;)
-      text.replace(at, from.size(), to);
+  std::string text =
+      shrunk(readExample("llama_decoder.kir"), {{"dim kv in [1, 4096]", "dim kv in [1, 64]"},
+                                                {"4096, 32, 128", "64, 2, 64"},
+                                                {"32, 128", "2, 64"},
+                                                {"32, 1, 128", "2, 1, 64"},
+                                                {"32, 128, kv", "2, 64, kv"},
+                                                {"32, kv, 128", "2, kv, 64"},
+                                                {"32, 1, kv", "2, 1, kv"},
+                                                {"11008", "344"},
+                                                {"4096", "128"},
+                                                {"0.08838834764831845", "0.125"}});
   run(text, {{1}, {17}, {64}});
 }
 
@@ -723,17 +729,14 @@ TEST_P(EndToEnd, ASmallPrefillLayerMatches) {
   // permuted views, with K past the tile's (t = 140 rows of p times V).
   std::string text = readExample("../bench/graphs/llama_prefill_nk.kir");
   ASSERT_FALSE(text.empty());
-  for (auto [from, to] : std::vector<std::pair<std::string, std::string>>{
-           {"dim t in [1, 512]", "dim t in [1, 160]"},
-           {"t, 32, 128", "t, 4, 32"},
-           {"32, t, 128", "4, t, 32"},
-           {"32, 128, t", "4, 32, t"},
-           {"32, t, t", "4, t, t"},
-           {"11008", "352"},
-           {"4096", "128"},
-           {"0.08838834764831845", "0.17677669529663687"}})
-    for (size_t at; (at = text.find(from)) != std::string::npos;)
-      text.replace(at, from.size(), to);
+  text = shrunk(text, {{"dim t in [1, 512]", "dim t in [1, 160]"},
+                       {"t, 32, 128", "t, 4, 32"},
+                       {"32, t, 128", "4, t, 32"},
+                       {"32, 128, t", "4, 32, t"},
+                       {"32, t, t", "4, t, t"},
+                       {"11008", "352"},
+                       {"4096", "128"},
+                       {"0.08838834764831845", "0.17677669529663687"}});
   run(text, {{1}, {33}, {140}});
 }
 
