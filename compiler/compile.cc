@@ -52,6 +52,7 @@ Expected<runtime::Executable> compileGraph(const ir::Graph &g, const CompileOpti
         return;
       }
       exe.kernels[i].ptx = std::move(*ptx);
+      exe.kernels[i].dynamicShared = dynamicSharedBytes(k);
     }
   });
   for (const Status &s : failed) // the first kernel's error, whichever thread saw it

@@ -778,6 +778,23 @@ std::string printInst(const Kernel &k, int id) {
 
 } // namespace
 
+std::vector<int64_t> sharedLayout(const Kernel &k) {
+  std::vector<int64_t> offsets;
+  int64_t end = 0;
+  for (const KShared &s : k.shared) {
+    offsets.push_back(end);
+    end = (end + s.size * memTypeBytes(s.elem) + 15) / 16 * 16;
+  }
+  return offsets;
+}
+
+int64_t sharedBytes(const Kernel &k) {
+  int64_t bytes = 0;
+  for (const KShared &s : k.shared)
+    bytes = (bytes + s.size * memTypeBytes(s.elem) + 15) / 16 * 16;
+  return bytes;
+}
+
 Status verifyKernel(const Kernel &k) { return Verifier(k).run(); }
 
 std::string printKernel(const Kernel &k) {

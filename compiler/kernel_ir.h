@@ -246,8 +246,16 @@ private:
   Kernel &k_;
 };
 
+// Bytes of one element in memory.
+inline int memTypeBytes(MemType m) { return m == MemType::F16 || m == MemType::BF16 ? 2 : 4; }
+
 // Register type of a buffer's elements.
 inline KType registerType(MemType m) { return m == MemType::I32 ? KType::I32 : KType::F32; }
+
+// Where each shared array starts, in bytes, when they lie one after another in their
+// order, each on a 16-byte boundary; and the bytes they take so.
+std::vector<int64_t> sharedLayout(const Kernel &k);
+int64_t sharedBytes(const Kernel &k);
 
 // Checks the kernel's own invariants (ids defined before use, types agree, stores after
 // the prologue); the emitters may assume a verified kernel.

@@ -51,17 +51,20 @@ constexpr int64_t kMaxGemvRows = 8;
 // 256 of 32: ncu, H200).
 constexpr int64_t kTargetWorkgroups = 512;
 constexpr int64_t kTargetWorkgroupsAlongN = 256;
-// The tensor-core tile: rows and columns a workgroup computes, k per step, and the
-// halves by which the shared slabs' rows are padded (16 bytes: a fragment's eight-row
-// loads then touch every bank once). Its two slabs of each operand and the epilogue's
-// scratch take 45 or 48 KB of shared memory, which every GPU with tensor cores offers
-// (kMaxSharedFloats is for the SIMT tiles, which run everywhere).
-constexpr int64_t kMatTileM = 128, kMatTileN = 128, kMatTileK = 32, kMatPad = 8;
+// The tensor-core tile: rows a workgroup computes, k per step, and the halves by which
+// the shared slabs' rows are padded (16 bytes: a fragment's eight-row loads then touch
+// every bank once). A tile is 128 or 256 columns wide (see lowerOnMatrixUnits); with
+// three stages of slabs and the epilogue's scratch it takes up to 98 KB of shared
+// memory, which every GPU with tensor cores since sm_80 offers (kMaxSharedFloats is for
+// the SIMT tiles, which run everywhere).
+constexpr int64_t kMatTileM = 128, kMatTileK = 32, kMatPad = 8;
 constexpr int64_t kMat = 16;         // a fragment's side
 constexpr int64_t kMatSubgroup = 32; // invocations per subgroup wherever matrix units are
 constexpr int64_t kMatWarpsN = 4;    // subgroups across the tile's columns (2 down its rows)
 constexpr int64_t kMatFragsM = 4;    // fragments of a subgroup down the rows (64 rows)
-constexpr int64_t kMatFragsN = 2;    // and across the columns (32 columns)
+// Tiles a kernel needs at least to take 256 columns a tile: about one per multiprocessor
+// of an H100 or H200 (132), since each such workgroup fills one.
+constexpr int64_t kMinWideTiles = 128;
 // Invocations in a subgroup at most (Vulkan's limit; 32 on NVIDIA).
 constexpr int64_t kMaxSubgroupSize = 128;
 // Columns (rows of B) an invocation of a GEMV over K-contiguous B sums at once, at most.
@@ -609,23 +612,39 @@ private:
 
   void lowerOnMatrixUnits(const KernelStores &stores, const std::vector<int> &siblingOf) {
     tm_ = kMatTileM;
-    tn_ = kMatTileN;
     perSibling_ = anchors_.size() > 1;
+    // 256 columns a tile where that leaves enough tiles: each subgroup then multiplies
+    // 4 x 4 fragments a step, a load per two products rather than per 1.33.
+    int64_t wideTiles = ((m_.max(g_.dims) + tm_ - 1) / tm_) *
+                        ((n(widest_).max(g_.dims) + 255) / 256) *
+                        (perSibling_ ? static_cast<int64_t>(anchors_.size()) : 1);
+    for (const ir::Dim &d : batch_)
+      wideTiles *= d.max(g_.dims);
+    tn_ = wideTiles >= kMinWideTiles ? 256 : 128;
+    fragsN_ = tn_ / kMatWarpsN / kMat;
     std::vector<KShared> &shared = el_.kernel().shared;
     shared.clear();
     aStride_ = kMatTileK + kMatPad;
-    bStride_ = kContiguous_ ? kMatTileK + kMatPad : kMatTileN + kMatPad;
+    bStride_ = kContiguous_ ? kMatTileK + kMatPad : tn_ + kMatPad;
     aSlab_ = kMatTileM * aStride_;
-    bSlab_ = (kContiguous_ ? kMatTileN : kMatTileK) * bStride_;
-    shared.push_back({MemType::F16, static_cast<int>(2 * aSlab_)});
-    shared.push_back({MemType::F16, static_cast<int>(2 * bSlab_)});
+    bSlab_ = (kContiguous_ ? tn_ : kMatTileK) * bStride_;
+    // Three stages where copies run ahead by themselves; two where registers carry them.
+    stages_ = 2;
+    for (int s = 0; s < static_cast<int>(anchors_.size()); ++s) {
+      const Node &a = anchor(s);
+      if (asyncBuffer(a.operands[0], a.attrBool("transpose_a"), true, s) >= 0 ||
+          asyncBuffer(a.operands[1], a.attrBool("transpose_b"), false, s) >= 0)
+        stages_ = 3;
+    }
+    shared.push_back({MemType::F16, static_cast<int>(stages_ * aSlab_)});
+    shared.push_back({MemType::F16, static_cast<int>(stages_ * bSlab_)});
     int64_t warps = kWorkgroupSize / kMatSubgroup;
     shared.push_back({MemType::F32, static_cast<int>(warps * kMat * kMat)});
     tileOrigin();
     int warp = iop(KOp::IDiv, {lane_, c(kMatSubgroup)});
     warpLane_ = iop(KOp::IRem, {lane_, c(kMatSubgroup)});
     warpRow_ = iop(KOp::IMul, {iop(KOp::IDiv, {warp, c(kMatWarpsN)}), c(kMatFragsM * kMat)});
-    warpCol_ = iop(KOp::IMul, {iop(KOp::IRem, {warp, c(kMatWarpsN)}), c(kMatFragsN * kMat)});
+    warpCol_ = iop(KOp::IMul, {iop(KOp::IRem, {warp, c(kMatWarpsN)}), c(fragsN_ * kMat)});
     scratch_ = iop(KOp::IMul, {warp, c(kMat * kMat)});
     forEachSibling([&](int s) { matrixEpilogue(stores, siblingOf, s, matrixSums(s)); });
   }
@@ -745,32 +764,42 @@ private:
     }
   }
 
-  // Sibling s's sums of the subgroup's fragments (variables, kMatFragsM x kMatFragsN).
-  // The slabs of the next step of K go to the other half of the shared arrays while
-  // this step's products run: by asynchronous copies where an operand allows (see
-  // asyncBuffer), else loaded into registers before the products and stored after them
-  // (the last step fetches its own slabs again, always in bounds). One barrier a step,
-  // since a half is written only after the barrier that follows the step that read it.
-  // Loaded and stored in one iteration, the values in registers never meet in a phi,
-  // where LLVM would fold the loads into one at the loop's top.
+  // Sibling s's sums of the subgroup's fragments (variables, kMatFragsM x fragsN_). The
+  // shared arrays hold stages_ slabs of each operand, step i of K in slab i % stages_.
+  // Operands that allow it (see asyncBuffer) travel by asynchronous copies started
+  // stages_ - 1 steps ahead; the others are loaded into registers during the step
+  // before theirs and stored after its products (the steps past K fetch the first
+  // again, always in bounds). One barrier a step, at its top, after the copies of its
+  // slabs are waited for: past it, every invocation's stores of the step are visible and
+  // the slab of the step before is free for the next copies. Loaded and stored in one
+  // iteration, the values in registers never meet in a phi, where LLVM would fold the
+  // loads into one at the loop's top.
   std::vector<int> matrixSums(int s) {
     const Node &a = anchor(s);
     int aId = a.operands[0], bId = a.operands[1];
     bool ta = a.attrBool("transpose_a"), tb = a.attrBool("transpose_b");
     int aAsync = asyncBuffer(aId, ta, true, s), bAsync = asyncBuffer(bId, tb, false, s);
-    int64_t bRows = kContiguous_ ? kMatTileN : kMatTileK;
-    int64_t bCols = kContiguous_ ? kMatTileK : kMatTileN;
-    // The slabs for the step at k0 into `half`: copies started (and committed) for the
-    // asynchronous operands, values returned for the others.
-    auto fetch = [&](int k0, int half) {
+    bool async = aAsync >= 0 || bAsync >= 0;
+    int64_t ahead = async ? stages_ - 1 : 1;
+    int64_t bRows = kContiguous_ ? tn_ : kMatTileK;
+    int64_t bCols = kContiguous_ ? kMatTileK : tn_;
+    int kEnd = el_.extent(k_);
+    auto inK = [&](int k0) { return select(KType::I32, lt(k0, kEnd), k0, c(0)); };
+    auto slot = [&](int step, int64_t later) {
+      return iop(KOp::IRem, {iop(KOp::IAdd, {step, c(later)}), c(stages_)});
+    };
+    // The copies of the step at k0 into slot `at`, started and committed.
+    auto copies = [&](int k0, int at) {
       if (aAsync >= 0)
-        slabCopy(s, false, aId, ta, aAsync, 0, iop(KOp::IMul, {half, c(aSlab_)}), kMatTileM,
+        slabCopy(s, false, aId, ta, aAsync, 0, iop(KOp::IMul, {at, c(aSlab_)}), kMatTileM,
                  kMatTileK, aStride_, k0);
       if (bAsync >= 0)
-        slabCopy(s, true, bId, tb, bAsync, 1, iop(KOp::IMul, {half, c(bSlab_)}), bRows, bCols,
+        slabCopy(s, true, bId, tb, bAsync, 1, iop(KOp::IMul, {at, c(bSlab_)}), bRows, bCols,
                  bStride_, k0);
-      if (aAsync >= 0 || bAsync >= 0)
-        b_.copyCommit();
+      b_.copyCommit();
+    };
+    // The values of the step at k0 of the operands that registers carry.
+    auto fetch = [&](int k0) {
       std::vector<int> v;
       if (aAsync < 0) { // A's rows past M repeat the last (their sums are not stored)
         v = slabValues(aId, kMatTileM, kMatTileK, false, m0_, k0, [&](int m, int k) {
@@ -782,37 +811,42 @@ private:
           return operandCoords(bId, tb, k, columnsEnd(s) ? clampBelow(n, this->n(s)) : n);
         };
         std::vector<int> bv =
-            kContiguous_ // rows of n, each 32 consecutive k; else rows of k, each 128 n
-                ? slabValues(bId, kMatTileN, kMatTileK, false, n0_, k0,
+            kContiguous_ // rows of n, each 32 consecutive k; else rows of k, each of tn_ n
+                ? slabValues(bId, tn_, kMatTileK, false, n0_, k0,
                              [&](int n, int k) { return bAt(k, n); })
-                : slabValues(bId, kMatTileK, kMatTileN, true, k0, n0_, bAt);
+                : slabValues(bId, kMatTileK, tn_, true, k0, n0_, bAt);
         v.insert(v.end(), bv.begin(), bv.end());
       }
       return v;
     };
-    auto store = [&](int half, const std::vector<int> &values) {
+    auto store = [&](int at, const std::vector<int> &values) {
       size_t aCount = aAsync < 0 ? static_cast<size_t>(kMatTileM * kMatTileK / kWorkgroupSize) : 0;
       if (aCount > 0)
-        slabStore(0, iop(KOp::IMul, {half, c(aSlab_)}), kMatTileK, aStride_, values, 0, aCount);
+        slabStore(0, iop(KOp::IMul, {at, c(aSlab_)}), kMatTileK, aStride_, values, 0, aCount);
       if (bAsync < 0)
-        slabStore(1, iop(KOp::IMul, {half, c(bSlab_)}), bCols, bStride_, values, aCount,
+        slabStore(1, iop(KOp::IMul, {at, c(bSlab_)}), bCols, bStride_, values, aCount,
                   values.size() - aCount);
-      if (aAsync >= 0 || bAsync >= 0)
-        b_.copyWait(0);
     };
-    store(c(0), fetch(c(0), c(0)));
-    b_.barrier();
+    for (int64_t j = 0; async && j < ahead; ++j)
+      copies(inK(c(j * kMatTileK)), c(j));
+    if (aAsync < 0 || bAsync < 0)
+      store(c(0), fetch(c(0)));
     std::vector<int> sums;
-    for (int64_t i = 0; i < kMatFragsM * kMatFragsN; ++i)
+    for (int64_t i = 0; i < kMatFragsM * fragsN_; ++i)
       sums.push_back(b_.varNew(KType::MatC, b_.matZero()));
-    int kEnd = el_.extent(k_);
     int kb = b_.loopBegin(c(0), kEnd, c(kMatTileK));
     el_.pushScope();
-    int next = iop(KOp::IAdd, {kb, c(kMatTileK)});
-    int half = iop(KOp::IRem, {iop(KOp::IDiv, {kb, c(kMatTileK)}), c(2)});
-    int other = iop(KOp::ISub, {c(1), half});
-    std::vector<int> ahead = fetch(select(KType::I32, lt(next, kEnd), next, kb), other);
-    int aBase = iop(KOp::IMul, {half, c(aSlab_)}), bBase = iop(KOp::IMul, {half, c(bSlab_)});
+    int step = iop(KOp::IDiv, {kb, c(kMatTileK)});
+    if (async)
+      b_.copyWait(static_cast<int>(ahead - 1));
+    b_.barrier();
+    if (async)
+      copies(inK(iop(KOp::IAdd, {kb, c(ahead * kMatTileK)})), slot(step, ahead));
+    std::vector<int> next;
+    if (aAsync < 0 || bAsync < 0)
+      next = fetch(inK(iop(KOp::IAdd, {kb, c(kMatTileK)})));
+    int now = slot(step, 0);
+    int aBase = iop(KOp::IMul, {now, c(aSlab_)}), bBase = iop(KOp::IMul, {now, c(bSlab_)});
     for (int64_t kk = 0; kk < kMatTileK; kk += kMat) {
       std::vector<int> as, bs;
       for (int64_t i = 0; i < kMatFragsM; ++i) {
@@ -820,7 +854,7 @@ private:
         int at = iop(KOp::IAdd, {aBase, iop(KOp::IMul, {row, c(aStride_)})});
         as.push_back(b_.matLoad(KType::MatA, 0, iop(KOp::IAdd, {at, c(kk)}), aStride_, false));
       }
-      for (int64_t j = 0; j < kMatFragsN; ++j) {
+      for (int64_t j = 0; j < fragsN_; ++j) {
         int col = iop(KOp::IAdd, {warpCol_, c(j * kMat)});
         int at = kContiguous_ ? iop(KOp::IAdd, {iop(KOp::IMul, {col, c(bStride_)}), c(kk)})
                               : iop(KOp::IAdd, {c(kk * bStride_), col});
@@ -828,15 +862,17 @@ private:
         bs.push_back(b_.matLoad(KType::MatB, 1, at, bStride_, kContiguous_));
       }
       for (int64_t i = 0; i < kMatFragsM; ++i)
-        for (int64_t j = 0; j < kMatFragsN; ++j) {
-          int var = sums[i * kMatFragsN + j];
+        for (int64_t j = 0; j < fragsN_; ++j) {
+          int var = sums[i * fragsN_ + j];
           b_.varSet(var, b_.matMulAdd(as[i], bs[j], b_.varGet(KType::MatC, var)));
         }
     }
-    store(other, ahead);
-    b_.barrier();
+    if (aAsync < 0 || bAsync < 0)
+      store(slot(step, 1), next);
     el_.popScope();
     b_.loopEnd();
+    if (async) // the copies past K, which nothing reads
+      b_.copyWait(0);
     return sums;
   }
 
@@ -845,9 +881,9 @@ private:
   void matrixEpilogue(const KernelStores &stores, const std::vector<int> &siblingOf, int s,
                       const std::vector<int> &sums) {
     for (int64_t i = 0; i < kMatFragsM; ++i)
-      for (int64_t j = 0; j < kMatFragsN; ++j) {
+      for (int64_t j = 0; j < fragsN_; ++j) {
         b_.barrier(); // the last fragment's elements are read
-        b_.matStore(2, scratch_, kMat, b_.varGet(KType::MatC, sums[i * kMatFragsN + j]));
+        b_.matStore(2, scratch_, kMat, b_.varGet(KType::MatC, sums[i * fragsN_ + j]));
         b_.barrier();
         int fm = iop(KOp::IAdd, {m0_, iop(KOp::IAdd, {warpRow_, c(i * kMat)})});
         int fn = iop(KOp::IAdd, {n0_, iop(KOp::IAdd, {warpCol_, c(j * kMat)})});
@@ -962,7 +998,7 @@ private:
   // The tensor-core tile: shared slabs' row distances and sizes, the invocation's lane
   // in its subgroup, the subgroup's first row and column in the tile and its part of
   // the scratch array.
-  int64_t aStride_ = 0, bStride_ = 0, aSlab_ = 0, bSlab_ = 0;
+  int64_t aStride_ = 0, bStride_ = 0, aSlab_ = 0, bSlab_ = 0, fragsN_ = 0, stages_ = 2;
   int warpLane_ = -1, warpRow_ = -1, warpCol_ = -1, scratch_ = -1;
 };
 

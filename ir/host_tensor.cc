@@ -154,6 +154,9 @@ double outputNmseLimit(const Graph &g, int output) {
     const Node &n = g.nodes[id];
     if (opCategory(n.op) != Category::Source && isFloat(n.type.dtype))
       limit = std::max(limit, nmseLimit(n.type.dtype));
+    if (n.op == Op::Matmul && (g.typeOf(n.operands[0]).dtype == DType::F16 ||
+                               g.typeOf(n.operands[0]).dtype == DType::BF16))
+      limit = std::max(limit, kMatmulNmseLimit);
     stack.insert(stack.end(), n.operands.begin(), n.operands.end());
   }
   return limit;

@@ -47,7 +47,9 @@ double nmseLimit(DType t);
 // Largest NMSE accepted for output value `output` of `g`: the limit of the narrowest
 // float type computed on its way, at least its own dtype's. An f32 output of a cast to
 // f16 carries f16 precision: a backend computing in f32 may round to the other side of
-// an f16 step than the float64 reference does.
+// an f16 step than the float64 reference does. A matmul of f16 or bf16 factors (summed
+// in f32, in an order the backend picks) on the way allows kMatmulNmseLimit.
+constexpr double kMatmulNmseLimit = 5e-4;
 double outputNmseLimit(const Graph &g, int output);
 
 } // namespace kiln::ir

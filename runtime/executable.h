@@ -25,6 +25,7 @@ struct ExecKernel {
   std::vector<ir::Dim> grid;   // grid points: the product of these dims
   int64_t grain = 1;           // grid points per invocation; workgroups of 256 invocations
   std::vector<bool> writes;    // per parameter: whether the kernel writes it (empty: any may)
+  int64_t dynamicShared = 0;   // bytes of shared memory a CUDA launch provides (0: the PTX's own)
 };
 
 struct Executable {

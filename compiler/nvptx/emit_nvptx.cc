@@ -65,8 +65,7 @@ public:
     annotate("kernel", 1);
     annotate("maxntidx", kWorkgroupSize);
 
-    for (const KShared &s : k_.shared)
-      shared_.push_back(sharedArray(s));
+    declareShared();
     auto *entry = llvm::BasicBlock::Create(ctx_, "entry", fn_);
     vals_.assign(k_.body.size(), nullptr);
     findZeroBits();
@@ -116,19 +115,37 @@ private:
     return nullptr;
   }
 
-  // A shared array: an addrspace(3) global, one per workgroup.
-  llvm::GlobalVariable *sharedArray(const KShared &s) {
-    llvm::Type *elem = memType(s.elem);
-    auto *type = llvm::ArrayType::get(elem, static_cast<uint64_t>(s.size));
-    auto *g = new llvm::GlobalVariable(m_, type, false, llvm::GlobalValue::InternalLinkage,
-                                       llvm::UndefValue::get(type), "shared", nullptr,
-                                       llvm::GlobalValue::NotThreadLocal, 3);
-    g->setAlignment(llvm::Align(16));
-    return g;
+  // The shared arrays: an addrspace(3) global each, one per workgroup; or, where they
+  // take more than a kernel may declare statically, places in the launch's dynamic
+  // shared memory (one external array, each at its offset in sharedLayout).
+  void declareShared() {
+    auto global = [&](llvm::Type *type, llvm::GlobalValue::LinkageTypes linkage,
+                      llvm::Constant *init, const char *name) {
+      auto *g = new llvm::GlobalVariable(m_, type, false, linkage, init, name, nullptr,
+                                         llvm::GlobalValue::NotThreadLocal, 3);
+      g->setAlignment(llvm::Align(16));
+      return g;
+    };
+    if (dynamicSharedBytes(k_) > 0) {
+      auto *type = llvm::ArrayType::get(b_.getInt8Ty(), 0);
+      dynamicShared_ = global(type, llvm::GlobalValue::ExternalLinkage, nullptr, "dynamic_shared");
+      sharedOffsets_ = sharedLayout(k_);
+      return;
+    }
+    for (const KShared &s : k_.shared) {
+      auto *type = llvm::ArrayType::get(memType(s.elem), static_cast<uint64_t>(s.size));
+      shared_.push_back(
+          global(type, llvm::GlobalValue::InternalLinkage, llvm::UndefValue::get(type), "shared"));
+    }
   }
 
   llvm::Value *sharedPtr(const KInst &in) { return sharedPtr(in.buffer, arg(in, 0)); }
   llvm::Value *sharedPtr(int array, llvm::Value *index) {
+    if (dynamicShared_) {
+      llvm::Value *base = b_.CreateConstInBoundsGEP1_64(
+          b_.getInt8Ty(), dynamicShared_, static_cast<uint64_t>(sharedOffsets_[array]));
+      return b_.CreateInBoundsGEP(memType(k_.shared[array].elem), base, index);
+    }
     llvm::GlobalVariable *g = shared_[array];
     return b_.CreateInBoundsGEP(g->getValueType(), g, {b_.getInt32(0), index});
   }
@@ -136,14 +153,14 @@ private:
   // A shared array's element as a register value, and back (see load and store).
   llvm::Value *sharedLoad(const KInst &in) {
     MemType m = k_.shared[in.buffer].elem;
-    llvm::Value *v = b_.CreateAlignedLoad(memType(m), sharedPtr(in), alignment(in, bytes(m)));
+    llvm::Value *v =
+        b_.CreateAlignedLoad(memType(m), sharedPtr(in), alignment(in, memTypeBytes(m)));
     return toRegister(m, v);
   }
   void sharedStore(const KInst &in) {
     MemType m = k_.shared[in.buffer].elem;
-    b_.CreateAlignedStore(toMemory(m, arg(in, 1)), sharedPtr(in), alignment(in, bytes(m)));
+    b_.CreateAlignedStore(toMemory(m, arg(in, 1)), sharedPtr(in), alignment(in, memTypeBytes(m)));
   }
-  static int bytes(MemType m) { return m == MemType::F16 || m == MemType::BF16 ? 2 : 4; }
   llvm::Value *toRegister(MemType m, llvm::Value *v) {
     if (m == MemType::F16)
       return b_.CreateFPExt(v, b_.getFloatTy());
@@ -353,7 +370,8 @@ private:
   llvm::Value *load(const KInst &in) {
     MemType m = k_.buffers[in.buffer].elem;
     llvm::Type *t = memType(m);
-    return toRegister(m, b_.CreateAlignedLoad(t, elementPtr(in, t), alignment(in, bytes(m))));
+    return toRegister(m,
+                      b_.CreateAlignedLoad(t, elementPtr(in, t), alignment(in, memTypeBytes(m))));
   }
 
   // bf16 bits (i16) to the f32 they stand for: the high half of its bits.
@@ -377,7 +395,8 @@ private:
   void store(const KInst &in) {
     MemType m = k_.buffers[in.buffer].elem;
     llvm::Type *t = memType(m);
-    b_.CreateAlignedStore(toMemory(m, arg(in, 1)), elementPtr(in, t), alignment(in, bytes(m)));
+    b_.CreateAlignedStore(toMemory(m, arg(in, 1)), elementPtr(in, t),
+                          alignment(in, memTypeBytes(m)));
   }
 
   llvm::Value *cast(const KInst &in) {
@@ -572,8 +591,10 @@ private:
   llvm::IRBuilder<> b_;
   llvm::Function *fn_ = nullptr;
   std::vector<llvm::Value *> vals_;
-  std::vector<int> zeroBits_; // per instruction: see findZeroBits
-  std::vector<llvm::GlobalVariable *> shared_;
+  std::vector<int> zeroBits_;                  // per instruction: see findZeroBits
+  std::vector<llvm::GlobalVariable *> shared_; // static arrays
+  llvm::GlobalVariable *dynamicShared_ = nullptr;
+  std::vector<int64_t> sharedOffsets_; // bytes into dynamicShared_
   std::vector<Region> regions_;
 };
 
@@ -592,6 +613,11 @@ void optimize(llvm::Module &m, llvm::TargetMachine &tm) {
 }
 
 } // namespace
+
+int64_t dynamicSharedBytes(const Kernel &k) {
+  int64_t bytes = sharedBytes(k);
+  return bytes > kStaticSharedBytes ? bytes : 0;
+}
 
 Expected<std::string> emitPtx(const Kernel &k, std::string_view smArch) {
   if (Status s = verifyKernel(k); s.failed())

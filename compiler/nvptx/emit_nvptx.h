@@ -15,4 +15,11 @@ namespace kiln::compiler {
 // kernel always gives the same bytes.
 Expected<std::string> emitPtx(const Kernel &k, std::string_view smArch);
 
+// Shared memory a kernel may declare statically (every sm_80+ GPU offers it).
+constexpr int64_t kStaticSharedBytes = 48 * 1024;
+
+// Bytes of dynamic shared memory a launch of k's PTX must provide: 0 where its shared
+// arrays fit in kStaticSharedBytes and the PTX declares them, else all of them.
+int64_t dynamicSharedBytes(const Kernel &k);
+
 } // namespace kiln::compiler

@@ -73,6 +73,16 @@ Status CudaPlan::load() {
     if (Status s = check(api_.cuModuleGetFunction(&f, m, k.name.c_str()), "cuModuleGetFunction");
         s.failed())
       return s;
+    // Shared memory past the 48 KB a kernel declares statically is asked for at launch,
+    // up to a limit the function must be given first.
+    if (k.dynamicShared > 0)
+      if (Status s =
+              check(api_.cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                            static_cast<int>(k.dynamicShared)),
+                    "giving kernel " + k.name + " " + std::to_string(k.dynamicShared) +
+                        " bytes of shared memory");
+          s.failed())
+        return s;
     functions_.push_back(f);
   }
   // Every buffer at the largest value of each dim, so that any binding fits.
@@ -112,7 +122,8 @@ Status CudaPlan::launchAll(std::span<const int64_t> dims, int64_t &launched) {
     for (CUdeviceptr &a : args)
       params.push_back(&a);
     auto blocks = static_cast<unsigned>((n + kBlock - 1) / kBlock);
-    if (Status s = check(api_.cuLaunchKernel(functions_[i], blocks, 1, 1, kBlock, 1, 1, 0, stream_,
+    if (Status s = check(api_.cuLaunchKernel(functions_[i], blocks, 1, 1, kBlock, 1, 1,
+                                             static_cast<unsigned>(k.dynamicShared), stream_,
                                              params.data(), nullptr),
                          "launching kernel " + k.name);
         s.failed())

@@ -205,5 +205,27 @@ TEST(Interpreter, RefusesGraphsTooLargeForMemory) {
   ASSERT_FALSE(out);
 }
 
+// The NMSE an output may show against the reference: its narrowest float type on the
+// way, and kMatmulNmseLimit past a matmul of f16 or bf16 factors.
+TEST(Interpreter, OutputLimitsFollowWhatTheValuesPassedThrough) {
+  auto limit = [](const std::string &dtype, const std::string &op) {
+    std::string text = "graph @g(%a: " + dtype + "[4, 4], %b: " + dtype +
+                       "[4, 4]) -> (f32[4, 4]) {\n"
+                       "  %c = " +
+                       op + " %a, %b : " + dtype +
+                       "[4, 4]\n"
+                       "  %d = cast %c : f32[4, 4]\n"
+                       "  return %d\n}\n";
+    auto g = parseGraph(text);
+    EXPECT_TRUE(g) << g.message();
+    return g ? outputNmseLimit(*g, g->outputs[0]) : -1;
+  };
+  EXPECT_EQ(limit("f32", "add"), nmseLimit(DType::F32));
+  EXPECT_EQ(limit("f32", "matmul"), nmseLimit(DType::F32));
+  EXPECT_EQ(limit("f16", "add"), nmseLimit(DType::F16));
+  EXPECT_EQ(limit("f16", "matmul"), kMatmulNmseLimit);
+  EXPECT_EQ(limit("bf16", "matmul"), kMatmulNmseLimit);
+}
+
 } // namespace
 } // namespace kiln::ir

@@ -184,6 +184,25 @@ TEST_P(NvptxArch, ControlFlowAndSharedMemory) {
   EXPECT_EQ(runPtxas(ptxas, ptx, GetParam()), "");
 }
 
+// Shared arrays past the 48 KB a kernel may declare statically are places in the
+// launch's dynamic shared memory, each on a 16-byte boundary, and the PTX declares none.
+TEST_P(NvptxArch, SharedArraysPastTheStaticLimitAreDynamic) {
+  Kernel k = testing::rowSumMax();
+  EXPECT_EQ(dynamicSharedBytes(k), 0);
+  EXPECT_EQ(emitOrFail(k, GetParam()).find(".extern .shared"), std::string::npos);
+  k.shared[0].size = 257; // 1028 bytes: the next array starts at 1040
+  k.shared[1].size = static_cast<int>(kStaticSharedBytes / 4);
+  EXPECT_EQ(sharedLayout(k), (std::vector<int64_t>{0, 1040}));
+  EXPECT_EQ(dynamicSharedBytes(k), 1040 + kStaticSharedBytes);
+  std::string ptx = emitOrFail(k, GetParam());
+  EXPECT_NE(ptx.find(".extern .shared .align 16 .b8 dynamic_shared[];"), std::string::npos) << ptx;
+  EXPECT_EQ(ptx.find(".shared .align 16 .b8 shared"), std::string::npos) << ptx;
+  std::string ptxas = findPtxas();
+  if (ptxas.empty())
+    GTEST_SKIP() << "SKIPPED: ptxas not found";
+  EXPECT_EQ(runPtxas(ptxas, ptx, GetParam()), "");
+}
+
 // A warp is the subgroup: its size folds to 32, so the masks from 32 up disappear.
 TEST_P(NvptxArch, ShufflesAreWarpShuffles) {
   std::string ptx = emitOrFail(testing::subgroupSum(), GetParam());
