@@ -16,15 +16,17 @@
 // RM x VN sums over the whole of K.
 //
 // Where the targets have matrix units (LowerOptions::matrixUnits) and both factors are
-// f16, a workgroup of eight 32-wide subgroups computes a 128 x 128 tile instead, on
-// tensor cores: each step of K, each subgroup multiplies 16 x 16 fragments of a 128 x 32
-// slab of A and a 32 x 128 slab of B in shared memory (B in its own layout: rows of k
-// when N is contiguous, rows of n when K is) into its 64 x 32 of the tile, eight sums
-// held in matrix registers, while the next step's slabs travel to the other half of the
-// shared arrays (see matrixSums). The epilogue then passes each sum through shared
+// f16, a workgroup of eight 32-wide subgroups computes a 128 x 128 or 128 x 256 tile
+// instead, on tensor cores: each step of K, each subgroup multiplies 16 x 16 fragments of
+// a 128 x 32 slab of A and a 32-deep slab of B in shared memory (B in its own layout:
+// rows of k when N is contiguous, rows of n when K is) into its 64 x 32 or 64 x 64 of
+// the tile, its sums held in matrix registers, while later steps' slabs travel to the
+// other stages of the shared arrays (see matrixSums). Siblings that a stored value mixes
+// (gate and up, at most kMatMaxMixed) share each slab of A and take 128 columns each;
+// others get workgroups of their own. The epilogue then passes each sum through shared
 // memory a fragment at a time and stores the kernel's values element by element, as
-// above. A half-mode rope (its pairs lie outside a fragment) and siblings that a stored
-// value mixes keep the tile of sums in registers.
+// above. A half-mode rope (its pairs lie outside a fragment) and more mixed siblings
+// keep the SIMT tile.
 #include <algorithm>
 #include <functional>
 #include <numeric>
@@ -62,6 +64,13 @@ constexpr int64_t kMat = 16;         // a fragment's side
 constexpr int64_t kMatSubgroup = 32; // invocations per subgroup wherever matrix units are
 constexpr int64_t kMatWarpsN = 4;    // subgroups across the tile's columns (2 down its rows)
 constexpr int64_t kMatFragsM = 4;    // fragments of a subgroup down the rows (64 rows)
+// Siblings that a stored value mixes (gate and up) that one workgroup computes together
+// at most; each takes its own sums, so that 128 columns of two siblings weigh in
+// registers what 256 of one do.
+constexpr int64_t kMatMaxMixed = 2;
+// Shared memory a tensor-core workgroup takes at most: the least that GPUs with tensor
+// cores since sm_80 grant one (99 KB on sm_86 and sm_89).
+constexpr int64_t kMatMaxSharedBytes = 99 * 1024;
 // Tiles a kernel needs at least to take 256 columns a tile: about one per multiprocessor
 // of an H100 or H200 (132), since each such workgroup fills one.
 constexpr int64_t kMinWideTiles = 128;
@@ -601,7 +610,8 @@ private:
 
   // Whether the kernel takes the tensor-core tile (see the file comment).
   bool matrixTiles() const {
-    if (!opts_.matrixUnits || gemv_ || halfRope_ > 0 || (anchors_.size() > 1 && !separable_))
+    if (!opts_.matrixUnits || gemv_ || halfRope_ > 0 ||
+        (!separable_ && anchors_.size() > kMatMaxMixed))
       return false;
     for (int a : anchors_)
       for (int operand : g_.nodes[a].operands)
@@ -610,9 +620,12 @@ private:
     return true;
   }
 
+  // Siblings that one workgroup computes take their tiles' sums together: all of them
+  // where a stored value mixes them, else one each (perSibling_).
   void lowerOnMatrixUnits(const KernelStores &stores, const std::vector<int> &siblingOf) {
     tm_ = kMatTileM;
-    perSibling_ = anchors_.size() > 1;
+    perSibling_ = separable_;
+    int64_t together = perSibling_ ? 1 : static_cast<int64_t>(anchors_.size());
     // 256 columns a tile where that leaves enough tiles: each subgroup then multiplies
     // 4 x 4 fragments a step, a load per two products rather than per 1.33.
     int64_t wideTiles = ((m_.max(g_.dims) + tm_ - 1) / tm_) *
@@ -620,33 +633,44 @@ private:
                         (perSibling_ ? static_cast<int64_t>(anchors_.size()) : 1);
     for (const ir::Dim &d : batch_)
       wideTiles *= d.max(g_.dims);
-    tn_ = wideTiles >= kMinWideTiles ? 256 : 128;
+    tn_ = together == 1 && wideTiles >= kMinWideTiles ? 256 : 128;
     fragsN_ = tn_ / kMatWarpsN / kMat;
-    std::vector<KShared> &shared = el_.kernel().shared;
-    shared.clear();
     aStride_ = kMatTileK + kMatPad;
     bStride_ = kContiguous_ ? kMatTileK + kMatPad : tn_ + kMatPad;
     aSlab_ = kMatTileM * aStride_;
     bSlab_ = (kContiguous_ ? tn_ : kMatTileK) * bStride_;
-    // Three stages where copies run ahead by themselves; two where registers carry them.
-    stages_ = 2;
+    // Three stages where copies run ahead by themselves and the shared memory allows;
+    // two where registers carry them.
+    bool async = false;
     for (int s = 0; s < static_cast<int>(anchors_.size()); ++s) {
       const Node &a = anchor(s);
-      if (asyncBuffer(a.operands[0], a.attrBool("transpose_a"), true, s) >= 0 ||
-          asyncBuffer(a.operands[1], a.attrBool("transpose_b"), false, s) >= 0)
-        stages_ = 3;
+      async = async || asyncBuffer(a.operands[0], a.attrBool("transpose_a"), true, s) >= 0 ||
+              asyncBuffer(a.operands[1], a.attrBool("transpose_b"), false, s) >= 0;
     }
-    shared.push_back({MemType::F16, static_cast<int>(stages_ * aSlab_)});
-    shared.push_back({MemType::F16, static_cast<int>(stages_ * bSlab_)});
     int64_t warps = kWorkgroupSize / kMatSubgroup;
-    shared.push_back({MemType::F32, static_cast<int>(warps * kMat * kMat)});
+    int64_t scratch = warps * together * kMat * kMat;
+    auto bytes = [&](int64_t stages) {
+      return 2 * stages * (aSlab_ + together * bSlab_) + 4 * scratch;
+    };
+    stages_ = async && bytes(3) <= kMatMaxSharedBytes ? 3 : 2;
+    std::vector<KShared> &shared = el_.kernel().shared;
+    shared.clear();
+    shared.push_back({MemType::F16, static_cast<int>(stages_ * aSlab_)});
+    shared.push_back({MemType::F16, static_cast<int>(stages_ * together * bSlab_)});
+    shared.push_back({MemType::F32, static_cast<int>(scratch)});
     tileOrigin();
     int warp = iop(KOp::IDiv, {lane_, c(kMatSubgroup)});
     warpLane_ = iop(KOp::IRem, {lane_, c(kMatSubgroup)});
     warpRow_ = iop(KOp::IMul, {iop(KOp::IDiv, {warp, c(kMatWarpsN)}), c(kMatFragsM * kMat)});
     warpCol_ = iop(KOp::IMul, {iop(KOp::IRem, {warp, c(kMatWarpsN)}), c(fragsN_ * kMat)});
-    scratch_ = iop(KOp::IMul, {warp, c(kMat * kMat)});
-    forEachSibling([&](int s) { matrixEpilogue(stores, siblingOf, s, matrixSums(s)); });
+    scratch_ = iop(KOp::IMul, {warp, c(together * kMat * kMat)});
+    if (perSibling_) {
+      forEachSibling([&](int s) { matrixEpilogue(stores, siblingOf, {s}, matrixSums({s})); });
+    } else {
+      std::vector<int> all(anchors_.size());
+      std::iota(all.begin(), all.end(), 0);
+      matrixEpilogue(stores, siblingOf, all, matrixSums(all));
+    }
   }
 
   // A slab of `rows` x `cols` of operand `id` (its element (r, c) at `coords`), from
@@ -764,23 +788,38 @@ private:
     }
   }
 
-  // Sibling s's sums of the subgroup's fragments (variables, kMatFragsM x fragsN_). The
-  // shared arrays hold stages_ slabs of each operand, step i of K in slab i % stages_.
-  // Operands that allow it (see asyncBuffer) travel by asynchronous copies started
-  // stages_ - 1 steps ahead; the others are loaded into registers during the step
-  // before theirs and stored after its products (the steps past K fetch the first
-  // again, always in bounds). One barrier a step, at its top, after the copies of its
-  // slabs are waited for: past it, every invocation's stores of the step are visible and
-  // the slab of the step before is free for the next copies. Loaded and stored in one
-  // iteration, the values in registers never meet in a phi, where LLVM would fold the
-  // loads into one at the loop's top.
-  std::vector<int> matrixSums(int s) {
-    const Node &a = anchor(s);
-    int aId = a.operands[0], bId = a.operands[1];
-    bool ta = a.attrBool("transpose_a"), tb = a.attrBool("transpose_b");
-    int aAsync = asyncBuffer(aId, ta, true, s), bAsync = asyncBuffer(bId, tb, false, s);
-    bool async = aAsync >= 0 || bAsync >= 0;
+  // The sums of siblings `group` over the subgroup's fragments: variables, kMatFragsM x
+  // fragsN_ a sibling, one sibling after another. The shared arrays hold stages_ slabs of
+  // A and of each sibling's B, step i of K in slab i % stages_. Operands that allow it
+  // (see asyncBuffer) travel by asynchronous copies started stages_ - 1 steps ahead; the
+  // others are loaded into registers during the step before theirs and stored after its
+  // products (the steps past K fetch the first again, always in bounds). One barrier a
+  // step, at its top, after the copies of its slabs are waited for: past it, every
+  // invocation's stores of the step are visible and the slabs of the step before are
+  // free for the next copies. Loaded and stored in one iteration, the values in
+  // registers never meet in a phi, where LLVM would fold the loads into one at the
+  // loop's top.
+  std::vector<int> matrixSums(const std::vector<int> &group) {
+    struct Factor {
+      int id, async;
+      bool transposed;
+    };
+    const Node &a0 = anchor(group[0]);
+    Factor a{a0.operands[0], -1, a0.attrBool("transpose_a")};
+    a.async = asyncBuffer(a.id, a.transposed, true, group[0]);
+    std::vector<Factor> bs;
+    for (int s : group) {
+      const Node &n = anchor(s);
+      bool tb = n.attrBool("transpose_b");
+      bs.push_back({n.operands[1], asyncBuffer(n.operands[1], tb, false, s), tb});
+    }
+    bool async = a.async >= 0, carried = a.async < 0;
+    for (const Factor &b : bs) {
+      async = async || b.async >= 0;
+      carried = carried || b.async < 0;
+    }
     int64_t ahead = async ? stages_ - 1 : 1;
+    int64_t together = static_cast<int64_t>(group.size());
     int64_t bRows = kContiguous_ ? tn_ : kMatTileK;
     int64_t bCols = kContiguous_ ? kMatTileK : tn_;
     int kEnd = el_.extent(k_);
@@ -788,51 +827,65 @@ private:
     auto slot = [&](int step, int64_t later) {
       return iop(KOp::IRem, {iop(KOp::IAdd, {step, c(later)}), c(stages_)});
     };
+    auto aBase = [&](int at) { return iop(KOp::IMul, {at, c(aSlab_)}); };
+    auto bBase = [&](int at, size_t g) {
+      return iop(KOp::IMul, {iop(KOp::IAdd, {iop(KOp::IMul, {at, c(together)}), c(g)}), c(bSlab_)});
+    };
     // The copies of the step at k0 into slot `at`, started and committed.
     auto copies = [&](int k0, int at) {
-      if (aAsync >= 0)
-        slabCopy(s, false, aId, ta, aAsync, 0, iop(KOp::IMul, {at, c(aSlab_)}), kMatTileM,
-                 kMatTileK, aStride_, k0);
-      if (bAsync >= 0)
-        slabCopy(s, true, bId, tb, bAsync, 1, iop(KOp::IMul, {at, c(bSlab_)}), bRows, bCols,
-                 bStride_, k0);
+      if (a.async >= 0)
+        slabCopy(group[0], false, a.id, a.transposed, a.async, 0, aBase(at), kMatTileM, kMatTileK,
+                 aStride_, k0);
+      for (size_t g = 0; g < bs.size(); ++g)
+        if (bs[g].async >= 0)
+          slabCopy(group[g], true, bs[g].id, bs[g].transposed, bs[g].async, 1, bBase(at, g), bRows,
+                   bCols, bStride_, k0);
       b_.copyCommit();
     };
-    // The values of the step at k0 of the operands that registers carry.
+    // The values of the step at k0 of the operands that registers carry, A's first.
     auto fetch = [&](int k0) {
       std::vector<int> v;
-      if (aAsync < 0) { // A's rows past M repeat the last (their sums are not stored)
-        v = slabValues(aId, kMatTileM, kMatTileK, false, m0_, k0, [&](int m, int k) {
-          return operandCoords(aId, ta, needsClamp(m_, tm_) ? clampBelow(m, m_) : m, k);
+      if (a.async < 0) { // A's rows past M repeat the last (their sums are not stored)
+        v = slabValues(a.id, kMatTileM, kMatTileK, false, m0_, k0, [&](int m, int k) {
+          return operandCoords(a.id, a.transposed, needsClamp(m_, tm_) ? clampBelow(m, m_) : m, k);
         });
       }
-      if (bAsync < 0) { // so do B's columns past N
-        auto bAt = [&](int k, int n) {
-          return operandCoords(bId, tb, k, columnsEnd(s) ? clampBelow(n, this->n(s)) : n);
+      for (size_t g = 0; g < bs.size(); ++g) {
+        if (bs[g].async >= 0)
+          continue;
+        int s = group[g];
+        auto bAt = [&](int k, int n) { // so do B's columns past N
+          return operandCoords(bs[g].id, bs[g].transposed, k,
+                               columnsEnd(s) ? clampBelow(n, this->n(s)) : n);
         };
         std::vector<int> bv =
             kContiguous_ // rows of n, each 32 consecutive k; else rows of k, each of tn_ n
-                ? slabValues(bId, tn_, kMatTileK, false, n0_, k0,
+                ? slabValues(bs[g].id, tn_, kMatTileK, false, n0_, k0,
                              [&](int n, int k) { return bAt(k, n); })
-                : slabValues(bId, kMatTileK, tn_, true, k0, n0_, bAt);
+                : slabValues(bs[g].id, kMatTileK, tn_, true, k0, n0_, bAt);
         v.insert(v.end(), bv.begin(), bv.end());
       }
       return v;
     };
     auto store = [&](int at, const std::vector<int> &values) {
-      size_t aCount = aAsync < 0 ? static_cast<size_t>(kMatTileM * kMatTileK / kWorkgroupSize) : 0;
-      if (aCount > 0)
-        slabStore(0, iop(KOp::IMul, {at, c(aSlab_)}), kMatTileK, aStride_, values, 0, aCount);
-      if (bAsync < 0)
-        slabStore(1, iop(KOp::IMul, {at, c(bSlab_)}), bCols, bStride_, values, aCount,
-                  values.size() - aCount);
+      size_t first = 0;
+      if (a.async < 0) {
+        first = static_cast<size_t>(kMatTileM * kMatTileK / kWorkgroupSize);
+        slabStore(0, aBase(at), kMatTileK, aStride_, values, 0, first);
+      }
+      size_t count = static_cast<size_t>(bRows * bCols / kWorkgroupSize);
+      for (size_t g = 0; g < bs.size(); ++g)
+        if (bs[g].async < 0) {
+          slabStore(1, bBase(at, g), bCols, bStride_, values, first, count);
+          first += count;
+        }
     };
     for (int64_t j = 0; async && j < ahead; ++j)
       copies(inK(c(j * kMatTileK)), c(j));
-    if (aAsync < 0 || bAsync < 0)
+    if (carried)
       store(c(0), fetch(c(0)));
     std::vector<int> sums;
-    for (int64_t i = 0; i < kMatFragsM * fragsN_; ++i)
+    for (int64_t i = 0; i < together * kMatFragsM * fragsN_; ++i)
       sums.push_back(b_.varNew(KType::MatC, b_.matZero()));
     int kb = b_.loopBegin(c(0), kEnd, c(kMatTileK));
     el_.pushScope();
@@ -843,31 +896,32 @@ private:
     if (async)
       copies(inK(iop(KOp::IAdd, {kb, c(ahead * kMatTileK)})), slot(step, ahead));
     std::vector<int> next;
-    if (aAsync < 0 || bAsync < 0)
+    if (carried)
       next = fetch(inK(iop(KOp::IAdd, {kb, c(kMatTileK)})));
     int now = slot(step, 0);
-    int aBase = iop(KOp::IMul, {now, c(aSlab_)}), bBase = iop(KOp::IMul, {now, c(bSlab_)});
     for (int64_t kk = 0; kk < kMatTileK; kk += kMat) {
-      std::vector<int> as, bs;
+      std::vector<int> as, bf;
       for (int64_t i = 0; i < kMatFragsM; ++i) {
         int row = iop(KOp::IAdd, {warpRow_, c(i * kMat)});
-        int at = iop(KOp::IAdd, {aBase, iop(KOp::IMul, {row, c(aStride_)})});
+        int at = iop(KOp::IAdd, {aBase(now), iop(KOp::IMul, {row, c(aStride_)})});
         as.push_back(b_.matLoad(KType::MatA, 0, iop(KOp::IAdd, {at, c(kk)}), aStride_, false));
       }
-      for (int64_t j = 0; j < fragsN_; ++j) {
-        int col = iop(KOp::IAdd, {warpCol_, c(j * kMat)});
-        int at = kContiguous_ ? iop(KOp::IAdd, {iop(KOp::IMul, {col, c(bStride_)}), c(kk)})
-                              : iop(KOp::IAdd, {c(kk * bStride_), col});
-        at = iop(KOp::IAdd, {bBase, at});
-        bs.push_back(b_.matLoad(KType::MatB, 1, at, bStride_, kContiguous_));
-      }
-      for (int64_t i = 0; i < kMatFragsM; ++i)
+      for (size_t g = 0; g < bs.size(); ++g)
         for (int64_t j = 0; j < fragsN_; ++j) {
-          int var = sums[i * fragsN_ + j];
-          b_.varSet(var, b_.matMulAdd(as[i], bs[j], b_.varGet(KType::MatC, var)));
+          int col = iop(KOp::IAdd, {warpCol_, c(j * kMat)});
+          int at = kContiguous_ ? iop(KOp::IAdd, {iop(KOp::IMul, {col, c(bStride_)}), c(kk)})
+                                : iop(KOp::IAdd, {c(kk * bStride_), col});
+          bf.push_back(b_.matLoad(KType::MatB, 1, iop(KOp::IAdd, {bBase(now, g), at}), bStride_,
+                                  kContiguous_));
         }
+      for (int64_t g = 0; g < together; ++g)
+        for (int64_t i = 0; i < kMatFragsM; ++i)
+          for (int64_t j = 0; j < fragsN_; ++j) {
+            int var = sums[(g * kMatFragsM + i) * fragsN_ + j];
+            b_.varSet(var, b_.matMulAdd(as[i], bf[g * fragsN_ + j], b_.varGet(KType::MatC, var)));
+          }
     }
-    if (aAsync < 0 || bAsync < 0)
+    if (carried)
       store(slot(step, 1), next);
     el_.popScope();
     b_.loopEnd();
@@ -876,23 +930,31 @@ private:
     return sums;
   }
 
-  // Each fragment's sums through the subgroup's part of the scratch array to the
-  // stored values: every invocation takes 8 of the fragment's 256 elements.
-  void matrixEpilogue(const KernelStores &stores, const std::vector<int> &siblingOf, int s,
-                      const std::vector<int> &sums) {
+  // Each fragment's sums of siblings `group` (matrixSums) through the subgroup's part of
+  // the scratch array to the stored values: every invocation takes 8 of the fragment's
+  // 256 elements.
+  void matrixEpilogue(const KernelStores &stores, const std::vector<int> &siblingOf,
+                      const std::vector<int> &group, const std::vector<int> &sums) {
+    int64_t frags = kMatFragsM * fragsN_;
     for (int64_t i = 0; i < kMatFragsM; ++i)
       for (int64_t j = 0; j < fragsN_; ++j) {
         b_.barrier(); // the last fragment's elements are read
-        b_.matStore(2, scratch_, kMat, b_.varGet(KType::MatC, sums[i * fragsN_ + j]));
+        for (size_t g = 0; g < group.size(); ++g)
+          b_.matStore(2, iop(KOp::IAdd, {scratch_, c(static_cast<int64_t>(g) * kMat * kMat)}), kMat,
+                      b_.varGet(KType::MatC, sums[g * frags + i * fragsN_ + j]));
         b_.barrier();
         int fm = iop(KOp::IAdd, {m0_, iop(KOp::IAdd, {warpRow_, c(i * kMat)})});
         int fn = iop(KOp::IAdd, {n0_, iop(KOp::IAdd, {warpCol_, c(j * kMat)})});
-        el_.setAnchorValues([this, fm, fn](int, const std::vector<int> &coords) {
+        el_.setAnchorValues([this, fm, fn, group](int id, const std::vector<int> &coords) {
+          int64_t g =
+              std::find(group.begin(), group.end(),
+                        std::find(anchors_.begin(), anchors_.end(), id) - anchors_.begin()) -
+              group.begin();
           size_t r = coords.size();
           int mi = iop(KOp::ISub, {coords[r - 2], fm}), ni = iop(KOp::ISub, {coords[r - 1], fn});
+          int at = iop(KOp::IAdd, {iop(KOp::IMul, {mi, c(kMat)}), ni});
           return b_.sharedLoad(
-              2, KType::F32,
-              iop(KOp::IAdd, {scratch_, iop(KOp::IAdd, {iop(KOp::IMul, {mi, c(kMat)}), ni})}));
+              2, KType::F32, iop(KOp::IAdd, {scratch_, iop(KOp::IAdd, {c(g * kMat * kMat), at})}));
         });
         // A loop, not 8 copies of the epilogue: the copies made the kernel 3 times as
         // long and its PTX twice as slow to generate.
@@ -900,7 +962,7 @@ private:
         el_.pushScope();
         int m = iop(KOp::IAdd, {fm, iop(KOp::IDiv, {e, c(kMat)})});
         int col = iop(KOp::IAdd, {fn, iop(KOp::IRem, {e, c(kMat)})});
-        storeElement(stores, siblingOf, {s}, m, col);
+        storeElement(stores, siblingOf, group, m, col);
         el_.popScope();
         b_.loopEnd();
       }

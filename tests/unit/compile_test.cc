@@ -191,7 +191,7 @@ TEST(Compile, TheDecoderLowersToItsNineKernelsAndAssembles) {
 // SPIR-V refuses a kernel lowered for matrix units.
 TEST(Compile, F16MatmulsOfManyRowsTakeTensorCoresWhereAsked) {
   ir::Graph g = prepare(
-      R"(graph @tc(%a: f16[130, 72], %b: f16[72, 200], %a2: f16[130, 72], %bt: f16[200, 72], %x: f32[40, 16], %w: f32[16, 8], %h: bf16[40, 16], %hw: bf16[16, 8], %v: f16[2, 72], %a3: f16[130, 72], %wq: f16[72, 64], %p: i32[130, 1]) -> (f16[130, 200], f16[130, 200], f32[40, 8], bf16[40, 8], f16[2, 200], f16[130, 1, 64]) {
+      R"(graph @tc(%a: f16[130, 72], %b: f16[72, 200], %a2: f16[130, 72], %bt: f16[200, 72], %x: f32[40, 16], %w: f32[16, 8], %h: bf16[40, 16], %hw: bf16[16, 8], %v: f16[2, 72], %a3: f16[130, 72], %wq: f16[72, 64], %p: i32[130, 1], %xg: f16[130, 72], %x3: f16[130, 72], %b2: f16[72, 200], %b3: f16[72, 200]) -> (f16[130, 200], f16[130, 200], f32[40, 8], bf16[40, 8], f16[2, 200], f16[130, 1, 64], f16[130, 200], f16[130, 200]) {
   %y = matmul %a, %b : f16[130, 200]
   %yt = matmul %a2, %bt {transpose_b = true} : f16[130, 200]
   %f = matmul %x, %w : f32[40, 8]
@@ -200,7 +200,16 @@ TEST(Compile, F16MatmulsOfManyRowsTakeTensorCoresWhereAsked) {
   %q = matmul %a3, %wq : f16[130, 64]
   %q3 = reshape %q : f16[130, 1, 64]
   %r = rope %q3, %p {mode = half} : f16[130, 1, 64]
-  return %y, %yt, %f, %hh, %g, %r
+  %gate = matmul %xg, %b : f16[130, 200]
+  %up = matmul %xg, %b2 : f16[130, 200]
+  %act = silu %gate : f16[130, 200]
+  %m = mul %act, %up : f16[130, 200]
+  %m0 = matmul %x3, %b : f16[130, 200]
+  %m1 = matmul %x3, %b2 : f16[130, 200]
+  %m2 = matmul %x3, %b3 : f16[130, 200]
+  %m01 = mul %m0, %m1 : f16[130, 200]
+  %m3 = add %m01, %m2 : f16[130, 200]
+  return %y, %yt, %f, %hh, %g, %r, %m, %m3
 })");
   auto matrixKernels = [&](bool units) {
     auto lowered = lowerGraph(g, {units});
@@ -212,8 +221,10 @@ TEST(Compile, F16MatmulsOfManyRowsTakeTensorCoresWhereAsked) {
     return names;
   };
   EXPECT_TRUE(matrixKernels(false).empty());
+  // Two f16 matmuls, and gate and up, which one workgroup computes together; three
+  // siblings that a stored value mixes would take too many registers.
   std::vector<std::string> names = matrixKernels(true);
-  EXPECT_EQ(names.size(), 2u) << ::testing::PrintToString(names);
+  EXPECT_EQ(names.size(), 3u) << ::testing::PrintToString(names);
   // Siblings whose Bs lie along different axes: the tile reads both by the first one's
   // rows, so the other B cannot come by 16-byte copies of its rows (on the GPU that was
   // a misaligned address) and goes through registers.
@@ -259,7 +270,7 @@ TEST(Compile, F16MatmulsOfManyRowsTakeTensorCoresWhereAsked) {
       std::filesystem::remove(path);
       std::filesystem::remove(path + ".cubin");
     }
-    EXPECT_EQ(rowRow, 1) << "B [K, N] is read by rows of k";
+    EXPECT_EQ(rowRow, 2) << "B [K, N] is read by rows of k (y, gate and up)";
     EXPECT_EQ(rowCol, 1) << "B [N, K] is read by rows of n";
   }
   CompileOptions both;
@@ -630,11 +641,14 @@ TEST_P(EndToEnd, MatmulsMatch) {
 TEST_P(EndToEnd, TensorCoreMatmulsMatch) {
   // The f16 shapes that take tensor cores on CUDA (Vulkan runs them on SIMT tiles): M, N
   // and K off the 128 x 128 x 32 tile (K a multiple of 8, and not: 37), B along either
-  // axis, a symbolic M with an epilogue, a batch with B broadcast, transpose_a, and
-  // sibling matmuls that get workgroups of their own.
+  // axis, a symbolic M with an epilogue, a batch with B broadcast, transpose_a, sibling
+  // matmuls that get workgroups of their own, and gate and up, which a stored value
+  // mixes. Up to 8192 rows of u make tiles of 256 columns (B along either axis), N off
+  // them.
   run(
-      R"(graph @tc(%a: f16[130, 72], %b: f16[72, 200], %bt: f16[200, 72], %x: f16[t, 256], %w: f16[256, 160], %r: f16[t, 160], %p: f16[50, 37], %q: f16[37, 20], %ba: f16[3, 40, 64], %bb: f16[64, 48], %at: f16[64, 40], %wk: f16[256, 64], %wv: f16[256, 64]) -> (f16[130, 200], f16[130, 200], f16[t, 160], f16[50, 20], f16[3, 40, 48], f16[40, 48], f16[t, 64], f16[t, 64]) {
+      R"(graph @tc(%a: f16[130, 72], %b: f16[72, 200], %bt: f16[200, 72], %x: f16[t, 256], %w: f16[256, 160], %r: f16[t, 160], %p: f16[50, 37], %q: f16[37, 20], %ba: f16[3, 40, 64], %bb: f16[64, 48], %at: f16[64, 40], %wk: f16[256, 64], %wv: f16[256, 64], %xg: f16[t, 256], %wg: f16[200, 256], %wu: f16[200, 256], %xu: f16[u, 72], %we: f16[72, 520], %xv: f16[u, 72], %wet: f16[520, 72]) -> (f16[130, 200], f16[130, 200], f16[t, 160], f16[50, 20], f16[3, 40, 48], f16[40, 48], f16[t, 64], f16[t, 64], f16[t, 200], f16[u, 520], f16[u, 520]) {
   dim t in [1, 300]
+  dim u in [1, 8192]
   %y = matmul %a, %b : f16[130, 200]
   %yt = matmul %a, %bt {transpose_b = true} : f16[130, 200]
   %z = matmul %x, %w : f16[t, 160]
@@ -645,9 +659,15 @@ TEST_P(EndToEnd, TensorCoreMatmulsMatch) {
   %ta = matmul %at, %bb {transpose_a = true} : f16[40, 48]
   %k = matmul %x, %wk : f16[t, 64]
   %v = matmul %x, %wv : f16[t, 64]
-  return %y, %yt, %zr, %pq, %bm, %ta, %k, %v
+  %gate = matmul %xg, %wg {transpose_b = true} : f16[t, 200]
+  %up = matmul %xg, %wu {transpose_b = true} : f16[t, 200]
+  %act = silu %gate : f16[t, 200]
+  %m = mul %act, %up : f16[t, 200]
+  %e = matmul %xu, %we : f16[u, 520]
+  %et = matmul %xv, %wet {transpose_b = true} : f16[u, 520]
+  return %y, %yt, %zr, %pq, %bm, %ta, %k, %v, %m, %e, %et
 })",
-      {{1}, {129}, {300}});
+      {{1, 3}, {129, 300}, {300, 129}});
 }
 
 TEST_P(EndToEnd, SiblingMatmulsShareAKernel) {
