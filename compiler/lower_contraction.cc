@@ -210,6 +210,10 @@ private:
     }
   }
   const Node &anchor(int s) const { return g_.nodes[anchors_[s]]; }
+  // The sibling whose anchor is node `id`.
+  int anchorSibling(int id) const {
+    return static_cast<int>(std::find(anchors_.begin(), anchors_.end(), id) - anchors_.begin());
+  }
   ir::Dim n(int s) const { return g_.typeOf(anchors_[s]).shape.back(); }
 
   // Chooses the tile (see the file comment).
@@ -649,15 +653,15 @@ private:
     }
     int64_t warps = kWorkgroupSize / kMatSubgroup;
     int64_t scratch = warps * together * kMat * kMat;
-    auto bytes = [&](int64_t stages) {
-      return 2 * stages * (aSlab_ + together * bSlab_) + 4 * scratch;
+    auto declareShared = [&](int64_t stages) {
+      stages_ = stages;
+      el_.kernel().shared = {{MemType::F16, static_cast<int>(stages * aSlab_)},
+                             {MemType::F16, static_cast<int>(stages * together * bSlab_)},
+                             {MemType::F32, static_cast<int>(scratch)}};
     };
-    stages_ = async && bytes(3) <= kMatMaxSharedBytes ? 3 : 2;
-    std::vector<KShared> &shared = el_.kernel().shared;
-    shared.clear();
-    shared.push_back({MemType::F16, static_cast<int>(stages_ * aSlab_)});
-    shared.push_back({MemType::F16, static_cast<int>(stages_ * together * bSlab_)});
-    shared.push_back({MemType::F32, static_cast<int>(scratch)});
+    declareShared(async ? 3 : 2);
+    if (sharedBytes(el_.kernel()) > kMatMaxSharedBytes)
+      declareShared(2);
     tileOrigin();
     int warp = iop(KOp::IDiv, {lane_, c(kMatSubgroup)});
     warpLane_ = iop(KOp::IRem, {lane_, c(kMatSubgroup)});
@@ -946,10 +950,7 @@ private:
         int fm = iop(KOp::IAdd, {m0_, iop(KOp::IAdd, {warpRow_, c(i * kMat)})});
         int fn = iop(KOp::IAdd, {n0_, iop(KOp::IAdd, {warpCol_, c(j * kMat)})});
         el_.setAnchorValues([this, fm, fn, group](int id, const std::vector<int> &coords) {
-          int64_t g =
-              std::find(group.begin(), group.end(),
-                        std::find(anchors_.begin(), anchors_.end(), id) - anchors_.begin()) -
-              group.begin();
+          int64_t g = std::find(group.begin(), group.end(), anchorSibling(id)) - group.begin();
           size_t r = coords.size();
           int mi = iop(KOp::ISub, {coords[r - 2], fm}), ni = iop(KOp::ISub, {coords[r - 1], fn});
           int at = iop(KOp::IAdd, {iop(KOp::IMul, {mi, c(kMat)}), ni});
@@ -973,7 +974,7 @@ private:
   void epilogue(const KernelStores &stores, const std::vector<int> &siblingOf,
                 const std::vector<int> &active) {
     el_.setAnchorValues([this](int id, const std::vector<int> &coords) {
-      int s = static_cast<int>(std::find(anchors_.begin(), anchors_.end(), id) - anchors_.begin());
+      int s = anchorSibling(id);
       size_t r = coords.size();
       int mi = iop(KOp::ISub, {coords[r - 2], m0_}), ni = iop(KOp::ISub, {coords[r - 1], n0_});
       if (halfRope_ > 0) // back from the second half of the rope row
