@@ -139,6 +139,10 @@ const char *opName(KOp op) {
     return "load";
   case KOp::Store:
     return "store";
+  case KOp::AtomicAdd:
+    return "atomic_add";
+  case KOp::Fence:
+    return "fence";
   }
   return "?";
 }
@@ -251,6 +255,10 @@ Signature signatureOf(KOp op) {
   case KOp::Store:
   case KOp::SharedStore:
     return {{I, A}, A};
+  case KOp::AtomicAdd:
+    return {{I, I}, I};
+  case KOp::Fence:
+    return {{}, A};
   case KOp::SharedLoad:
     return {{I}, A};
   case KOp::Barrier:
@@ -461,7 +469,10 @@ private:
       return Status::ok();
     case KOp::Load:
     case KOp::Store:
+    case KOp::AtomicAdd:
       return verifyMemory(id, in);
+    case KOp::Fence:
+      return Status::ok();
     case KOp::SharedLoad:
     case KOp::SharedStore:
       return verifyShared(id, in);
@@ -640,6 +651,8 @@ private:
       return failAt(id, "store in the prologue (guardEnd is " + std::to_string(k_.guardEnd) + ")");
     if (!b.written)
       return failAt(id, "stores to read-only " + buf);
+    if (in.op == KOp::AtomicAdd && b.elem != MemType::I32)
+      return failAt(id, "atomic_add on " + buf + ", expected an i32 buffer");
     KType vt = k_.body[in.args[1]].type;
     if (vt != reg)
       return failAt(id, std::string("stores ") + typeName(vt) + " to " + buf + ", expected " +
@@ -686,6 +699,7 @@ std::string printInst(const Kernel &k, int id) {
   case KOp::CopyWait:
     return "copy_wait " + std::to_string(in.imm);
   case KOp::Barrier:
+  case KOp::Fence:
   case KOp::LoopEnd:
   case KOp::IfEnd:
     return opName(in.op);
@@ -707,6 +721,8 @@ std::string printInst(const Kernel &k, int id) {
     return s + (in.imm != 0 ? " true" : " false");
   case KOp::Load:
     return s + " " + buf + "[" + arg(0) + "]";
+  case KOp::AtomicAdd:
+    return s + " " + buf + "[" + arg(0) + "], " + arg(1);
   case KOp::SharedLoad:
     return s + " " + shared + "[" + arg(0) + "]";
   case KOp::MatLoad:
@@ -722,6 +738,7 @@ std::string printInst(const Kernel &k, int id) {
   case KOp::CopyCommit:
   case KOp::CopyWait:
   case KOp::Barrier:
+  case KOp::Fence:
   case KOp::VarNew:
   case KOp::VarGet:
   case KOp::VarSet:
@@ -884,6 +901,8 @@ bool isPure(const Kernel &k, const KInst &in) {
   case KOp::MatMulAdd:
     return true;
   case KOp::Store:
+  case KOp::AtomicAdd:
+  case KOp::Fence:
   case KOp::SharedLoad:
   case KOp::SharedStore:
   case KOp::MatLoad:

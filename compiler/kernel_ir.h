@@ -106,6 +106,12 @@ enum class KOp : uint8_t {
   // Memory: `buffer` names the parameter; args[0] is the element index (I32).
   Load,  // type: the buffer's register type.
   Store, // args: index, value; no result.
+  // Device-scope atomics and ordering (PTX; the SPIR-V emitter refuses them), for
+  // workgroups that pass sums to the one that finishes a tile last.
+  AtomicAdd, // I32: the element's value before adding args[1]; `buffer` is an I32 buffer,
+             // args[0] the index. Relaxed: orders nothing by itself.
+  Fence,     // no operands, no result: the invocation's buffer accesses before it happen,
+             // for every invocation of the device, before those after it.
   // Shared memory: `buffer` names the array of Kernel::shared; args[0] is the index.
   SharedLoad,  // type: the array's element type.
   SharedStore, // args: index, value; no result.
@@ -151,7 +157,7 @@ enum class KOp : uint8_t {
 inline bool hasNoResult(KOp op) {
   return op == KOp::Store || op == KOp::SharedStore || op == KOp::Barrier || op == KOp::VarSet ||
          op == KOp::LoopEnd || op == KOp::IfBegin || op == KOp::IfEnd || op == KOp::MatStore ||
-         op == KOp::CopyAsync || op == KOp::CopyCommit || op == KOp::CopyWait;
+         op == KOp::CopyAsync || op == KOp::CopyCommit || op == KOp::CopyWait || op == KOp::Fence;
 }
 
 struct KInst {
@@ -203,6 +209,10 @@ public:
   void store(int buffer, int index, int value) {
     emit({KOp::Store, KType::I32, {index, value}, 0, 0, buffer});
   }
+  int atomicAdd(int buffer, int index, int value) {
+    return emit({KOp::AtomicAdd, KType::I32, {index, value}, 0, 0, buffer});
+  }
+  void fence() { emit({KOp::Fence, KType::I32}); }
   int localId() { return emit({KOp::LocalId, KType::I32}); }
   int subgroupSize() { return emit({KOp::SubgroupSize, KType::I32}); }
   int shuffleXor(int value, int mask) { return emit({KOp::ShuffleXor, KType::F32, {value}, mask}); }

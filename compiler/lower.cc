@@ -339,8 +339,14 @@ private:
       if (isContraction(g_.nodes[id]))
         contractions.push_back(id);
     }
+    AddScratch scratch = [this, index](const std::string &name, const ir::TensorType &type,
+                                       runtime::BufferRole role) {
+      int b = static_cast<int>(out_.exe.buffers.size());
+      out_.exe.buffers.push_back({name, type, role});
+      return addBuffer(index, b, true);
+    };
     Status s = !contractions.empty()
-                   ? lowerContractionKernel(*o.el, stores, contractions, opts_, *o.exec)
+                   ? lowerContractionKernel(*o.el, stores, contractions, opts_, scratch, *o.exec)
                : anchor >= 0 ? lowerRowKernel(*o.el, stores, anchor, *o.exec)
                              : lowerPointwiseKernel(*o.el, stores, *o.exec);
     if (s.failed())

@@ -11,8 +11,10 @@
 // Two shapes of work: for few rows (decode: M <= 8) the invocations spread over K and
 // read B along its contiguous axis (VN consecutive columns when N is contiguous, VK
 // consecutive k of VN columns when K is), which is the GEMV the memory bus sets the
-// pace of; tiles narrow until there are enough workgroups, and siblings that no stored
-// value mixes get workgroups of their own. For many rows each invocation holds a register tile of
+// pace of; tiles narrow until there are enough workgroups (over N-contiguous B, where
+// that leaves too few, they widen instead and K splits across workgroups, the last of a
+// tile's workgroups adding their sums: see finish), and siblings that no stored value
+// mixes get workgroups of their own. For many rows each invocation holds a register tile of
 // RM x VN sums over the whole of K.
 //
 // Where the targets have matrix units (LowerOptions::matrixUnits) and both factors are
@@ -53,6 +55,17 @@ constexpr int64_t kMaxGemvRows = 8;
 // 256 of 32: ncu, H200).
 constexpr int64_t kTargetWorkgroups = 512;
 constexpr int64_t kTargetWorkgroupsAlongN = 256;
+// Where that leaves an N-contiguous GEMV short of this many workgroups (about five per
+// multiprocessor of an H100 or H200), it splits K across workgroups instead: resident
+// workgroups, not bytes per row of B, set its pace. A 4096 x 11008 f16 B took 29.7 us
+// in 344 workgroups of 32 columns, 25.2 us in 688 of 256 columns over a sixteenth of K
+// each, and 36 to 41 us whenever the split left 172 or 344 workgroups (ncu, H200, with
+// the split written as a batched GEMV and a sum). Its tiles take up to kSplitColumns
+// columns (512 bytes of an f16 row) and kSplitUnroll loads of B in flight per
+// invocation (half as many where K is too short for that many splits).
+constexpr int64_t kTargetSplitWorkgroups = 640;
+constexpr int64_t kSplitColumns = 256;
+constexpr int64_t kSplitUnroll = 16;
 // The tensor-core tile: rows a workgroup computes, k per step, and the halves by which
 // the shared slabs' rows are padded (16 bytes: a fragment's eight-row loads then touch
 // every bank once). A tile is 128 or 256 columns wide (see lowerOnMatrixUnits); with
@@ -138,7 +151,7 @@ public:
     k_ = a0.attrBool("transpose_a") ? as[as.size() - 2] : as.back();
   }
 
-  Status run(const KernelStores &stores, runtime::ExecKernel &exec) {
+  Status run(const KernelStores &stores, const AddScratch &scratch, runtime::ExecKernel &exec) {
     std::vector<int> siblingOf;
     separable_ = anchors_.size() > 1;
     for (auto [node, buffer] : stores) {
@@ -165,23 +178,31 @@ public:
       grid(exec);
       return Status::ok();
     }
+    std::vector<KShared> &shared = el_.kernel().shared;
     for (size_t s = 0; s < anchors_.size(); ++s)
-      el_.kernel().shared.push_back({MemType::F32, static_cast<int>(tm_ * tn_)});
+      shared.push_back({MemType::F32, static_cast<int>(tm_ * tn_)});
     if (ks_ > 1)
-      el_.kernel().shared.push_back({MemType::F32, static_cast<int>(ks_ * tm_ * tn_)});
+      shared.push_back({MemType::F32, static_cast<int>(ks_ * tm_ * tn_)});
+    if (splits_ > 1) {
+      last_ = static_cast<int>(shared.size());
+      shared.push_back({MemType::F32, 1});
+      int64_t tiles = tilesPerSplit();
+      ir::TensorType sums{ir::DType::F32, {ir::Dim::of(tiles * splits_ * together() * tm_ * tn_)}};
+      partials_ = scratch(anchor(0).name + "_partials", sums, runtime::BufferRole::Temp);
+      counters_ = scratch(anchor(0).name + "_counters", {ir::DType::I32, {ir::Dim::of(tiles)}},
+                          runtime::BufferRole::Zeroed);
+    }
     tileOrigin();
     std::vector<int> all(anchors_.size());
     std::iota(all.begin(), all.end(), 0);
     if (!perSibling_) {
       accumulate(all);
-      combine(all);
-      epilogue(stores, siblingOf, all);
+      finish(stores, siblingOf, all);
     }
     if (perSibling_)
       forEachSibling([&](int s) {
         accumulate({s});
-        combine({s});
-        epilogue(stores, siblingOf, {s});
+        finish(stores, siblingOf, {s});
       });
     grid(exec);
     return Status::ok();
@@ -263,7 +284,7 @@ private:
   // The tile's shape, its columns a multiple of `align`.
   Status chooseTile(int64_t align) {
     const Node &a0 = anchor(0);
-    rg_ = cg_ = ks_ = vn_ = vk_ = 1;
+    rg_ = cg_ = ks_ = vn_ = vk_ = splits_ = 1;
     perSibling_ = false;
     rm_ = 1;
     const Node &b0 = g_.nodes[a0.operands[1]];
@@ -320,13 +341,16 @@ private:
         return g * ((width + cg_ * vn_ - 1) / (cg_ * vn_));
       };
       int64_t target = kContiguous_ ? kTargetWorkgroups : kTargetWorkgroupsAlongN;
-      while (n(widest_).isStatic() && groups() < target && cg_ * vn_ / 2 >= minColumns &&
+      bool split = !kContiguous_ && splitK(width, groups);
+      while (!split && n(widest_).isStatic() && groups() < target && cg_ * vn_ / 2 >= minColumns &&
              cg_ * vn_ / 2 >= align && (!k_.isStatic() || ks_ * 2 * vk_ <= k_.offset)) {
         cg_ /= 2;
         ks_ *= 2;
       }
-      // Loads of B in flight per invocation: 4 (8 over N-contiguous B) of 16 bytes.
-      unroll_ = kContiguous_ ? std::max<int64_t>(1, 4 / vn_) : 8;
+      // Loads of B in flight per invocation: 4 (8 over N-contiguous B; where K is split,
+      // splitK's) of 16 bytes.
+      if (!split)
+        unroll_ = kContiguous_ ? std::max<int64_t>(1, 4 / vn_) : 8;
     } else {
       vn_ = 4;
       rm_ = 4;
@@ -356,6 +380,49 @@ private:
     return Status::ok();
   }
 
+  // Whether an N-contiguous GEMV splits K across workgroups (see kTargetSplitWorkgroups):
+  // where its static shape leaves too few tiles, they widen and each workgroup sums
+  // kChunk_ consecutive k of its tile.
+  bool splitK(int64_t width, const std::function<int64_t()> &groups) {
+    if (!k_.isStatic() || !n(widest_).isStatic() || groups() >= kTargetSplitWorkgroups)
+      return false;
+    for (const ir::Dim &d : batch_)
+      if (!d.isStatic())
+        return false;
+    int64_t narrowest = cg_, widest = cg_;
+    while (widest * 2 * vn_ <= std::min(kSplitColumns, width) &&
+           widest * 2 * rg_ <= kWorkgroupSize && (halfRope_ == 0 || widest * 2 * vn_ <= halfRope_))
+      widest *= 2;
+    // The widest tile, and then the most loads in flight, whose splits of whole steps
+    // reach the target; with fewer workgroups a split lost to the tile it replaced (344
+    // workgroups over 256 columns: 36.8 us against 29.7 over 32).
+    for (cg_ = widest; cg_ >= narrowest; cg_ /= 2)
+      for (int64_t unroll : {kSplitUnroll, kSplitUnroll / 2}) {
+        int64_t ks = kWorkgroupSize / (cg_ * rg_), step = unroll * ks * vk_;
+        int64_t want = (kTargetSplitWorkgroups + groups() - 1) / groups();
+        if (k_.offset / step < want)
+          continue;
+        ks_ = ks;
+        unroll_ = unroll;
+        kChunk_ = k_.offset / want / step * step;
+        splits_ = (k_.offset + kChunk_ - 1) / kChunk_;
+        return true;
+      }
+    cg_ = narrowest;
+    return false;
+  }
+  // Siblings a workgroup's tile holds.
+  int64_t together() const { return perSibling_ ? 1 : static_cast<int64_t>(anchors_.size()); }
+  // Workgroups a split of K takes: every tile of every batch index (and sibling, when
+  // perSibling_); all static where K is split.
+  int64_t tilesPerSplit() const {
+    int64_t t = ((m_.offset + tm_ - 1) / tm_) * ((n(widest_).offset + tn_ - 1) / tn_) *
+                (static_cast<int64_t>(anchors_.size()) / together());
+    for (const ir::Dim &d : batch_)
+      t *= d.offset;
+    return t;
+  }
+
   // Bytes of an element of A as the kernel reads it: a graph input's own dtype (or, for
   // a value the kernel computes, its dtype, a guess at its inputs'), else a temporary's
   // (f16 and bf16 values travel between kernels as f32).
@@ -379,6 +446,11 @@ private:
                      ? c((nw.offset + tn_ - 1) / tn_)
                      : iop(KOp::IDiv, {iop(KOp::IAdd, {el_.extent(nw), c(tn_ - 1)}), c(tn_)});
     int g = b_.groupId();
+    if (splits_ > 1) { // the split is the slowest part of the workgroup id
+      split_ = iop(KOp::IDiv, {g, c(tilesPerSplit())});
+      g = iop(KOp::IRem, {g, c(tilesPerSplit())});
+      tileId_ = g;
+    }
     if (perSibling_) {
       int count = c(static_cast<int64_t>(anchors_.size()));
       sibling_ = iop(KOp::IRem, {g, count});
@@ -466,9 +538,18 @@ private:
         acc_[s].push_back(b_.varNew(KType::F32, el_.f(0)));
     }
     int64_t step = unroll_ * ks_ * vk_;
-    bool mask = !k_.isStatic() || k_.offset % step != 0;
+    // The workgroup's k: all of K, or its split's kChunk_ (a multiple of the step; the
+    // last split's may be short).
+    bool mask = !k_.isStatic() || k_.offset % (splits_ > 1 ? kChunk_ : step) != 0;
+    int kBegin = iop(KOp::IMul, {ks_id_, c(vk_)});
     int kEnd = el_.extent(k_);
-    int kb = b_.loopBegin(iop(KOp::IMul, {ks_id_, c(vk_)}), kEnd, c(step));
+    if (splits_ > 1) {
+      int first = iop(KOp::IMul, {split_, c(kChunk_)});
+      int end = iop(KOp::IAdd, {first, c(kChunk_)});
+      kBegin = iop(KOp::IAdd, {first, kBegin});
+      kEnd = select(KType::I32, lt(end, kEnd), end, kEnd);
+    }
+    int kb = b_.loopBegin(kBegin, kEnd, c(step));
     el_.pushScope();
     const Node &a0 = anchor(0);
     bool ta = a0.attrBool("transpose_a");
@@ -607,6 +688,59 @@ private:
       // partial sums before the next sibling's stores.
       b_.barrier();
     }
+  }
+
+  // Each sibling's tile (through combine) and the kernel's values from it. Where K is
+  // split, the workgroup's sums go to its split's place among the tile's partial sums
+  // and it counts itself in; the last of the tile's workgroups to count adds the splits'
+  // sums in split order (so every run adds them alike), leaves the tile's count at zero
+  // for the next run, and runs the epilogue.
+  void finish(const KernelStores &stores, const std::vector<int> &siblingOf,
+              const std::vector<int> &active) {
+    combine(active);
+    if (splits_ == 1) {
+      epilogue(stores, siblingOf, active);
+      return;
+    }
+    int64_t tile = tm_ * tn_;
+    // Element e of sibling active[a]'s sums in split `split` of the tile.
+    auto at = [&](int split, size_t a, int e) {
+      int row = iop(KOp::IAdd, {iop(KOp::IMul, {tileId_, c(splits_)}), split});
+      row = iop(KOp::IAdd, {iop(KOp::IMul, {row, c(together())}), c(static_cast<int64_t>(a))});
+      return iop(KOp::IAdd, {iop(KOp::IMul, {row, c(tile)}), e});
+    };
+    int e = b_.loopBegin(lane_, c(tile), c(kWorkgroupSize));
+    for (size_t a = 0; a < active.size(); ++a)
+      b_.store(partials_, at(split_, a, e), b_.sharedLoad(active[a], KType::F32, e));
+    b_.loopEnd();
+    b_.fence();
+    b_.barrier();
+    b_.ifBegin(lt(lane_, c(1)));
+    int before = b_.atomicAdd(counters_, tileId_, c(1));
+    b_.sharedStore(last_, c(0), b_.op(KOp::Cast, KType::F32, {before}));
+    b_.ifEnd();
+    b_.barrier();
+    int counted = b_.sharedLoad(last_, KType::F32, c(0));
+    b_.ifBegin(
+        b_.op(KOp::Not, KType::Bool,
+              {b_.op(KOp::FLt, KType::Bool, {counted, el_.f(static_cast<float>(splits_ - 1))})}));
+    b_.fence();
+    e = b_.loopBegin(lane_, c(tile), c(kWorkgroupSize));
+    for (size_t a = 0; a < active.size(); ++a) {
+      int sum = b_.varNew(KType::F32, el_.f(0));
+      int sp = b_.loopBegin(c(0), c(splits_), c(1));
+      b_.varSet(sum, el_.fop(KOp::FAdd, {b_.varGet(KType::F32, sum),
+                                         b_.load(partials_, KType::F32, at(sp, a, e))}));
+      b_.loopEnd();
+      b_.sharedStore(active[a], e, b_.varGet(KType::F32, sum));
+    }
+    b_.loopEnd();
+    b_.ifBegin(lt(lane_, c(1)));
+    b_.store(counters_, tileId_, c(0));
+    b_.ifEnd();
+    b_.barrier();
+    epilogue(stores, siblingOf, active);
+    b_.ifEnd();
   }
 
   // Lanes between an invocation and the one holding the next slice of K.
@@ -1029,6 +1163,8 @@ private:
     exec.grid.push_back(rounded(n(widest_), tn_));
     if (perSibling_)
       exec.grid.push_back(ir::Dim::of(static_cast<int64_t>(anchors_.size())));
+    if (splits_ > 1)
+      exec.grid.push_back(ir::Dim::of(splits_));
     int64_t tile = tm_ * tn_;
     if (tile <= kWorkgroupSize) {
       exec.grid.push_back(ir::Dim::of(kWorkgroupSize / tile));
@@ -1054,6 +1190,11 @@ private:
   int sibling_ = -1;        // which, when perSibling_
   int64_t rg_ = 1, cg_ = 1, ks_ = 1, vn_ = 1, vk_ = 1, unroll_ = 1, tm_ = 1, tn_ = 1;
   int rm_ = 1;
+  // K split across workgroups: splits of kChunk_ k each; the workgroup's split and tile
+  // (of tilesPerSplit()), the shared array that tells it whether it finishes the tile,
+  // and the kernel buffers of the splits' sums and of each tile's count of them.
+  int64_t splits_ = 1, kChunk_ = 0;
+  int split_ = -1, tileId_ = -1, last_ = -1, partials_ = -1, counters_ = -1;
   int valid_ = -1, bi_ = -1, m0_ = -1, n0_ = -1, lane_ = -1;
   int ks_id_ = -1, cg_id_ = -1, rg_id_ = -1;
   std::vector<int> batchCoords_;
@@ -1069,8 +1210,8 @@ private:
 
 Status lowerContractionKernel(ElementLowering &el, const KernelStores &stores,
                               const std::vector<int> &anchors, const LowerOptions &opts,
-                              runtime::ExecKernel &exec) {
-  return ContractionLowering(el, anchors, opts).run(stores, exec);
+                              const AddScratch &scratch, runtime::ExecKernel &exec) {
+  return ContractionLowering(el, anchors, opts).run(stores, scratch, exec);
 }
 
 } // namespace kiln::compiler

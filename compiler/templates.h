@@ -2,6 +2,8 @@
 // ElementLowering, storing the values that leave the kernel.
 #pragma once
 
+#include <functional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -28,11 +30,17 @@ Status lowerPointwiseKernel(ElementLowering &el, const KernelStores &stores,
 Status lowerRowKernel(ElementLowering &el, const KernelStores &stores, int anchor,
                       runtime::ExecKernel &exec);
 
+// Adds memory of the kernel's own, which holds no value of the graph (a Temp or a Zeroed
+// buffer of `type`), as a buffer the kernel writes; returns its kernel buffer index.
+using AddScratch =
+    std::function<int(const std::string &name, const ir::TensorType &type, runtime::BufferRole)>;
+
 // Sibling matmuls that read one A operand (`anchors`, with equal batch dims and rows),
 // with their pointwise epilogue (rope and insert_slice included): a tile of every
-// sibling's result per workgroup.
+// sibling's result per workgroup (or, for a GEMV, per group of workgroups that split K
+// and pass their sums through scratch memory).
 Status lowerContractionKernel(ElementLowering &el, const KernelStores &stores,
                               const std::vector<int> &anchors, const LowerOptions &opts,
-                              runtime::ExecKernel &exec);
+                              const AddScratch &scratch, runtime::ExecKernel &exec);
 
 } // namespace kiln::compiler

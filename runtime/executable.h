@@ -9,7 +9,9 @@
 
 namespace kiln::runtime {
 
-enum class BufferRole : uint8_t { Input, Param, Output, Temp };
+// Zeroed: a kernel's own memory across runs (a split GEMV's tile counters), zero when the
+// plan loads; the kernel that uses it leaves it zero again when it ends.
+enum class BufferRole : uint8_t { Input, Param, Output, Temp, Zeroed };
 
 struct ExecBuffer {
   std::string name;

@@ -520,6 +520,12 @@ private:
     case KOp::Store:
       store(in);
       return nullptr;
+    case KOp::AtomicAdd: // atom.global.add.u32
+      return b_.CreateAtomicRMW(llvm::AtomicRMWInst::Add, elementPtr(in, b_.getInt32Ty()),
+                                arg(in, 1), llvm::MaybeAlign(4), llvm::AtomicOrdering::Monotonic);
+    case KOp::Fence: // membar.gl (fence.sc.gpu): __threadfence
+      b_.CreateIntrinsic(llvm::Intrinsic::nvvm_membar_gl, {}, {});
+      return nullptr;
     case KOp::LocalId:
       return sreg(llvm::Intrinsic::nvvm_read_ptx_sreg_tid_x);
     case KOp::GroupId: // launches are 1-D: up to 2^31 - 1 blocks in x

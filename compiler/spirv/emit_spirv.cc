@@ -1,6 +1,7 @@
 // Kernel IR → SPIR-V 1.3 compute shaders for Vulkan 1.1, plus SPIRV-Tools checks.
 #include "compiler/spirv/emit_spirv.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cstdio>
 #include <cstdlib>
@@ -225,6 +226,11 @@ BufferInfo Emitter::declareBuffer(MemType mem, uint32_t binding, bool written,
   b_.decorate(info.var, spv::DecorationBinding, {binding});
   if (!written)
     b_.decorate(info.var, spv::DecorationNonWritable);
+  // Workgroups of a kernel with a fence read what others wrote: past any cache of theirs.
+  bool fenced = std::any_of(k_.body.begin(), k_.body.end(),
+                            [](const KInst &in) { return in.op == KOp::Fence; });
+  if (written && fenced)
+    b_.decorate(info.var, spv::DecorationCoherent);
   b_.name(info.var, name);
   return info;
 }
@@ -388,6 +394,18 @@ Id Emitter::emitInst(int id) {
     return load(buffers_[in.buffer], arg(in, 0));
   case KOp::Store:
     store(buffers_[in.buffer], arg(in, 0), arg(in, 1));
+    return Id{};
+  case KOp::AtomicAdd: {
+    const BufferInfo &b = buffers_[in.buffer];
+    Id ptr = b_.op(spv::OpAccessChain, b.elemPtr, {b.var, b_.constI32(0), arg(in, 0)});
+    return b_.op(spv::OpAtomicIAdd, tI32_,
+                 {ptr, b_.constU32(spv::ScopeDevice), b_.constU32(0), arg(in, 1)});
+  }
+  case KOp::Fence:
+    b_.code(spv::OpMemoryBarrier)
+        .id(b_.constU32(spv::ScopeDevice))
+        .id(b_.constU32(spv::MemorySemanticsAcquireReleaseMask |
+                        spv::MemorySemanticsUniformMemoryMask));
     return Id{};
   case KOp::SharedLoad:
     return b_.op(spv::OpLoad, t, {sharedElement(in)});

@@ -28,6 +28,7 @@ namespace kiln::runtime::cu {
   X(cuFuncSetAttribute)                                                                            \
   X(cuMemAlloc)                                                                                    \
   X(cuMemFree)                                                                                     \
+  X(cuMemsetD8)                                                                                    \
   X(cuMemcpyHtoD)                                                                                  \
   X(cuMemcpyDtoH)                                                                                  \
   X(cuStreamCreate)                                                                                \

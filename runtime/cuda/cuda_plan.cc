@@ -95,6 +95,9 @@ Status CudaPlan::load() {
     if (Status s = check(api_.cuMemAlloc(&p, bytes), "cuMemAlloc of " + b.name); s.failed())
       return s;
     buffers_.push_back(p);
+    if (b.role == BufferRole::Zeroed)
+      if (Status s = check(api_.cuMemsetD8(p, 0, bytes), "zeroing " + b.name); s.failed())
+        return s;
   }
   size_t dimBytes = std::max<size_t>(exe_.dims.size(), 1) * sizeof(int32_t);
   if (Status s = check(api_.cuMemAlloc(&dims_, dimBytes), "cuMemAlloc"); s.failed())

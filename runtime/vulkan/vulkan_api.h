@@ -64,6 +64,7 @@ namespace kiln::runtime::vk {
   X(Device, vkCmdPipelineBarrier)                                                                  \
   X(Device, vkCmdCopyBuffer)                                                                       \
   X(Device, vkCmdUpdateBuffer)                                                                     \
+  X(Device, vkCmdFillBuffer)                                                                       \
   X(Device, vkCmdResetQueryPool)                                                                   \
   X(Device, vkCmdWriteTimestamp)                                                                   \
   X(Device, vkCreateQueryPool)                                                                     \

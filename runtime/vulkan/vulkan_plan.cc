@@ -167,6 +167,7 @@ private:
   Buffer dims_;
   Buffer dispatches_;    // per kernel: workgroups in x, y and z for vkCmdDispatchIndirect
   int64_t barriers_ = 0; // pipeline barriers in the recorded commands
+  bool zeroed_ = false;  // a run has cleared the Zeroed buffers
   std::vector<Pipeline> pipelines_;
   VkDescriptorPool pool_ = VK_NULL_HANDLE;
   VkCommandPool commandPool_ = VK_NULL_HANDLE;
@@ -566,6 +567,10 @@ Status VulkanPlan::recordTransfers(std::span<const int64_t> dims, std::span<cons
     groups.insert(groups.end(), {x, y, 1});
   }
   update(dispatches_.buffer, groups.data(), groups.size() * 4);
+  // Zeroed buffers start at zero; their kernels leave them so.
+  for (size_t i = 0; i < exe_.buffers.size() && !zeroed_; ++i)
+    if (exe_.buffers[i].role == BufferRole::Zeroed)
+      api_.vkCmdFillBuffer(up, buffers_[i].buffer, 0, VK_WHOLE_SIZE, 0);
   for (size_t i = 0; i < inputs.size(); ++i) {
     VkBufferCopy region{0, 0, inputs[i].size()};
     if (region.size > 0)
@@ -620,6 +625,7 @@ Status VulkanPlan::run(std::span<const int64_t> dims, std::span<const Bytes> inp
   auto end = std::chrono::steady_clock::now();
   if (waited.failed())
     return waited; // the fence stays pending; this plan cannot run again
+  zeroed_ = true;
   if (Status s = check(api_.vkResetFences(ctx_->device, 1, &fence_), "vkResetFences"); s.failed())
     return s;
 

@@ -28,6 +28,7 @@ namespace kiln::compiler {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 using kiln::testing::readExample;
 
@@ -303,6 +304,51 @@ TEST(Compile, GemvTilesFollowTheWeightsContiguousAxis) {
   EXPECT_THAT(kn, HasSubstr("barrier"));
   EXPECT_THAT(nk, HasSubstr("barrier"));
   EXPECT_NE(kn, nk);
+}
+
+// A GEMV over weights [K, N] whose tiles are too few splits K across workgroups: the
+// kernel writes the splits' sums to a temporary and counts them in a Zeroed buffer (one
+// count a tile). Weights [N, K], or enough tiles (N = 2^18: 1024 tiles of 256 columns),
+// or a K of one step keep a workgroup per tile.
+TEST(Compile, GemvsOfFewTilesSplitKAcrossWorkgroups) {
+  using runtime::BufferRole;
+  // y = x w for weights `w` ("K, N", or "N, K" with transpose_b) and N columns.
+  auto lower = [](const std::string &k, const std::string &w, const std::string &n,
+                  bool transposed) {
+    std::string text = "graph @g(%x: f16[1, " + k + "], %w: f16[" + w + "]) -> (f16[1, " + n +
+                       "]) {\n  %y = matmul %x, %w" + (transposed ? " {transpose_b = true}" : "") +
+                       " : f16[1, " + n + "]\n  return %y\n}";
+    auto l = lowerGraph(prepare(text));
+    EXPECT_TRUE(l) << l.message() << "\n" << text;
+    return l;
+  };
+  auto roles = [](const LoweredGraph &l) {
+    std::vector<BufferRole> r;
+    for (int b : l.exe.kernels[0].buffers)
+      r.push_back(l.exe.buffers[b].role);
+    return r;
+  };
+  auto split = lower("4096", "4096, 11008", "11008", false);
+  ASSERT_TRUE(split);
+  ASSERT_EQ(split->kernels.size(), 1u);
+  EXPECT_THAT(roles(*split),
+              ::testing::ElementsAre(BufferRole::Output, BufferRole::Temp, BufferRole::Zeroed,
+                                     BufferRole::Input, BufferRole::Input));
+  // 43 tiles of 256 columns, in 16 splits of 256 k.
+  const std::vector<int> &buffers = split->exe.kernels[0].buffers;
+  EXPECT_EQ(split->exe.buffers[buffers[1]].type.shape[0].offset, 43 * 16 * 256);
+  EXPECT_EQ(split->exe.buffers[buffers[2]].type.shape[0].offset, 43);
+  std::string text = printKernel(split->kernels[0]);
+  EXPECT_THAT(text, HasSubstr("atomic_add"));
+  EXPECT_THAT(text, HasSubstr("fence"));
+  auto nk = lower("4096", "11008, 4096", "11008", true);
+  auto wide = lower("4096", "4096, 262144", "262144", false);
+  auto shortK = lower("128", "128, 512", "512", false);
+  for (auto *l : {&nk, &wide, &shortK}) {
+    ASSERT_TRUE(*l);
+    EXPECT_THAT(roles(**l), Not(::testing::Contains(BufferRole::Zeroed)));
+    EXPECT_THAT(printKernel((*l)->kernels[0]), Not(HasSubstr("atomic_add")));
+  }
 }
 
 TEST(Compile, RowKernelsKeepShortRowsInRegistersAndLoopOverLongOnes) {
@@ -636,6 +682,32 @@ TEST_P(EndToEnd, MatmulsMatch) {
   return %y, %ys, %y3, %ab, %t, %e, %hh
 })",
       {{1, 1, 1}, {80, 50, 90}, {17, 3, 64}});
+}
+
+TEST_P(EndToEnd, GemvsThatSplitKMatch) {
+  // GEMVs over weights [K, N] that split K across workgroups (each over 10M weights, for
+  // 640 workgroups of whole steps): K not a multiple of the split (the last one short),
+  // N not a multiple of the tile, a few f32 rows with an epilogue (tiles of one slice of
+  // K), siblings with workgroups of their own and of different widths, gate and up (one
+  // workgroup sums both), bf16, and a half-mode rope over 128-column tiles. Two runs of
+  // one plan: the first leaves the tiles' counts at zero for the second.
+  run(R"(graph @split(%x: f16[1, 5000], %w: f16[5000, 2100], %x3: f32[3, 4096], %w3: f32[4096, 640], %b3: f32[640], %xq: f16[1, 8192], %wq: f16[8192, 1024], %wk: f16[8192, 256], %xg: f16[1, 4096], %wg: f16[4096, 1280], %wu: f16[4096, 1280], %h: bf16[2, 4096], %hw: bf16[4096, 2600], %xr: f16[1, 4096], %wr: f16[4096, 2560], %pos: i32[1]) -> (f16[1, 2100], f32[3, 640], f16[1, 1024], f16[1, 256], f16[1, 1280], bf16[2, 2600], f16[1, 20, 128]) {
+  %y = matmul %x, %w : f16[1, 2100]
+  %m3 = matmul %x3, %w3 : f32[3, 640]
+  %y3 = add %m3, %b3 : f32[3, 640]
+  %q = matmul %xq, %wq : f16[1, 1024]
+  %k = matmul %xq, %wk : f16[1, 256]
+  %g = matmul %xg, %wg : f16[1, 1280]
+  %u = matmul %xg, %wu : f16[1, 1280]
+  %s = silu %g : f16[1, 1280]
+  %gu = mul %s, %u : f16[1, 1280]
+  %hh = matmul %h, %hw : bf16[2, 2600]
+  %r0 = matmul %xr, %wr : f16[1, 2560]
+  %r1 = reshape %r0 : f16[1, 20, 128]
+  %r = rope %r1, %pos {mode = half} : f16[1, 20, 128]
+  return %y, %y3, %q, %k, %gu, %hh, %r
+})",
+      {{}, {}});
 }
 
 TEST_P(EndToEnd, TensorCoreMatmulsMatch) {

@@ -318,6 +318,23 @@ TEST(KernelIrVerifier, ChecksAsynchronousCopies) {
       << verifyError(negative);
 }
 
+TEST(KernelIrVerifier, ChecksAtomics) {
+  Kernel k = testing::groupCount();
+  EXPECT_FALSE(verifyKernel(k).failed()) << verifyKernel(k).message();
+  std::string text = printKernel(k);
+  for (const char *s : {"    fence\n", "%7 = atomic_add i32 buf0[%6], %2"})
+    EXPECT_NE(text.find(s), std::string::npos) << s << "\n" << text;
+  Kernel floats = k;
+  floats.buffers[0].elem = MemType::F32;
+  EXPECT_NE(verifyError(floats).find("atomic_add on buffer 0 (f32), expected an i32 buffer"),
+            std::string::npos)
+      << verifyError(floats);
+  Kernel readOnly = k;
+  readOnly.buffers[0].written = false;
+  EXPECT_NE(verifyError(readOnly).find("stores to read-only buffer 0"), std::string::npos)
+      << verifyError(readOnly);
+}
+
 TEST(KernelIrPrinter, IndentsRegionsAndListsSharedArrays) {
   std::string text = printKernel(regionKernel());
   for (const char *line :

@@ -217,6 +217,17 @@ TEST_P(NvptxArch, ShufflesAreWarpShuffles) {
   EXPECT_EQ(runPtxas(ptxas, ptx, GetParam()), "");
 }
 
+// Atomics are global atom.add, fences membar.gl.
+TEST_P(NvptxArch, AtomicsAndFences) {
+  std::string ptx = emitOrFail(testing::groupCount(), GetParam());
+  for (const char *want : {"atom.global.add.u32", "membar.gl;"})
+    EXPECT_NE(ptx.find(want), std::string::npos) << want << " missing in\n" << ptx;
+  std::string ptxas = findPtxas();
+  if (ptxas.empty())
+    GTEST_SKIP() << "SKIPPED: ptxas not found";
+  EXPECT_EQ(runPtxas(ptxas, ptx, GetParam()), "");
+}
+
 // Matrix ops are wmma on tensor cores, the product's layouts its factors' loads'; the
 // f16 arrays hold halves.
 TEST_P(NvptxArch, MatrixOpsAreWmma) {

@@ -139,6 +139,35 @@ inline compiler::Kernel subgroupSum() {
   return k;
 }
 
+// Workgroups count themselves in: invocation 0 of each, after a fence, adds 1 to
+// counts[0] and stores the count it saw to order[group]; the workgroup that sees the last
+// count (there are ceil(dims[0] / 256) workgroups) leaves counts[0] at zero again. Ids:
+// %0 local_id, %1 group_id, %2 const 1, %3 ilt, %4 if, %5 fence, %6 const 0,
+// %7 atomic_add, %8 store.
+inline compiler::Kernel groupCount() {
+  compiler::Kernel k;
+  k.name = "group_count";
+  k.numDims = 1;
+  k.buffers = {{"counts", MemType::I32, true}, {"order", MemType::I32, true}};
+  KernelBuilder b(k);
+  int lane = b.localId(), group = b.groupId(), one = b.constI(1);
+  b.ifBegin(b.op(KOp::ILt, KType::Bool, {lane, one}));
+  b.fence();
+  int zero = b.constI(0);
+  int before = b.atomicAdd(0, zero, one);
+  b.store(1, group, before);
+  int size = b.constI(compiler::kWorkgroupSize);
+  int groups =
+      b.op(KOp::IDiv, KType::I32,
+           {b.op(KOp::IAdd, KType::I32, {b.dim(0), b.constI(compiler::kWorkgroupSize - 1)}), size});
+  int lastCount = b.op(KOp::ISub, KType::I32, {groups, one});
+  b.ifBegin(b.op(KOp::Not, KType::Bool, {b.op(KOp::ILt, KType::Bool, {before, lastCount})}));
+  b.store(0, zero, zero);
+  b.ifEnd();
+  b.ifEnd();
+  return k;
+}
+
 // c = a * b for one 16 x 16 f16 matrix of each, by one subgroup: a and b copied to shared
 // arrays (b transposed when `transposedB`: the array holds its columns), one product of
 // a zero sum, and the sums out through an f32 array. Ids: %0 local_id, %1 const 256,

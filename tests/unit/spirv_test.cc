@@ -161,6 +161,16 @@ TEST(SpirvEmit, SubgroupShufflesValidate) {
   EXPECT_EQ(countOf(text, "OpGroupNonUniformShuffleXor"), 8u) << text;
 }
 
+// Atomics at device scope, fences as memory barriers, and the written buffers of a kernel
+// with a fence coherent.
+TEST(SpirvEmit, AtomicsAndFencesValidate) {
+  std::string text = disassembleSpirv(emitValid(testing::groupCount()));
+  for (const char *want : {"OpAtomicIAdd %int", "OpMemoryBarrier %uint_1 %uint_72",
+                           "OpDecorate %counts Coherent", "OpDecorate %order Coherent"})
+    EXPECT_NE(text.find(want), std::string::npos) << want << " missing in\n" << text;
+  EXPECT_EQ(countOf(text, "Coherent"), 2u) << text;
+}
+
 // Structured control flow, shared arrays, barriers and the workgroup builtins.
 TEST(SpirvEmit, RowSumMaxShape) {
   std::string text = disassembleSpirv(emitValid(testing::rowSumMax()));

@@ -600,6 +600,30 @@ TEST_F(VulkanTest, RowSumMaxOnAWideGrid) {
   checkRowSumMax(out, in, rows, cols);
 }
 
+// Workgroups count themselves in with atomics on a Zeroed buffer: each run of one plan
+// sees every count from 0 once (the buffer starts at zero, and the last workgroup leaves
+// it so for the next run).
+TEST_F(VulkanTest, AtomicsCountEachWorkgroupOnceARun) {
+  const int64_t groups = 300;
+  Executable exe = oneKernel(testing::groupCount(), {{"n", 1, 1 << 20}});
+  exe.buffers[0].role = BufferRole::Zeroed;
+  exe.outputs = {1};
+  Expected<std::unique_ptr<Plan>> plan = device_->load(exe);
+  ASSERT_TRUE(plan) << plan.message();
+  std::vector<int64_t> dims{groups * compiler::kWorkgroupSize};
+  for (int run = 0; run < 2; ++run) {
+    std::vector<Bytes> out;
+    Status s = (*plan)->run(dims, {}, out, nullptr);
+    ASSERT_FALSE(s.failed()) << s.message();
+    ASSERT_EQ(out.size(), 1u);
+    std::vector<int32_t> order = fromBytes<int32_t>(out[0]);
+    order.resize(groups);
+    std::sort(order.begin(), order.end());
+    for (int64_t g = 0; g < groups; ++g)
+      ASSERT_EQ(order[g], g) << "run " << run;
+  }
+}
+
 // Shuffles and the subgroup size: every invocation gets its subgroup's sum, which also
 // checks that subgroups are runs of consecutive invocations (the row template relies on it).
 TEST_F(VulkanTest, SubgroupShufflesSumEachSubgroup) {
