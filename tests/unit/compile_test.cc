@@ -685,13 +685,13 @@ TEST_P(EndToEnd, MatmulsMatch) {
 }
 
 TEST_P(EndToEnd, GemvsThatSplitKMatch) {
-  // GEMVs over weights [K, N] that split K across workgroups (each over 10M weights, for
-  // 640 workgroups of whole steps): K not a multiple of the split (the last one short),
+  // GEMVs over weights [K, N] that split K across workgroups (each over 20M weights, for
+  // 640 workgroups of two steps or more): K not a multiple of the split (the last one short),
   // N not a multiple of the tile, a few f32 rows with an epilogue (tiles of one slice of
   // K), siblings with workgroups of their own and of different widths, gate and up (one
   // workgroup sums both), bf16, and a half-mode rope over 128-column tiles. Two runs of
   // one plan: the first leaves the tiles' counts at zero for the second.
-  run(R"(graph @split(%x: f16[1, 5000], %w: f16[5000, 2100], %x3: f32[3, 4096], %w3: f32[4096, 640], %b3: f32[640], %xq: f16[1, 8192], %wq: f16[8192, 1024], %wk: f16[8192, 256], %xg: f16[1, 4096], %wg: f16[4096, 1280], %wu: f16[4096, 1280], %h: bf16[2, 4096], %hw: bf16[4096, 2600], %xr: f16[1, 4096], %wr: f16[4096, 2560], %pos: i32[1]) -> (f16[1, 2100], f32[3, 640], f16[1, 1024], f16[1, 256], f16[1, 1280], bf16[2, 2600], f16[1, 20, 128]) {
+  run(R"(graph @split(%x: f16[1, 10000], %w: f16[10000, 2100], %x3: f32[3, 4096], %w3: f32[4096, 640], %b3: f32[640], %xq: f16[1, 16384], %wq: f16[16384, 1024], %wk: f16[16384, 256], %xg: f16[1, 8192], %wg: f16[8192, 1280], %wu: f16[8192, 1280], %h: bf16[2, 4096], %hw: bf16[4096, 2600], %xr: f16[1, 8192], %wr: f16[8192, 2560], %pos: i32[1]) -> (f16[1, 2100], f32[3, 640], f16[1, 1024], f16[1, 256], f16[1, 1280], bf16[2, 2600], f16[1, 20, 128]) {
   %y = matmul %x, %w : f16[1, 2100]
   %m3 = matmul %x3, %w3 : f32[3, 640]
   %y3 = add %m3, %b3 : f32[3, 640]
