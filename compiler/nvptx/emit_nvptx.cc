@@ -428,9 +428,8 @@ private:
     switch (in.op) {
     case KOp::GlobalId: {
       llvm::Value *ctaid = sreg(llvm::Intrinsic::nvvm_read_ptx_sreg_ctaid_x);
-      llvm::Value *ntid = sreg(llvm::Intrinsic::nvvm_read_ptx_sreg_ntid_x);
       llvm::Value *tid = sreg(llvm::Intrinsic::nvvm_read_ptx_sreg_tid_x);
-      return b_.CreateAdd(b_.CreateMul(ctaid, ntid), tid);
+      return b_.CreateAdd(b_.CreateMul(ctaid, b_.getInt32(kWorkgroupSize)), tid);
     }
     case KOp::Dim: {
       llvm::Value *dims = fn_->getArg(static_cast<unsigned>(k_.buffers.size()));
