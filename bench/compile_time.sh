@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compile-time benchmark: the default pipeline on generated graphs, median of several
 # runs per pass, then lowering and code generation (PTX for sm_90, SPIR-V) of
-# examples/llama_decoder.kir. bench/compile_time.sh [NODES] [RUNS] [SEEDS...]
+# examples/llama_decoder.kir, in all and per kernel. bench/compile_time.sh [NODES] [RUNS] [SEEDS...]
 # (default 10000 9 1 2 3). Needs a build in build/ (scripts/build.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
