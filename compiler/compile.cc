@@ -3,7 +3,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
+#include <cctype>
 #include <thread>
+#include <unordered_map>
 
 #include "compiler/lower.h"
 #include "compiler/nvptx/emit_nvptx.h"
@@ -29,12 +32,75 @@ void forEachKernel(size_t count, const std::function<void(size_t)> &emit) {
     t.join();
 }
 
+namespace {
+
+// Everything of a kernel but its names, as bytes: equal keys, equal code.
+std::string codeKey(const Kernel &k) {
+  std::string key;
+  auto put = [&](int64_t v) { key.append(reinterpret_cast<const char *>(&v), sizeof v); };
+  put(k.numDims);
+  put(k.guard);
+  put(k.guardEnd);
+  put(static_cast<int64_t>(k.buffers.size()));
+  for (const KBuffer &b : k.buffers) {
+    put(static_cast<int64_t>(b.elem));
+    put(b.written);
+  }
+  put(static_cast<int64_t>(k.shared.size()));
+  for (const KShared &a : k.shared) {
+    put(static_cast<int64_t>(a.elem));
+    put(a.size);
+  }
+  for (const KInst &in : k.body) {
+    put(static_cast<int64_t>(in.op));
+    put(static_cast<int64_t>(in.type));
+    put(in.imm);
+    put(std::bit_cast<uint32_t>(in.fimm));
+    put(in.buffer);
+    put(static_cast<int64_t>(in.args.size()));
+    for (int a : in.args)
+      put(a);
+  }
+  return key;
+}
+
+bool identifierChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+
+} // namespace
+
+std::vector<size_t> firstOfSameCode(const std::vector<Kernel> &kernels) {
+  std::unordered_map<std::string, size_t> first;
+  std::vector<size_t> same(kernels.size());
+  for (size_t i = 0; i < kernels.size(); ++i)
+    same[i] = first.try_emplace(codeKey(kernels[i]), i).first->second;
+  return same;
+}
+
+std::string renamePtx(const std::string &ptx, const std::string &from, const std::string &to) {
+  // An occurrence of `from` that starts an identifier and is all of it or the
+  // `from`_param_N of a parameter.
+  std::string out;
+  size_t at = 0;
+  for (size_t i; (i = ptx.find(from, at)) != std::string::npos;) {
+    size_t end = i + from.size();
+    bool starts = i == 0 || !identifierChar(ptx[i - 1]);
+    bool whole =
+        end == ptx.size() || !identifierChar(ptx[end]) || ptx.compare(end, 7, "_param_") == 0;
+    out.append(ptx, at, i - at);
+    out += starts && whole ? to : from;
+    at = end;
+  }
+  out.append(ptx, at, std::string::npos);
+  return out;
+}
+
 Expected<runtime::Executable> compileGraph(const ir::Graph &g, const CompileOptions &opts) {
   auto lowered = lowerGraph(g, {opts.matrixUnits});
   if (!lowered)
     return lowered.error();
   runtime::Executable exe = std::move(lowered->exe);
   std::vector<Status> failed(lowered->kernels.size());
+  std::vector<size_t> same = firstOfSameCode(lowered->kernels);
   forEachKernel(lowered->kernels.size(), [&](size_t i) {
     const Kernel &k = lowered->kernels[i];
     if (opts.spirv) {
@@ -45,7 +111,7 @@ Expected<runtime::Executable> compileGraph(const ir::Graph &g, const CompileOpti
       }
       exe.kernels[i].spirv = std::move(*words);
     }
-    if (opts.ptx) {
+    if (opts.ptx && same[i] == i) {
       auto ptx = emitPtx(k, opts.smArch);
       if (!ptx) {
         failed[i] = makeError("error: kernel " + k.name + ": PTX: " + ptx.message());
@@ -58,6 +124,12 @@ Expected<runtime::Executable> compileGraph(const ir::Graph &g, const CompileOpti
   for (const Status &s : failed) // the first kernel's error, whichever thread saw it
     if (s.failed())
       return s;
+  for (size_t i = 0; i < same.size(); ++i)
+    if (opts.ptx && same[i] != i) {
+      exe.kernels[i].ptx = renamePtx(exe.kernels[same[i]].ptx, lowered->kernels[same[i]].name,
+                                     lowered->kernels[i].name);
+      exe.kernels[i].dynamicShared = exe.kernels[same[i]].dynamicShared;
+    }
   return exe;
 }
 

@@ -4,7 +4,9 @@
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <vector>
 
+#include "compiler/kernel_ir.h"
 #include "ir/graph.h"
 #include "ir/support.h"
 #include "runtime/executable.h"
@@ -23,8 +25,18 @@ struct CompileOptions {
 // independently (each in an LLVM context of its own), and the results keep their order.
 void forEachKernel(size_t count, const std::function<void(size_t)> &emit);
 
+// For each kernel, the index of the first kernel of the same code (its own index when it
+// is the first): the same body, guard, dims, shared arrays and buffers' element types and
+// access, whatever the names. A model's layers lower to kernels of the same code, which
+// compile to PTX once.
+std::vector<size_t> firstOfSameCode(const std::vector<Kernel> &kernels);
+
+// The PTX of kernel `from` as the PTX of a kernel of the same code named `to`: LLVM names
+// the entry and its parameters after the kernel, and nothing else.
+std::string renamePtx(const std::string &ptx, const std::string &from, const std::string &to);
+
 // Lowers `g` (already through the pass pipeline) and emits every kernel for each target,
-// kernels in parallel.
+// kernels in parallel, each distinct code once for PTX.
 Expected<runtime::Executable> compileGraph(const ir::Graph &g, const CompileOptions &opts);
 
 } // namespace kiln::compiler

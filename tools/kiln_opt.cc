@@ -112,8 +112,9 @@ Expected<std::string> emitKernel(const compiler::Kernel &k, const Options &o) {
 }
 
 // Emits every kernel of the lowered graph for the chosen target (in parallel),
-// concatenated in order; with --time-passes, says how long lowering and emission took,
-// and each kernel's emission with its size (to stderr).
+// concatenated in order, kernels of the same code compiled to PTX once; with
+// --time-passes, says how long lowering and emission took, and each kernel's emission
+// with its size (to stderr).
 Expected<std::string> emitKernels(const ir::Graph &g, const Options &o) {
   auto start = std::chrono::steady_clock::now();
   bool matrixUnits = o.matrixUnits.empty() ? o.emit == "ptx" : o.matrixUnits == "on";
@@ -125,16 +126,26 @@ Expected<std::string> emitKernels(const ir::Graph &g, const Options &o) {
   const std::vector<compiler::Kernel> &kernels = lowered->kernels;
   std::vector<Expected<std::string>> code(kernels.size(), std::string());
   std::vector<double> kernelMs(kernels.size());
+  // PTX: a kernel of the same code as an earlier one takes its PTX, renamed.
+  std::vector<size_t> same(kernels.size());
+  for (size_t i = 0; i < same.size(); ++i)
+    same[i] = i;
+  if (o.emit == "ptx")
+    same = compiler::firstOfSameCode(kernels);
   compiler::forEachKernel(kernels.size(), [&](size_t i) {
+    if (same[i] != i)
+      return;
     auto kernelStart = std::chrono::steady_clock::now();
     code[i] = emitKernel(kernels[i], o);
     kernelMs[i] = msSince(kernelStart);
   });
   std::string out;
-  for (const Expected<std::string> &c : code) {
-    if (!c)
-      return c.error();
-    out += *c;
+  for (size_t i = 0; i < code.size(); ++i) {
+    if (!code[same[i]])
+      return code[same[i]].error();
+    if (same[i] != i)
+      code[i] = compiler::renamePtx(*code[same[i]], kernels[same[i]].name, kernels[i].name);
+    out += *code[i];
   }
   if (o.inst.timePasses) {
     std::fprintf(stderr,
@@ -144,8 +155,10 @@ Expected<std::string> emitKernels(const ir::Graph &g, const Options &o) {
     // Kernels emit side by side, one thread per core: the wall time above is about the
     // largest of these or their sum over the cores, whichever is more.
     for (size_t i = 0; i < kernels.size(); ++i)
-      std::fprintf(stderr, "  %9.3f ms    %s (%zu instructions)\n", kernelMs[i],
-                   kernels[i].name.c_str(), kernels[i].body.size());
+      std::fprintf(stderr, "  %9.3f ms    %s (%zu instructions%s%s)\n", kernelMs[i],
+                   kernels[i].name.c_str(), kernels[i].body.size(),
+                   same[i] == i ? "" : ", the code of ",
+                   same[i] == i ? "" : kernels[same[i]].name.c_str());
   }
   return out;
 }

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <sstream>
 
@@ -14,6 +15,7 @@
 
 #include "compiler/compile.h"
 #include "compiler/lower.h"
+#include "compiler/nvptx/emit_nvptx.h"
 #include "compiler/spirv/emit_spirv.h"
 #include "ir/interpreter.h"
 #include "ir/parser.h"
@@ -121,6 +123,48 @@ TEST(Compile, OutputIsByteIdenticalRunAfterRun) {
     EXPECT_EQ(a->kernels[i].ptx, b->kernels[i].ptx) << i;
     EXPECT_THAT(a->kernels[i].ptx, HasSubstr(".entry " + a->kernels[i].name + "("));
   }
+}
+
+TEST(Compile, KernelsOfTheSameCodeCompileToPtxOnce) {
+  // Three sums of rows of one shape and dtype (whatever the names), a sum over an f16
+  // input and output and a max: kernels 0, 1 and 3 are one code, and each kernel's PTX is what
+  // compiling it alone gives.
+  ir::Graph g = prepare(R"(
+graph @same(%a: f32[32, 512], %b: f32[32, 512], %c: f16[32, 512], %d: f32[32, 512], %e: f32[32, 512]) -> (f32[32], f32[32], f16[32], f32[32], f32[32]) {
+  %ra = reduce_sum %a {axes = [1]} : f32[32]
+  %rb = reduce_sum %b {axes = [1]} : f32[32]
+  %rc = reduce_sum %c {axes = [1]} : f16[32]
+  %rd = reduce_sum %d {axes = [1]} : f32[32]
+  %re = reduce_max %e {axes = [1]} : f32[32]
+  return %ra, %rb, %rc, %rd, %re
+})");
+  auto lowered = lowerGraph(g, {});
+  ASSERT_TRUE(lowered) << lowered.message();
+  ASSERT_EQ(lowered->kernels.size(), 5u);
+  EXPECT_EQ(firstOfSameCode(lowered->kernels), (std::vector<size_t>{0, 0, 2, 0, 4}));
+  CompileOptions opts;
+  opts.spirv = false;
+  opts.ptx = true;
+  auto exe = compileGraph(g, opts);
+  ASSERT_TRUE(exe) << exe.message();
+  for (size_t i = 0; i < lowered->kernels.size(); ++i) {
+    auto alone = emitPtx(lowered->kernels[i], opts.smArch);
+    ASSERT_TRUE(alone) << alone.message();
+    EXPECT_EQ(exe->kernels[i].ptx, *alone) << lowered->kernels[i].name;
+  }
+  // The decoder's kernels are all of different codes (its two norms read an f16 input
+  // and an f32 temporary).
+  auto decoder = lowerGraph(prepare(readExample("llama_decoder.kir")), {});
+  ASSERT_TRUE(decoder) << decoder.message();
+  std::vector<size_t> own(decoder->kernels.size());
+  std::iota(own.begin(), own.end(), size_t{0});
+  EXPECT_EQ(firstOfSameCode(decoder->kernels), own);
+}
+
+TEST(Compile, RenamedPtxNamesOnlyTheKernel) {
+  std::string ptx = ".entry k_1(\n.param .u64 k_1_param_0\n)\n// k_10 k_1x xk_1 k_1\n";
+  EXPECT_EQ(renamePtx(ptx, "k_1", "k_22"),
+            ".entry k_22(\n.param .u64 k_22_param_0\n)\n// k_10 k_1x xk_1 k_22\n");
 }
 
 TEST(Compile, OpsNoTemplateLowersAreRefusedByName) {
