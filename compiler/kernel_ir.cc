@@ -5,8 +5,8 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
-#include <map>
 #include <tuple>
+#include <unordered_map>
 
 namespace kiln::compiler {
 namespace {
@@ -926,6 +926,20 @@ bool isPure(const Kernel &k, const KInst &in) {
 
 using InstKey = std::tuple<KOp, KType, std::vector<int>, int64_t, uint32_t, int>;
 
+struct InstKeyHash {
+  size_t operator()(const InstKey &key) const {
+    const auto &[op, type, args, imm, fimm, buffer] = key;
+    uint64_t h = static_cast<uint64_t>(op) << 8 | static_cast<uint64_t>(type);
+    auto mix = [&](uint64_t v) { h = (h ^ v) * 0x100000001b3ull; };
+    for (int a : args)
+      mix(static_cast<uint32_t>(a));
+    mix(static_cast<uint64_t>(imm));
+    mix(fimm);
+    mix(static_cast<uint32_t>(buffer));
+    return static_cast<size_t>(h);
+  }
+};
+
 } // namespace
 
 void compactKernel(Kernel &k) {
@@ -943,7 +957,7 @@ void compactKernel(Kernel &k) {
   // Forward: the first of equal pure instructions in an open region stands for the rest.
   std::vector<int> newId(n, -1);
   std::vector<KInst> body;
-  std::map<InstKey, int> known;
+  std::unordered_map<InstKey, int, InstKeyHash> known;
   std::vector<std::vector<InstKey>> opened{{}}; // keys added per open region
   int guardEnd = 0;
   for (size_t id = 0; id < n; ++id) {
