@@ -5,6 +5,7 @@
 #include <atomic>
 #include <bit>
 #include <cctype>
+#include <numeric>
 #include <thread>
 #include <unordered_map>
 
@@ -100,7 +101,10 @@ Expected<runtime::Executable> compileGraph(const ir::Graph &g, const CompileOpti
     return lowered.error();
   runtime::Executable exe = std::move(lowered->exe);
   std::vector<Status> failed(lowered->kernels.size());
-  std::vector<size_t> same = firstOfSameCode(lowered->kernels);
+  std::vector<size_t> same(lowered->kernels.size());
+  std::iota(same.begin(), same.end(), size_t{0});
+  if (opts.ptx)
+    same = firstOfSameCode(lowered->kernels);
   forEachKernel(lowered->kernels.size(), [&](size_t i) {
     const Kernel &k = lowered->kernels[i];
     if (opts.spirv) {
@@ -125,7 +129,7 @@ Expected<runtime::Executable> compileGraph(const ir::Graph &g, const CompileOpti
     if (s.failed())
       return s;
   for (size_t i = 0; i < same.size(); ++i)
-    if (opts.ptx && same[i] != i) {
+    if (same[i] != i) {
       exe.kernels[i].ptx = renamePtx(exe.kernels[same[i]].ptx, lowered->kernels[same[i]].name,
                                      lowered->kernels[i].name);
       exe.kernels[i].dynamicShared = exe.kernels[same[i]].dynamicShared;

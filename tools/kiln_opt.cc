@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <numeric>
 #include <set>
 
 #include "compiler/compile.h"
@@ -128,8 +129,7 @@ Expected<std::string> emitKernels(const ir::Graph &g, const Options &o) {
   std::vector<double> kernelMs(kernels.size());
   // PTX: a kernel of the same code as an earlier one takes its PTX, renamed.
   std::vector<size_t> same(kernels.size());
-  for (size_t i = 0; i < same.size(); ++i)
-    same[i] = i;
+  std::iota(same.begin(), same.end(), size_t{0});
   if (o.emit == "ptx")
     same = compiler::firstOfSameCode(kernels);
   compiler::forEachKernel(kernels.size(), [&](size_t i) {
