@@ -2,8 +2,8 @@
 // every block is a kernel of its own). Values that leave a kernel go to memory: the
 // caller's output buffers, or temporaries; an insert_slice writes into its destination
 // input in place. Each kernel is lowered by the template of its kind: pointwise, a row
-// kernel around one reduction or normalization, or a contraction kernel around sibling
-// matmuls.
+// kernel around one reduction or normalization, a contraction kernel around sibling
+// matmuls, or an attention kernel around two matmuls and the softmax between them.
 #include "compiler/lower.h"
 
 #include <algorithm>
@@ -200,7 +200,7 @@ private:
     };
     for (size_t id = 0; id < g_.nodes.size(); ++id) {
       const Node &n = g_.nodes[id];
-      if (isCompute(n) || n.op == Op::Input || n.op == Op::Param)
+      if (isCompute(n) || ir::opCategory(n.op) == ir::Category::Source)
         check(static_cast<int>(id));
       // Temporaries hold bool as i32; the caller's buffers keep the graph's dtypes.
       bool returned =
@@ -224,7 +224,8 @@ private:
       }
       if (rows > 1)
         refused.insert("several reductions in one kernel");
-      if (rows > 0 && contractions > 0)
+      // Two matmuls around a softmax are an attention, whose template checks the rest.
+      if (rows > 0 && contractions > 0 && !(rows == 1 && contractions == 2))
         refused.insert("a reduction and a matmul in one kernel");
     }
     if (refused.empty())
@@ -345,10 +346,18 @@ private:
       out_.exe.buffers.push_back({name, type, role});
       return addBuffer(index, b, true);
     };
-    Status s = !contractions.empty()
-                   ? lowerContractionKernel(*o.el, stores, contractions, opts_, scratch, *o.exec)
-               : anchor >= 0 ? lowerRowKernel(*o.el, stores, anchor, *o.exec)
-                             : lowerPointwiseKernel(*o.el, stores, *o.exec);
+    Status s;
+    if (anchor >= 0 && contractions.size() == 2) {
+      // The output matmul reads the softmax.
+      bool first = g_.nodes[contractions[0]].operands[0] == anchor;
+      s = lowerAttentionKernel(*o.el, stores, contractions[first ? 1 : 0], anchor,
+                               contractions[first ? 0 : 1], scratch, *o.exec);
+    } else if (!contractions.empty()) {
+      s = lowerContractionKernel(*o.el, stores, contractions, opts_, scratch, *o.exec);
+    } else {
+      s = anchor >= 0 ? lowerRowKernel(*o.el, stores, anchor, *o.exec)
+                      : lowerPointwiseKernel(*o.el, stores, *o.exec);
+    }
     if (s.failed())
       return makeError("error: graph @" + g_.name + ": kernel " + o.kernel->name + ": " +
                        s.message());

@@ -92,13 +92,6 @@ constexpr int64_t kMaxSubgroupSize = 128;
 // Columns (rows of B) an invocation of a GEMV over K-contiguous B sums at once, at most.
 constexpr int64_t kMaxColumnsPerInvocation = 4;
 
-int64_t nextPow2(int64_t v) {
-  int64_t p = 1;
-  while (p < v)
-    p *= 2;
-  return p;
-}
-
 // The axis of node `id`'s shape along which consecutive elements sit next to each other
 // in memory, or -1 when unknown. It only steers the tile's shape; correctness never
 // depends on it.
@@ -505,17 +498,9 @@ private:
     return select(KType::I32, lt(i, e), i, iop(KOp::ISub, {e, c(1)}));
   }
 
-  // Coordinates in matrix operand `id` ([batch..., rows, cols] of a or b) of its
-  // element (row, col) of the logical, untransposed matrix for the tile's batch index.
+  // Matrix operand `id`'s element (row, col) for the tile's batch index.
   std::vector<int> operandCoords(int id, bool transpose, int row, int col) {
-    const ir::Shape &s = g_.typeOf(id).shape;
-    size_t rank = s.size(), lead = batch_.size() - (rank - 2);
-    std::vector<int> coords;
-    for (size_t i = 0; i + 2 < rank; ++i)
-      coords.push_back(s[i].isStatic() && s[i].offset == 1 ? c(0) : batchCoords_[lead + i]);
-    coords.push_back(transpose ? col : row);
-    coords.push_back(transpose ? row : col);
-    return coords;
+    return matmulOperandCoords(el_, id, transpose, batchCoords_, row, col);
   }
 
   // The sums over the invocation's slice of K of siblings `active`, in variables
@@ -1209,6 +1194,18 @@ private:
 };
 
 } // namespace
+
+std::vector<int> matmulOperandCoords(ElementLowering &el, int id, bool transpose,
+                                     const std::vector<int> &batch, int row, int col) {
+  const ir::Shape &s = el.graph().typeOf(id).shape;
+  size_t rank = s.size(), lead = batch.size() - (rank - 2);
+  std::vector<int> coords;
+  for (size_t i = 0; i + 2 < rank; ++i)
+    coords.push_back(s[i].isStatic() && s[i].offset == 1 ? el.b().constI(0) : batch[lead + i]);
+  coords.push_back(transpose ? col : row);
+  coords.push_back(transpose ? row : col);
+  return coords;
+}
 
 Status lowerContractionKernel(ElementLowering &el, const KernelStores &stores,
                               const std::vector<int> &anchors, const LowerOptions &opts,

@@ -181,41 +181,10 @@ private:
     return treeReduce(op, b_.varGet(KType::F32, acc));
   }
 
-  // Combines `v` over the row's `width_` invocations (consecutive lanes of the
-  // workgroup), leaving the same bits in each. Within a subgroup, a butterfly of
-  // shuffles; rows wider than a subgroup then meet in shared memory, where every
-  // invocation folds its row's subgroup results in order. The subgroup size is known
-  // only on the device (32 on NVIDIA, 4 to 64 elsewhere), so both steps test it; the
-  // tests are uniform, and PTX folds them. Reductions take the two halves of the shared
-  // array by turns: the barrier of the next one orders this one's reads before the one
-  // after it writes.
+  // Combines `v` over the row's invocations, the reductions taking the two halves of
+  // shared array 0 by turns (see combineLanes).
   int treeReduce(KOp op, int v) {
-    if (width_ == 1)
-      return v;
-    int size = b_.subgroupSize();
-    int acc = b_.varNew(KType::F32, v);
-    for (int64_t mask = 1; mask < width_; mask *= 2) {
-      b_.ifBegin(b_.op(KOp::ILt, KType::Bool, {b_.constI(mask), size}));
-      int mine = b_.varGet(KType::F32, acc);
-      b_.varSet(acc, fop(op, {mine, b_.shuffleXor(mine, static_cast<int>(mask))}));
-      b_.ifEnd();
-    }
-    b_.ifBegin(b_.op(KOp::ILt, KType::Bool, {size, b_.constI(width_)}));
-    int region = b_.constI(reductions_++ % 2 * kWorkgroupSize);
-    b_.ifBegin(b_.op(KOp::ILt, KType::Bool, {iop(KOp::IRem, {lane_, size}), b_.constI(1)}));
-    b_.sharedStore(0, iop(KOp::IAdd, {region, iop(KOp::IDiv, {lane_, size})}),
-                   b_.varGet(KType::F32, acc));
-    b_.ifEnd();
-    b_.barrier();
-    int rowFirst = iop(KOp::IAdd, {region, iop(KOp::IDiv, {iop(KOp::ISub, {lane_, t_}), size})});
-    int folded = b_.varNew(KType::F32, b_.sharedLoad(0, KType::F32, rowFirst));
-    int i = b_.loopBegin(b_.constI(1), iop(KOp::IDiv, {b_.constI(width_), size}), b_.constI(1));
-    int other = b_.sharedLoad(0, KType::F32, iop(KOp::IAdd, {rowFirst, i}));
-    b_.varSet(folded, fop(op, {b_.varGet(KType::F32, folded), other}));
-    b_.loopEnd();
-    b_.varSet(acc, b_.varGet(KType::F32, folded));
-    b_.ifEnd();
-    return b_.varGet(KType::F32, acc);
+    return combineLanes(el_, op, v, width_, t_, 0, reductions_++ % 2 * kWorkgroupSize);
   }
 
   // Stores the per-element values: in registers, slot by slot; otherwise in a loop.
@@ -351,6 +320,38 @@ private:
 };
 
 } // namespace
+
+int combineLanes(ElementLowering &el, KOp op, int v, int64_t width, int t, int shared,
+                 int64_t region) {
+  if (width == 1)
+    return v;
+  KernelBuilder &b = el.b();
+  auto lt = [&](int x, int y) { return b.op(KOp::ILt, KType::Bool, {x, y}); };
+  int size = b.subgroupSize(), lane = b.localId();
+  int acc = b.varNew(KType::F32, v);
+  for (int64_t mask = 1; mask < width; mask *= 2) {
+    b.ifBegin(lt(b.constI(mask), size));
+    int mine = b.varGet(KType::F32, acc);
+    b.varSet(acc, el.fop(op, {mine, b.shuffleXor(mine, static_cast<int>(mask))}));
+    b.ifEnd();
+  }
+  b.ifBegin(lt(size, b.constI(width)));
+  int base = b.constI(region);
+  b.ifBegin(lt(el.iop(KOp::IRem, {lane, size}), b.constI(1)));
+  b.sharedStore(shared, el.iop(KOp::IAdd, {base, el.iop(KOp::IDiv, {lane, size})}),
+                b.varGet(KType::F32, acc));
+  b.ifEnd();
+  b.barrier();
+  int first = el.iop(KOp::IAdd, {base, el.iop(KOp::IDiv, {el.iop(KOp::ISub, {lane, t}), size})});
+  int folded = b.varNew(KType::F32, b.sharedLoad(shared, KType::F32, first));
+  int i = b.loopBegin(b.constI(1), el.iop(KOp::IDiv, {b.constI(width), size}), b.constI(1));
+  int other = b.sharedLoad(shared, KType::F32, el.iop(KOp::IAdd, {first, i}));
+  b.varSet(folded, el.fop(op, {b.varGet(KType::F32, folded), other}));
+  b.loopEnd();
+  b.varSet(acc, b.varGet(KType::F32, folded));
+  b.ifEnd();
+  return b.varGet(KType::F32, acc);
+}
 
 Status lowerRowKernel(ElementLowering &el, const KernelStores &stores, int anchor,
                       runtime::ExecKernel &exec) {

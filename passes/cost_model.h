@@ -31,6 +31,9 @@ struct DeviceProfile {
 constexpr int kTileM = 64, kTileN = 64, kTileK = 32;
 constexpr int64_t kRowScratchBytes = 2 * 256 * 4;
 int64_t kernelSharedBytes(int contractions, int elementBytes, int rows);
+// The longest rows of queries, keys and values a decode-attention kernel takes (head
+// dimensions of 64 to 256 in today's models; compiler/lower_attention.cc).
+constexpr int64_t kMaxAttentionHeadDim = 256;
 
 // Every profile kiln knows, the first being the default.
 std::span<const DeviceProfile> deviceProfiles();

@@ -4,7 +4,8 @@
 //
 // A kernel has one anchor (a row reduction or a contraction) at most, except that
 // sibling contractions reading the same A operand may share a kernel (Q, K and V
-// projections; gate and up), plus any number of elementwise ops: a pointwise producer
+// projections; gate and up) and that a decode attention (softmax(f(q . K)) . V over one
+// query row) is one kernel, plus any number of elementwise ops: a pointwise producer
 // may join as a prologue of a row reduction or of a pointwise kernel; pointwise and
 // rope consumers of the same elements join as the kernel's epilogue, also through a
 // reshape; an insert_slice joins as the kernel's store. A producer joins a consumer only
@@ -19,6 +20,7 @@
 #include <queue>
 #include <span>
 
+#include "ir/verifier.h"
 #include "passes/cost_model.h"
 #include "passes/dependence.h"
 
@@ -34,11 +36,12 @@ using ir::Op;
 // fuseSiblings).
 constexpr int kSiblingWindow = 16;
 
-// In order of strength: a merged kernel takes the stronger kind. A Solo op stays alone,
+// In order of strength: a merged kernel takes the stronger kind, and one of a row
+// reduction and contractions is an attention (fuseAttention). A Solo op stays alone,
 // except an insert_slice that joins a kernel as its store (the kernel keeps its kind).
-enum class Kind : uint8_t { Solo, Pointwise, Rope, Row, Contraction };
+enum class Kind : uint8_t { Solo, Pointwise, Rope, Row, Contraction, Attention };
 
-bool isAnchor(Kind k) { return k == Kind::Row || k == Kind::Contraction; }
+bool isAnchor(Kind k) { return k >= Kind::Row; }
 bool isView(const Node &n) { return ir::opCategory(n.op) == ir::Category::Layout; }
 bool isCompute(const Node &n) { return ir::opCategory(n.op) != ir::Category::Source && !isView(n); }
 bool isHalf(ir::DType t) { return t == ir::DType::F16 || t == ir::DType::BF16; }
@@ -146,6 +149,7 @@ public:
     if (Status s = orderKernels(); s.failed())
       return s;
     std::vector<int> order = candidateOrder(*deps);
+    fuseAttention();
     do
       fuseVertically(order);
     while (fuseSiblings(order, *deps));
@@ -159,7 +163,9 @@ private:
     if (a == b)
       return a;
     parent_[b] = a;
-    kind_[a] = std::max(kind_[a], kind_[b]);
+    Kind lo = std::min(kind_[a], kind_[b]), hi = std::max(kind_[a], kind_[b]);
+    bool attention = lo == Kind::Row && hi == Kind::Contraction;
+    kind_[a] = attention ? Kind::Attention : std::max(kind_[a], kind_[b]);
     members_[a].insert(members_[a].end(), members_[b].begin(), members_[b].end());
     members_[b].clear();
     timing_[a] = Timing{};
@@ -247,6 +253,78 @@ private:
     return Status::ok();
   }
 
+  // Decode attention: softmax(f(q . K)) . V over one query row, f a chain of pointwise
+  // ops on the scores (a scale, a mask), becomes one kernel (compiler/lower_attention.cc
+  // splits the keys across workgroups, as flash-decoding does), so that neither the
+  // scores nor the probabilities pass through memory.
+  void fuseAttention() {
+    for (size_t id = 0; id < g_.nodes.size(); ++id) {
+      std::vector<int> chain = attentionChain(static_cast<int>(id));
+      if (chain.empty() || footprint(chain, {}).buffers > profile_.maxKernelBuffers)
+        continue;
+      for (size_t i = 1; i < chain.size(); ++i) {
+        int P = find(chain[i - 1]), C = find(chain[i]);
+        std::vector<int> reached;
+        if (!reachesAround(P, C, reached)) // each value of the chain has one user, the next
+          merge(P, C, reached);
+      }
+    }
+  }
+
+  // The nodes from the scores' matmul to `o`, the output's, when `o` ends an attention
+  // that one kernel can compute: one query row, heads of at most kMaxAttentionHeadDim, the
+  // softmax over the keys, each value in between read by the next node alone and by
+  // nothing outside (and not in a kernel of an earlier run); else none.
+  std::vector<int> attentionChain(int o) {
+    auto alone = [&](int v, int user) {
+      return !exported_[v] && computeUsers_[v] == std::vector<int>{user} &&
+             members(find(v)).size() == 1;
+    };
+    auto oneRow = [](const Node &n) {
+      const ir::Shape &s = n.type.shape;
+      return s.size() >= 2 && s[s.size() - 2] == ir::Dim::of(1) && ir::isFloat(n.type.dtype);
+    };
+    auto head = [](const ir::Dim &d) {
+      return d.isStatic() && d.offset >= 1 && d.offset <= kMaxAttentionHeadDim;
+    };
+    const Node &on = g_.nodes[o];
+    if (kindOf(on) != Kind::Contraction || on.attrBool("transpose_a") || !oneRow(on) ||
+        !head(on.type.shape.back()) || members(find(o)).size() != 1)
+      return {};
+    int p = on.operands[0];
+    const Node &pn = g_.nodes[p];
+    const ir::Shape &scores = pn.type.shape;
+    if (pn.op != Op::Softmax || !alone(p, o) ||
+        ir::normalizeAxis(pn.attrInt("axis"), pn.type.rank()) != pn.type.rank() - 1)
+      return {};
+    std::vector<int> chain{o, p};
+    int x = pn.operands[0];
+    while (kindOf(g_.nodes[x]) == Kind::Pointwise) {
+      if (!alone(x, chain.back()) || g_.nodes[x].type.shape != scores)
+        return {};
+      chain.push_back(x);
+      // The operand that carries the scores: a matmul's, or a pointwise one's, of their
+      // shape (a mask of the same shape may come first; then this is no attention).
+      int next = -1;
+      for (int y : g_.nodes[x].operands)
+        if (compute(y) && g_.nodes[y].type.shape == scores &&
+            (next < 0 || kindOf(g_.nodes[y]) == Kind::Contraction))
+          next = y;
+      if (next < 0)
+        return {};
+      x = next;
+    }
+    const Node &sn = g_.nodes[x];
+    if (kindOf(sn) != Kind::Contraction || !alone(x, chain.back()) || sn.attrBool("transpose_a") ||
+        sn.type.shape != scores || !oneRow(sn) || !head(g_.typeOf(sn.operands[0]).shape.back()) ||
+        on.type.rank() != sn.type.rank() ||
+        !std::equal(scores.begin(), scores.end() - 1, on.type.shape.begin()))
+      return {};
+    chain.push_back(x);
+    std::reverse(chain.begin(), chain.end());
+    return chain;
+  }
+
   // Vertical fusion, producer by producer, until no producer can join a consumer: a
   // producer refused while its consumers were apart may join once they are together.
   void fuseVertically(const std::vector<int> &order) {
@@ -315,11 +393,13 @@ private:
       // whose rows its own rows cross (the tile holding a pair partner is one row's).
       // The input is read in place or through a reshape, element for element; the
       // positions come from outside.
-      return kp != Kind::Row && (kp != Kind::Contraction || ropeRowsFit(cn, p)) &&
-             sameElements(cn.operands[0], p) && !readsThrough(cn.operands[1], p);
+      return kp != Kind::Row && kp != Kind::Attention &&
+             (kp != Kind::Contraction || ropeRowsFit(cn, p)) && sameElements(cn.operands[0], p) &&
+             !readsThrough(cn.operands[1], p);
     case Kind::Row: // a prologue of the row reduction, on its input
       return kp == Kind::Pointwise && cn.operands[0] == p;
     case Kind::Contraction:
+    case Kind::Attention:
       return false;
     case Kind::Solo: // the kernel stores its result into a view of a buffer
       return cn.op == Op::InsertSlice && sameElements(cn.operands[1], p) &&
@@ -384,7 +464,8 @@ private:
 
   bool tryMergeSiblings(int a, int b, const DependenceGraph &d, double &current) {
     int A = find(a), B = find(b);
-    if (A == B || !sameRows(g_.nodes[a], g_.nodes[b]) || !edgesElementwise(A, B, a, b) ||
+    if (A == B || kind_[A] == Kind::Attention || kind_[B] == Kind::Attention ||
+        !sameRows(g_.nodes[a], g_.nodes[b]) || !edgesElementwise(A, B, a, b) ||
         !edgesElementwise(B, A, b, a) || !fits(footprint(members(A), members(B))))
       return false;
     if (ord_[A] > ord_[B])

@@ -12,11 +12,12 @@
 # It checks kiln's kernels on the GPU (CUDA and Vulkan; KILN_VULKAN=0 skips Vulkan)
 # against the reference interpreter, times them (kernel time from device events or
 # timestamps, median of --iters runs), with KILN_NCU=1 prints each kernel's time from
-# Nsight Compute, runs ../shared/bench/torch_anchors.py (or the copy in the pack) and
-# bench/torch_matmul.py in the same call (KILN_TORCH=0 skips them), and prints a short
-# table last. KILN_CONFORMANCE=1 runs the conformance tests instead (the end-to-end
-# tests and 200 generated graphs on CUDA and Vulkan; KILN_TESTS narrows them, as a
-# gtest filter), and KILN_CONFORMANCE=both runs them first and then the rest.
+# Nsight Compute, runs ../shared/bench/torch_anchors.py (or the copy in the pack),
+# bench/torch_matmul.py and bench/torch_attention.py in the same call (KILN_TORCH=0 skips
+# them), and prints a short table last. KILN_CONFORMANCE=1 runs the conformance tests
+# instead (the end-to-end tests and 200 generated graphs on CUDA and Vulkan; KILN_TESTS
+# narrows them, as a gtest filter), and KILN_CONFORMANCE=both runs them first and then
+# the rest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-$(mktemp -d)}
@@ -71,6 +72,8 @@ for dev in "${devices[@]}"; do
   run independent_reductions[8x32x4096] $dev bench/graphs/independent_reductions.kir --check
   run gemv[4096x11008,f16] $dev bench/graphs/gemv_f16.kir --check
   run gemv_nk[11008x4096,f16] $dev bench/graphs/gemv_f16_nk.kir --check
+  run decode_attention[kv1024] $dev bench/graphs/decode_attention.kir --check --dims kv=1024
+  run decode_attention[kv4096] $dev bench/graphs/decode_attention.kir --dims kv=4096
   # The reference takes about 30 s a decoder layer: checked once, on CUDA.
   check=()
   [[ $dev == cuda ]] && check=(--check)
@@ -91,6 +94,7 @@ done
 if [[ ${KILN_NCU:-0} == 1 ]] && command -v ncu >/dev/null; then
   for g in "examples/llama_decoder.kir --dims kv=1024" "bench/graphs/llama_decoder_nk.kir --dims kv=1024" \
     "bench/graphs/llama_prefill_nk.kir --dims t=512" \
+    "bench/graphs/decode_attention.kir --dims kv=1024" "bench/graphs/decode_attention.kir --dims kv=4096" \
     bench/graphs/gemv_f16.kir bench/graphs/gemv_f16_nk.kir "examples/rmsnorm_mul.kir --dims t=8192" \
     examples/softmax_scale_mask.kir "bench/graphs/ew_chain.kir --dims n=16777216"; do
     echo "== ncu: $g"
@@ -109,11 +113,12 @@ if [[ ${KILN_TORCH:-1} != 0 && -f $anchors ]]; then
   echo "== PyTorch, same machine, same call"
   python3 "$anchors" 2>&1 | tee "$out/torch.log"
 fi
-# The matmul's own anchor (cuBLAS through PyTorch), which torch_anchors.py lacks.
-matmul_anchor=bench/torch_matmul.py
-[[ -f $matmul_anchor ]] || matmul_anchor=$bin/torch_matmul.py
-if [[ ${KILN_TORCH:-1} != 0 && -f $matmul_anchor ]]; then
-  python3 "$matmul_anchor" 2>&1 | tee -a "$out/torch.log"
+# The matmul's and the decode attention's own anchors (cuBLAS and SDPA through PyTorch),
+# which torch_anchors.py lacks.
+if [[ ${KILN_TORCH:-1} != 0 ]]; then
+  for anchor in bench/torch_matmul.py bench/torch_attention.py; do
+    python3 "$anchor" 2>&1 | tee -a "$out/torch.log"
+  done
 fi
 
 echo
@@ -121,6 +126,6 @@ echo "== kiln on $gpu (kernel time, median of 50)"
 cat "$table"
 if [[ -f $out/torch.log ]]; then
   echo "== PyTorch on the same graphs"
-  grep -E "^copy|^(rmsnorm_mul|ew_chain|softmax_scale_mask|tiny_chain|llama7b).*inductor|^matmul" "$out/torch.log"
+  grep -E "^copy|^(rmsnorm_mul|ew_chain|softmax_scale_mask|tiny_chain|llama7b).*inductor|^matmul|^decode_attention" "$out/torch.log"
 fi
 exit "$status"
