@@ -39,8 +39,10 @@ using ir::Op;
 constexpr int64_t kChunkKeys = 64;
 // Bytes of a key's or a value's row an invocation reads at once: one 128-bit access.
 constexpr int64_t kAccessBytes = 16;
+// Chunks whose partial sums the last workgroup loads at once, per element.
+constexpr int64_t kCombineUnroll = 8;
 // The kernel's shared arrays.
-enum Shared : int { kReduce, kKeys, kRows, kCount };
+enum Shared : int { kReduce, kKeys, kRows, kCount, kScales };
 
 class AttentionLowering {
 public:
@@ -55,6 +57,9 @@ public:
     int64_t batches = 1;
     for (const ir::Dim &d : batch_)
       batches *= d.max(g_.dims);
+    if (len.max(g_.dims) > passes::kMaxAttentionKeys)
+      return makeError("an attention over more than " + std::to_string(passes::kMaxAttentionKeys) +
+                       " keys (%" + g_.nodes[scores_].name + ")");
     maxChunks_ = (len.max(g_.dims) + chunk_ - 1) / chunk_;
     int64_t partials = batches * maxChunks_ * (dv_ + 2);
     if (partials > INT32_MAX)
@@ -62,7 +67,8 @@ public:
     el_.kernel().shared = {{MemType::F32, static_cast<int>(2 * kWorkgroupSize)},
                            {MemType::F32, static_cast<int>(chunk_)},
                            {MemType::F32, static_cast<int>(rowGroups_ * rowLanes_ * vv_)},
-                           {MemType::I32, 1}};
+                           {MemType::I32, 1},
+                           {MemType::F32, static_cast<int>(maxChunks_)}};
     partials_ = scratch(g_.nodes[output_].name + "_partials",
                         {ir::DType::F32, {ir::Dim::of(partials)}}, runtime::BufferRole::Temp);
     counters_ = scratch(g_.nodes[output_].name + "_counters",
@@ -345,29 +351,53 @@ private:
     int counted = b_.sharedLoad(kCount, KType::I32, c(0));
     b_.ifBegin(b_.op(KOp::Not, KType::Bool, {lt(counted, iop(KOp::ISub, {chunks_, c(1)}))}));
     b_.fence();
-    b_.ifBegin(inRow);
-    int top = b_.varNew(KType::F32, el_.f(-std::numeric_limits<float>::infinity()));
-    int ch = b_.loopBegin(c(0), chunks_, c(1));
+    // The chunks' largest maximum, and the rescaled sum of their exps, the invocations
+    // taking chunks lane, lane + 256, ...; each chunk's scale waits in kScales.
+    constexpr float inf = std::numeric_limits<float>::infinity();
+    KOp exp = ElementLowering::expOp(node(softmax_).type.dtype);
+    int top = b_.varNew(KType::F32, el_.f(-inf));
+    int ch = b_.loopBegin(lane_, chunks_, c(kWorkgroupSize));
     b_.varSet(top, fop(KOp::FMax,
                        {b_.varGet(KType::F32, top), b_.load(partials_, KType::F32, at(ch, dv_))}));
     b_.loopEnd();
-    int total = b_.varNew(KType::F32, el_.f(0)), weighted = b_.varNew(KType::F32, el_.f(0));
-    int best = b_.varGet(KType::F32, top);
-    ch = b_.loopBegin(c(0), chunks_, c(1));
-    int scale = fop(ElementLowering::expOp(node(softmax_).type.dtype),
-                    {fop(KOp::FSub, {b_.load(partials_, KType::F32, at(ch, dv_)), best})});
+    int best = combineLanes(el_, KOp::FMax, b_.varGet(KType::F32, top), kWorkgroupSize, lane_,
+                            kReduce, nextRegion());
+    int total = b_.varNew(KType::F32, el_.f(0));
+    ch = b_.loopBegin(lane_, chunks_, c(kWorkgroupSize));
+    int scale = fop(exp, {fop(KOp::FSub, {b_.load(partials_, KType::F32, at(ch, dv_)), best})});
+    b_.sharedStore(kScales, ch, scale);
     b_.varSet(
         total,
         fop(KOp::FAdd, {b_.varGet(KType::F32, total),
                         fop(KOp::FMul, {b_.load(partials_, KType::F32, at(ch, dv_ + 1)), scale})}));
-    b_.varSet(weighted, fop(KOp::FAdd, {b_.varGet(KType::F32, weighted),
-                                        fop(KOp::FMul, {b_.load(partials_, KType::F32,
-                                                                iop(KOp::IAdd, {at(ch, 0), lane_})),
-                                                        scale})}));
+    b_.loopEnd();
+    int sum = combineLanes(el_, KOp::FAdd, b_.varGet(KType::F32, total), kWorkgroupSize, lane_,
+                           kReduce, nextRegion());
+    b_.barrier(); // the scales' stores before their reads
+    // Each element's rescaled sums, kCombineUnroll chunks a step (their loads in flight
+    // together), in chunk order.
+    b_.ifBegin(inRow);
+    int weighted = b_.varNew(KType::F32, el_.f(0));
+    int c0 = b_.loopBegin(c(0), chunks_, c(kCombineUnroll));
+    el_.pushScope();
+    std::vector<int> terms;
+    for (int64_t u = 0; u < kCombineUnroll; ++u) {
+      int cu = u == 0 ? c0 : iop(KOp::IAdd, {c0, c(u)});
+      int inside = u == 0 ? -1 : lt(cu, chunks_);
+      if (inside >= 0)
+        cu = select(KType::I32, inside, cu, c0);
+      int term = fop(KOp::FMul, {b_.load(partials_, KType::F32, iop(KOp::IAdd, {at(cu, 0), lane_})),
+                                 b_.sharedLoad(kScales, KType::F32, cu)});
+      terms.push_back(masked(term, inside));
+    }
+    int acc = b_.varGet(KType::F32, weighted);
+    for (int t : terms)
+      acc = fop(KOp::FAdd, {acc, t});
+    b_.varSet(weighted, acc);
+    el_.popScope();
     b_.loopEnd();
     // One division a row, as the row template's softmax takes.
-    int o = fop(KOp::FMul, {b_.varGet(KType::F32, weighted),
-                            fop(KOp::FDiv, {el_.f(1), b_.varGet(KType::F32, total)})});
+    int o = fop(KOp::FMul, {b_.varGet(KType::F32, weighted), fop(KOp::FDiv, {el_.f(1), sum})});
     el_.pushScope();
     el_.setValue(output_, o);
     int index = iop(KOp::IAdd, {iop(KOp::IMul, {bi_, c(dv_)}), lane_});

@@ -34,6 +34,9 @@ int64_t kernelSharedBytes(int contractions, int elementBytes, int rows);
 // The longest rows of queries, keys and values a decode-attention kernel takes (head
 // dimensions of 64 to 256 in today's models; compiler/lower_attention.cc).
 constexpr int64_t kMaxAttentionHeadDim = 256;
+// The most keys it takes (the last workgroup of a head keeps a scale per chunk of 64 keys
+// in shared memory: 16 KB).
+constexpr int64_t kMaxAttentionKeys = 262144;
 
 // Every profile kiln knows, the first being the default.
 std::span<const DeviceProfile> deviceProfiles();

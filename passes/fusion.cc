@@ -272,9 +272,10 @@ private:
   }
 
   // The nodes from the scores' matmul to `o`, the output's, when `o` ends an attention
-  // that one kernel can compute: one query row, heads of at most kMaxAttentionHeadDim, the
-  // softmax over the keys, each value in between read by the next node alone and by
-  // nothing outside (and not in a kernel of an earlier run); else none.
+  // that one kernel can compute: one query row, heads of at most kMaxAttentionHeadDim,
+  // the softmax over at most kMaxAttentionKeys keys, each value in between read by the
+  // next node alone and by nothing outside (and not in a kernel of an earlier run); else
+  // none.
   std::vector<int> attentionChain(int o) {
     auto alone = [&](int v, int user) {
       return !exported_[v] && computeUsers_[v] == std::vector<int>{user} &&
@@ -294,7 +295,7 @@ private:
     int p = on.operands[0];
     const Node &pn = g_.nodes[p];
     const ir::Shape &scores = pn.type.shape;
-    if (pn.op != Op::Softmax || !alone(p, o) ||
+    if (pn.op != Op::Softmax || !alone(p, o) || scores.back().max(g_.dims) > kMaxAttentionKeys ||
         ir::normalizeAxis(pn.attrInt("axis"), pn.type.rank()) != pn.type.rank() - 1)
       return {};
     std::vector<int> chain{o, p};
