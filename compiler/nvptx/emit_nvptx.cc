@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <tuple>
 
 #include "compiler/nvptx/nvptx_math.h"
 #include "llvm/ADT/APFloat.h"
@@ -69,6 +71,8 @@ public:
     auto *entry = llvm::BasicBlock::Create(ctx_, "entry", fn_);
     vals_.assign(k_.body.size(), nullptr);
     findZeroBits();
+    findVectorLoads();
+    vectors_.assign(k_.body.size(), nullptr);
     b_.SetInsertPoint(entry);
     int n = static_cast<int>(k_.body.size());
     if (k_.guard < 0) {
@@ -161,9 +165,10 @@ private:
     MemType m = k_.shared[in.buffer].elem;
     b_.CreateAlignedStore(toMemory(m, arg(in, 1)), sharedPtr(in), alignment(in, memTypeBytes(m)));
   }
+  // (Of one element or of a vector of them.)
   llvm::Value *toRegister(MemType m, llvm::Value *v) {
     if (m == MemType::F16)
-      return b_.CreateFPExt(v, b_.getFloatTy());
+      return b_.CreateFPExt(v, v->getType()->getWithNewType(b_.getFloatTy()));
     return m == MemType::BF16 ? fromBf16(v) : v;
   }
   llvm::Value *toMemory(MemType m, llvm::Value *v) {
@@ -349,9 +354,61 @@ private:
 
   llvm::Value *elementPtr(const KInst &in, llvm::Type *elemTy) {
     auto [index, offset] = address(in);
+    return elementPtr(in.buffer, index, offset, elemTy);
+  }
+  llvm::Value *elementPtr(int buffer, int index, int64_t offset, llvm::Type *elemTy) {
     llvm::Value *idx = b_.CreateSExt(vals_[index], b_.getInt64Ty());
-    llvm::Value *p = b_.CreateInBoundsGEP(elemTy, fn_->getArg(in.buffer), idx);
+    llvm::Value *p = b_.CreateInBoundsGEP(elemTy, fn_->getArg(buffer), idx);
     return offset ? b_.CreateInBoundsGEP(elemTy, p, b_.getInt64(offset)) : p;
+  }
+
+  // Loads of a read-only buffer at base + o, ..., base + o + w - 1 in one straight-line
+  // stretch of the body (no loop or if starts or ends between them), w elements of at
+  // most 16 bytes that base's low zero bits and o prove aligned: the first of them in
+  // the body reads them all as one vector and each takes its lane. LLVM then sees one
+  // load where it would see w and merge them again (the load-store vectorizer), and the
+  // decoder's kernels reach it in half the instructions.
+  void findVectorLoads() {
+    lanes_.assign(k_.body.size(), {-1, 0});
+    // (stretch, buffer, base) -> offset -> load
+    std::map<std::tuple<int, int, int>, std::map<int64_t, int>> runs;
+    int stretch = 0;
+    for (int id = 0; id < static_cast<int>(k_.body.size()); ++id) {
+      const KInst &in = k_.body[id];
+      if (id == k_.guardEnd || in.op == KOp::LoopBegin || in.op == KOp::LoopEnd ||
+          in.op == KOp::IfBegin || in.op == KOp::IfEnd)
+        ++stretch;
+      if (in.op == KOp::Load && !k_.buffers[in.buffer].written) {
+        auto [base, offset] = address(in);
+        runs[{stretch, in.buffer, base}].emplace(offset, id);
+      }
+    }
+    for (const auto &[key, loads] : runs) {
+      int base = std::get<2>(key);
+      int64_t most = 16 / memTypeBytes(k_.buffers[std::get<1>(key)].elem);
+      for (auto it = loads.begin(); it != loads.end();) {
+        int64_t width = most;
+        auto present = [&](int64_t w) {
+          if (it->first % w != 0 || zeroBits_[base] < std::countr_zero(static_cast<uint64_t>(w)))
+            return false;
+          for (int64_t l = 1; l < w; ++l)
+            if (!loads.contains(it->first + l))
+              return false;
+          return true;
+        };
+        while (width > 1 && !present(width))
+          width /= 2;
+        if (width == 1) {
+          ++it;
+          continue;
+        }
+        int leader = it->second;
+        for (int64_t l = 1; l < width; ++l)
+          leader = std::min(leader, loads.at(it->first + l));
+        for (int64_t l = 0; l < width; ++l, ++it)
+          lanes_[it->second] = {leader, static_cast<int>(l), static_cast<int>(width)};
+      }
+    }
   }
 
   // The alignment an access of `bytes`-byte elements is known to have: buffers start on
@@ -370,14 +427,26 @@ private:
   llvm::Value *load(const KInst &in) {
     MemType m = k_.buffers[in.buffer].elem;
     llvm::Type *t = memType(m);
-    return toRegister(m,
-                      b_.CreateAlignedLoad(t, elementPtr(in, t), alignment(in, memTypeBytes(m))));
+    int id = static_cast<int>(&in - k_.body.data());
+    const Lane &lane = lanes_[id];
+    if (lane.leader < 0)
+      return toRegister(m,
+                        b_.CreateAlignedLoad(t, elementPtr(in, t), alignment(in, memTypeBytes(m))));
+    if (lane.leader == id) {
+      auto [index, offset] = address(in);
+      auto *vt = llvm::FixedVectorType::get(t, static_cast<unsigned>(lane.width));
+      llvm::Value *p = elementPtr(in.buffer, index, offset - lane.lane, t);
+      llvm::Align align(static_cast<uint64_t>(lane.width * memTypeBytes(m)));
+      vectors_[id] = toRegister(m, b_.CreateAlignedLoad(vt, p, align));
+    }
+    return b_.CreateExtractElement(vectors_[lane.leader], static_cast<uint64_t>(lane.lane));
   }
 
   // bf16 bits (i16) to the f32 they stand for: the high half of its bits.
   llvm::Value *fromBf16(llvm::Value *bits) {
-    return b_.CreateBitCast(b_.CreateShl(b_.CreateZExt(bits, b_.getInt32Ty()), 16),
-                            b_.getFloatTy());
+    llvm::Type *t = bits->getType();
+    llvm::Value *wide = b_.CreateZExt(bits, t->getWithNewType(b_.getInt32Ty()));
+    return b_.CreateBitCast(b_.CreateShl(wide, 16), t->getWithNewType(b_.getFloatTy()));
   }
 
   // f32 to bf16 bits, rounding to nearest even; a NaN keeps its sign and top payload bits and
@@ -596,25 +665,50 @@ private:
   llvm::IRBuilder<> b_;
   llvm::Function *fn_ = nullptr;
   std::vector<llvm::Value *> vals_;
-  std::vector<int> zeroBits_;                  // per instruction: see findZeroBits
+  std::vector<int> zeroBits_; // per instruction: see findZeroBits
+  struct Lane {
+    int leader, lane, width; // leader < 0: a load of its own
+  };
+  std::vector<Lane> lanes_;                    // per instruction: see findVectorLoads
+  std::vector<llvm::Value *> vectors_;         // per leader: its vector, in registers
   std::vector<llvm::GlobalVariable *> shared_; // static arrays
   llvm::GlobalVariable *dynamicShared_ = nullptr;
   std::vector<int64_t> sharedOffsets_; // bytes into dynamicShared_
   std::vector<Region> regions_;
 };
 
-void optimize(llvm::Module &m, llvm::TargetMachine &tm) {
+// The O3 pipeline with GVN's load elimination (memory dependence analysis) off: its
+// backward scans over the GEMVs' long unrolled bodies took a quarter of the O3 passes'
+// time on the decoder's QKV kernel, and it changed no byte of the PTX of any example or
+// bench graph (EarlyCSE still merges repeated loads). LLVM has no option for it, so the
+// pipeline goes through its text form, where GVN reads "gvn<>".
+Status optimize(llvm::Module &m, llvm::TargetMachine &tm) {
   llvm::LoopAnalysisManager lam;
   llvm::FunctionAnalysisManager fam;
   llvm::CGSCCAnalysisManager cgam;
   llvm::ModuleAnalysisManager mam;
-  llvm::PassBuilder pb(&tm);
+  llvm::PassInstrumentationCallbacks pic;
+  llvm::PassBuilder pb(&tm, llvm::PipelineTuningOptions(), std::nullopt, &pic);
   pb.registerModuleAnalyses(mam);
   pb.registerCGSCCAnalyses(cgam);
   pb.registerFunctionAnalyses(fam);
   pb.registerLoopAnalyses(lam);
   pb.crossRegisterProxies(lam, fam, cgam, mam);
-  pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3).run(m, mam);
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3)
+      .printPipeline(os, [&](llvm::StringRef c) { return pic.getPassNameForClassName(c); });
+  constexpr std::string_view gvn = "gvn<>";
+  size_t at = text.find(gvn);
+  if (at == std::string::npos || text.find(gvn, at + 1) != std::string::npos)
+    return makeError("emitPtx: LLVM's O3 pipeline does not run GVN once");
+  text.replace(at, gvn.size(), "gvn<no-memdep>");
+  llvm::ModulePassManager mpm;
+  if (llvm::Error e = pb.parsePassPipeline(mpm, text))
+    return makeError("emitPtx: LLVM cannot read back its O3 pipeline: " +
+                     llvm::toString(std::move(e)));
+  mpm.run(m, mam);
+  return Status::ok();
 }
 
 } // namespace
@@ -656,7 +750,8 @@ Expected<std::string> emitPtx(const Kernel &k, std::string_view smArch) {
   if (llvm::verifyModule(m, &verifyOs))
     return makeError("emitPtx: kernel @" + k.name + " gave invalid LLVM IR: " + verifyErrors);
 
-  optimize(m, *tm);
+  if (Status s = optimize(m, *tm); s.failed())
+    return s;
   llvm::SmallString<0> ptx;
   llvm::raw_svector_ostream os(ptx);
   llvm::legacy::PassManager codegen;

@@ -266,6 +266,48 @@ TEST(Nvptx, IeeeAndNanSemanticsReachThePtx) {
   EXPECT_EQ(ptx.find(".ftz"), std::string::npos);
 }
 
+// Sums `count` f16 or f32 loads at base + first, base + first + 1, ... (base = gid * 8, plus
+// dims[0] where `shifted`), the loads from `guarded` on inside an if.
+Kernel neighbourLoads(MemType elem, int first, int count, int guarded, bool shifted = false) {
+  Kernel k;
+  k.name = "neighbours";
+  k.buffers = {{"x", elem, false}, {"y", MemType::F32, true}};
+  KernelBuilder b(k);
+  int gid = b.globalId();
+  int base = b.op(KOp::IMul, KType::I32, {gid, b.constI(8)});
+  if (shifted)
+    base = b.op(KOp::IAdd, KType::I32, {base, b.dim(0)});
+  int sum = b.varNew(KType::F32, b.constF(0));
+  for (int i = 0; i < count; ++i) {
+    if (i == guarded)
+      b.ifBegin(b.op(KOp::ILt, KType::Bool, {gid, b.dim(0)}));
+    int at = b.op(KOp::IAdd, KType::I32, {base, b.constI(first + i)});
+    int v = b.load(0, KType::F32, at);
+    b.varSet(sum, b.op(KOp::FAdd, KType::F32, {b.varGet(KType::F32, sum), v}));
+  }
+  if (guarded < count)
+    b.ifEnd();
+  b.store(1, gid, b.varGet(KType::F32, sum));
+  k.numDims = 1;
+  return k;
+}
+
+TEST(Nvptx, NeighbouringLoadsMoveAsOneVectorOnlyWhereAlignedAndTogether) {
+  std::string ptx = emitOrFail(neighbourLoads(MemType::F16, 0, 8, 8), "sm_90");
+  EXPECT_NE(ptx.find("ld.global.nc.v4.u32"), std::string::npos) << ptx;
+  // One element past an 8-element boundary: no 16 bytes are aligned (4 and 2 are).
+  ptx = emitOrFail(neighbourLoads(MemType::F16, 1, 8, 8), "sm_90");
+  EXPECT_EQ(ptx.find("ld.global.nc.v4.u32"), std::string::npos) << ptx;
+  EXPECT_NE(ptx.find("ld.global.nc.v4.u16"), std::string::npos) << ptx;
+  // A base of unknown low bits: no alignment at all is proved.
+  ptx = emitOrFail(neighbourLoads(MemType::F16, 0, 8, 8, true), "sm_90");
+  EXPECT_EQ(ptx.find("ld.global.nc.v"), std::string::npos) << ptx;
+  // The last two of four f32 loads run only under a condition: they do not join the first two.
+  ptx = emitOrFail(neighbourLoads(MemType::F32, 0, 4, 2), "sm_90");
+  EXPECT_EQ(ptx.find("ld.global.nc.v4"), std::string::npos) << ptx;
+  EXPECT_NE(ptx.find("ld.global.nc.v2.f32"), std::string::npos) << ptx;
+}
+
 TEST(Nvptx, Deterministic) {
   Kernel k = everyOpKernel();
   EXPECT_EQ(emitOrFail(k, "sm_90"), emitOrFail(k, "sm_90"));
