@@ -24,10 +24,10 @@ struct LoweredGraph {
   std::vector<Kernel> kernels; // parallel to exe.kernels
 };
 
-// Lowers a canonicalized graph. Today every computed node must be pointwise (unary,
-// binary, select, cast, broadcast, splat constants) and all outputs must share one
-// shape: the graph becomes one fused kernel. Anything else is refused with a
-// diagnostic that names the ops no template lowers.
+// Lowers a canonicalized graph: each kernel of the fusion pass (a computed node outside
+// them is a kernel alone) to the template of its anchor (pointwise, row reduction,
+// contraction, decode attention; docs/codegen.md). A kernel that no template lowers is
+// refused with a diagnostic that names its ops.
 Expected<LoweredGraph> lowerGraph(const ir::Graph &g, const LowerOptions &opts = {});
 
 } // namespace kiln::compiler
