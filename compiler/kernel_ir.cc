@@ -350,6 +350,8 @@ public:
       return fail("name is not a valid identifier");
     if (k_.numDims < 0)
       return fail("numDims is negative");
+    if (k_.resident < 0)
+      return fail("resident is negative");
     int n = static_cast<int>(k_.body.size());
     if (k_.guardEnd < 0 || k_.guardEnd > n)
       return fail("guardEnd " + std::to_string(k_.guardEnd) + " is outside the body (" +
@@ -823,7 +825,10 @@ std::string printKernel(const Kernel &k) {
       s += " \"" + b.name + "\"";
     s += std::string(": ") + memTypeName(b.elem) + (b.written ? " write" : " read");
   }
-  s += ") dims=" + std::to_string(k.numDims) + " {\n";
+  s += ") dims=" + std::to_string(k.numDims);
+  if (k.resident > 0)
+    s += " resident=" + std::to_string(k.resident);
+  s += " {\n";
   for (size_t i = 0; i < k.shared.size(); ++i)
     s += "  shared" + std::to_string(i) + ": " + memTypeName(k.shared[i].elem) + "[" +
          std::to_string(k.shared[i].size) + "]\n";

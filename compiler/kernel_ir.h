@@ -187,6 +187,9 @@ struct Kernel {
   std::vector<KBuffer> buffers;
   std::vector<KShared> shared;
   int numDims = 0; // entries in the dims buffer
+  // Workgroups that should fit on one multiprocessor at once (0: no request). PTX:
+  // .minnctapersm, which bounds the registers an invocation takes; SPIR-V has no such hint.
+  int resident = 0;
   std::vector<KInst> body;
   int guard = -1;   // id of a Bool instruction in the prologue
   int guardEnd = 0; // body[0, guardEnd) is the prologue

@@ -87,6 +87,14 @@ constexpr int64_t kMatMaxSharedBytes = 99 * 1024;
 // Tiles a kernel needs at least to take 256 columns a tile: about one per multiprocessor
 // of an H100 or H200 (132), since each such workgroup fills one.
 constexpr int64_t kMinWideTiles = 128;
+// Tiles below which a tensor-core kernel splits K across workgroups: about one per
+// multiprocessor of an H100 or H200 (132), where one workgroup each leaves every
+// multiprocessor with eight subgroups to hide its latencies. The splits bring the
+// workgroups to about kMatSplitWorkgroups (four per multiprocessor), each summing at
+// least kMatMinSplitSteps steps of K.
+constexpr int64_t kMatSplitBelow = 160;
+constexpr int64_t kMatSplitWorkgroups = 512;
+constexpr int64_t kMatMinSplitSteps = 8;
 // Invocations in a subgroup at most (Vulkan's limit; 32 on NVIDIA).
 constexpr int64_t kMaxSubgroupSize = 128;
 // Columns (rows of B) an invocation of a GEMV over K-contiguous B sums at once, at most.
@@ -167,7 +175,7 @@ public:
     if (Status s = plan(); s.failed())
       return s;
     if (matrixTiles()) {
-      lowerOnMatrixUnits(stores, siblingOf);
+      lowerOnMatrixUnits(stores, siblingOf, scratch);
       grid(exec);
       return Status::ok();
     }
@@ -186,6 +194,8 @@ public:
                           runtime::BufferRole::Zeroed);
     }
     tileOrigin();
+    if (spare_)
+      b_.ifBegin(valid_);
     std::vector<int> all(anchors_.size());
     std::iota(all.begin(), all.end(), 0);
     if (!perSibling_) {
@@ -197,6 +207,8 @@ public:
         accumulate({s});
         finish(stores, siblingOf, {s});
       });
+    if (spare_)
+      b_.ifEnd();
     grid(exec);
     return Status::ok();
   }
@@ -408,10 +420,11 @@ private:
   }
   // Siblings a workgroup's tile holds.
   int64_t together() const { return perSibling_ ? 1 : static_cast<int64_t>(anchors_.size()); }
-  // Workgroups a split of K takes: every tile of every batch index (and sibling, when
-  // perSibling_); all static where K is split.
+  // Workgroups a split of K takes at most: every tile of every batch index (and
+  // sibling, when perSibling_) at the largest extents; all but the rows are static where
+  // K is split.
   int64_t tilesPerSplit() const {
-    int64_t t = ((m_.offset + tm_ - 1) / tm_) * ((n(widest_).offset + tn_ - 1) / tn_) *
+    int64_t t = ((m_.max(g_.dims) + tm_ - 1) / tm_) * ((n(widest_).offset + tn_ - 1) / tn_) *
                 (static_cast<int64_t>(anchors_.size()) / together());
     for (const ir::Dim &d : batch_)
       t *= d.offset;
@@ -430,9 +443,15 @@ private:
     return own || !ir::isFloat(a.type.dtype) ? ir::dtypeBytes(a.type.dtype) : 4;
   }
 
-  // The workgroup's tile (rows past the last tile recompute the last one and store
-  // nothing, so that every invocation reaches every barrier) and the invocation's lanes.
+  // The workgroup's tile and the invocation's lanes. Where a symbolic extent makes the
+  // grid count more workgroups than tiles (spare_: it rounds the extent up by a tile
+  // less one), the workgroups past the last tile are not valid_: they take the last
+  // tile's coordinates, always in bounds, and skip all their work (a condition the
+  // whole workgroup shares, so barriers stay uniform).
   void tileOrigin() {
+    spare_ = !m_.isStatic() || !n(widest_).isStatic();
+    for (const ir::Dim &d : batch_)
+      spare_ = spare_ || !d.isStatic();
     int mTiles = m_.isStatic()
                      ? c((m_.offset + tm_ - 1) / tm_)
                      : iop(KOp::IDiv, {iop(KOp::IAdd, {el_.extent(m_), c(tm_ - 1)}), c(tm_)});
@@ -441,10 +460,16 @@ private:
                      ? c((nw.offset + tn_ - 1) / tn_)
                      : iop(KOp::IDiv, {iop(KOp::IAdd, {el_.extent(nw), c(tn_ - 1)}), c(tn_)});
     int g = b_.groupId();
+    int batches = el_.elements(batch_);
+    int inSplits = -1;
     if (splits_ > 1) { // the split is the slowest part of the workgroup id
-      split_ = iop(KOp::IDiv, {g, c(tilesPerSplit())});
-      g = iop(KOp::IRem, {g, c(tilesPerSplit())});
+      int tiles = iop(KOp::IMul, {iop(KOp::IMul, {mTiles, nTiles}), batches});
+      if (perSibling_)
+        tiles = iop(KOp::IMul, {tiles, c(static_cast<int64_t>(anchors_.size()))});
+      split_ = iop(KOp::IDiv, {g, tiles});
+      g = iop(KOp::IRem, {g, tiles});
       tileId_ = g;
+      inSplits = lt(split_, c(splits_));
     }
     if (perSibling_) {
       int count = c(static_cast<int64_t>(anchors_.size()));
@@ -455,8 +480,9 @@ private:
     int rest = iop(KOp::IDiv, {g, nTiles});
     int mt = iop(KOp::IRem, {rest, mTiles});
     int bi = iop(KOp::IDiv, {rest, mTiles});
-    int batches = el_.elements(batch_);
     valid_ = lt(bi, batches);
+    if (inSplits >= 0)
+      valid_ = b_.op(KOp::And, KType::Bool, {valid_, inSplits});
     auto last = [&](int v, int count) {
       return select(KType::I32, valid_, v, iop(KOp::ISub, {count, c(1)}));
     };
@@ -745,9 +771,33 @@ private:
     return true;
   }
 
+  // Whether the tensor-core tiles split K across workgroups (see kMatSplitBelow), with
+  // their count at the largest extents: only where all but the rows are static, into
+  // chunks of whole steps.
+  void splitMatrixK() {
+    int64_t tiles = ((m_.max(g_.dims) + tm_ - 1) / tm_) *
+                    ((n(widest_).max(g_.dims) + tn_ - 1) / tn_) *
+                    (perSibling_ ? static_cast<int64_t>(anchors_.size()) : 1);
+    bool fixed = n(widest_).isStatic() && k_.isStatic();
+    for (const ir::Dim &d : batch_) {
+      tiles *= d.max(g_.dims);
+      fixed = fixed && d.isStatic();
+    }
+    if (!fixed || tiles >= kMatSplitBelow)
+      return;
+    int64_t steps = (k_.offset + kMatTileK - 1) / kMatTileK;
+    int64_t want = (kMatSplitWorkgroups + tiles - 1) / tiles;
+    int64_t per = std::max(kMatMinSplitSteps, (steps + want - 1) / want);
+    if (per >= steps)
+      return;
+    kChunk_ = per * kMatTileK;
+    splits_ = (steps + per - 1) / per;
+  }
+
   // Siblings that one workgroup computes take their tiles' sums together: all of them
   // where a stored value mixes them, else one each (perSibling_).
-  void lowerOnMatrixUnits(const KernelStores &stores, const std::vector<int> &siblingOf) {
+  void lowerOnMatrixUnits(const KernelStores &stores, const std::vector<int> &siblingOf,
+                          const AddScratch &addScratch) {
     tm_ = kMatTileM;
     perSibling_ = separable_;
     int64_t together = perSibling_ ? 1 : static_cast<int64_t>(anchors_.size());
@@ -758,7 +808,11 @@ private:
                         (perSibling_ ? static_cast<int64_t>(anchors_.size()) : 1);
     for (const ir::Dim &d : batch_)
       wideTiles *= d.max(g_.dims);
-    tn_ = together == 1 && wideTiles >= kMinWideTiles ? 256 : 128;
+    // (and where the columns fill them as well as 128-column tiles do: a 128-wide
+    // result in 256-column tiles would leave half of each product unused).
+    int64_t width = n(widest_).max(g_.dims);
+    bool filled = (width + 255) / 256 * 256 <= (width + 127) / 128 * 128;
+    tn_ = together == 1 && wideTiles >= kMinWideTiles && filled ? 256 : 128;
     fragsN_ = tn_ / kMatWarpsN / kMat;
     aStride_ = kMatTileK + kMatPad;
     bStride_ = kContiguous_ ? kMatTileK + kMatPad : tn_ + kMatPad;
@@ -774,21 +828,40 @@ private:
     }
     int64_t warps = kWorkgroupSize / kMatSubgroup;
     int64_t scratch = warps * together * kMat * kMat;
+    splitMatrixK();
     auto declareShared = [&](int64_t stages) {
       stages_ = stages;
       el_.kernel().shared = {{MemType::F16, static_cast<int>(stages * aSlab_)},
                              {MemType::F16, static_cast<int>(stages * together * bSlab_)},
                              {MemType::F32, static_cast<int>(scratch)}};
+      if (splits_ > 1) // whether the workgroup finishes its tile
+        el_.kernel().shared.push_back({MemType::F32, 1});
     };
     declareShared(async ? 3 : 2);
     if (sharedBytes(el_.kernel()) > kMatMaxSharedBytes)
       declareShared(2);
+    if (splits_ > 1) {
+      last_ = 3;
+      ir::TensorType sums{ir::DType::F32,
+                          {ir::Dim::of(tilesPerSplit() * splits_ * together * tm_ * tn_)}};
+      partials_ = addScratch(anchor(0).name + "_partials", sums, runtime::BufferRole::Temp);
+      counters_ = addScratch(anchor(0).name + "_counters",
+                              {ir::DType::I32, {ir::Dim::of(tilesPerSplit())}},
+                              runtime::BufferRole::Zeroed);
+    }
+    // Two workgroups a multiprocessor where a subgroup's sums take 64 registers (one
+    // sibling's 128 columns): sixteen subgroups to hide each other's latencies, and a
+    // bound that keeps a split's epilogue from costing the second workgroup.
+    if (together * kMatFragsM * fragsN_ * kMat * kMat / kMatSubgroup <= 64)
+      el_.kernel().resident = 2;
     tileOrigin();
     int warp = iop(KOp::IDiv, {lane_, c(kMatSubgroup)});
     warpLane_ = iop(KOp::IRem, {lane_, c(kMatSubgroup)});
     warpRow_ = iop(KOp::IMul, {iop(KOp::IDiv, {warp, c(kMatWarpsN)}), c(kMatFragsM * kMat)});
     warpCol_ = iop(KOp::IMul, {iop(KOp::IRem, {warp, c(kMatWarpsN)}), c(fragsN_ * kMat)});
     scratch_ = iop(KOp::IMul, {warp, c(together * kMat * kMat)});
+    if (spare_)
+      b_.ifBegin(valid_);
     if (perSibling_) {
       forEachSibling([&](int s) { matrixEpilogue(stores, siblingOf, {s}, matrixSums({s})); });
     } else {
@@ -796,6 +869,8 @@ private:
       std::iota(all.begin(), all.end(), 0);
       matrixEpilogue(stores, siblingOf, all, matrixSums(all));
     }
+    if (spare_)
+      b_.ifEnd();
   }
 
   // A slab of `rows` x `cols` of operand `id` (its element (r, c) at `coords`), from
@@ -915,15 +990,15 @@ private:
 
   // The sums of siblings `group` over the subgroup's fragments: variables, kMatFragsM x
   // fragsN_ a sibling, one sibling after another. The shared arrays hold stages_ slabs of
-  // A and of each sibling's B, step i of K in slab i % stages_. Operands that allow it
-  // (see asyncBuffer) travel by asynchronous copies started stages_ - 1 steps ahead; the
-  // others are loaded into registers during the step before theirs and stored after its
-  // products (the steps past K fetch the first again, always in bounds). One barrier a
-  // step, at its top, after the copies of its slabs are waited for: past it, every
-  // invocation's stores of the step are visible and the slabs of the step before are
-  // free for the next copies. Loaded and stored in one iteration, the values in
-  // registers never meet in a phi, where LLVM would fold the loads into one at the
-  // loop's top.
+  // A and of each sibling's B, step i of K in slab i % stages_ (the slot, carried in a
+  // variable rather than divided out). Operands that allow it (see asyncBuffer) travel by
+  // asynchronous copies, step i + stages_'s started in step i; the others are loaded
+  // into registers during the step before theirs and stored before its barrier (the
+  // steps past K fetch the first again, always in bounds). One barrier a step, before
+  // its last 16 k of products: past it the next step's slabs are complete and visible,
+  // and every subgroup has loaded this step's fragments, so its slabs are free for the
+  // next copies. Loaded and stored in one iteration, the values in registers never meet
+  // in a phi, where LLVM would fold the loads into one at the loop's top.
   std::vector<int> matrixSums(const std::vector<int> &group) {
     struct Factor {
       int id, async;
@@ -943,15 +1018,18 @@ private:
       async = async || b.async >= 0;
       carried = carried || b.async < 0;
     }
-    int64_t ahead = async ? stages_ - 1 : 1;
     int64_t together = static_cast<int64_t>(group.size());
     int64_t bRows = kContiguous_ ? tn_ : kMatTileK;
     int64_t bCols = kContiguous_ ? kMatTileK : tn_;
-    int kEnd = el_.extent(k_);
-    auto inK = [&](int k0) { return select(KType::I32, lt(k0, kEnd), k0, c(0)); };
-    auto slot = [&](int step, int64_t later) {
-      return iop(KOp::IRem, {iop(KOp::IAdd, {step, c(later)}), c(stages_)});
-    };
+    // The workgroup's k: all of K, or its split's kChunk_ (the last split's may be
+    // short); steps past its end fetch its first again.
+    int kFirst = c(0), kEnd = el_.extent(k_);
+    if (splits_ > 1) {
+      kFirst = iop(KOp::IMul, {split_, c(kChunk_)});
+      int end = iop(KOp::IAdd, {kFirst, c(kChunk_)});
+      kEnd = select(KType::I32, lt(end, kEnd), end, kEnd);
+    }
+    auto inK = [&](int k0) { return select(KType::I32, lt(k0, kEnd), k0, kFirst); };
     auto aBase = [&](int at) { return iop(KOp::IMul, {at, c(aSlab_)}); };
     auto bBase = [&](int at, size_t g) {
       return iop(KOp::IMul, {iop(KOp::IAdd, {iop(KOp::IMul, {at, c(together)}), c(g)}), c(bSlab_)});
@@ -1005,49 +1083,72 @@ private:
           first += count;
         }
     };
-    for (int64_t j = 0; async && j < ahead; ++j)
-      copies(inK(c(j * kMatTileK)), c(j));
+    // The slabs of the first stages_ steps (async), the first step's carried values,
+    // and the barrier after which step 0's slabs are complete and visible.
+    for (int64_t j = 0; async && j < stages_; ++j)
+      copies(inK(iop(KOp::IAdd, {kFirst, c(j * kMatTileK)})), c(j));
     if (carried)
-      store(c(0), fetch(c(0)));
+      store(c(0), fetch(kFirst));
+    if (async)
+      b_.copyWait(static_cast<int>(stages_ - 1));
+    b_.barrier();
     std::vector<int> sums;
     for (int64_t i = 0; i < together * kMatFragsM * fragsN_; ++i)
       sums.push_back(b_.varNew(KType::MatC, b_.matZero()));
-    int kb = b_.loopBegin(c(0), kEnd, c(kMatTileK));
+    int slotVar = b_.varNew(KType::I32, c(0));
+    int kb = b_.loopBegin(kFirst, kEnd, c(kMatTileK));
     el_.pushScope();
-    int step = iop(KOp::IDiv, {kb, c(kMatTileK)});
-    if (async)
-      b_.copyWait(static_cast<int>(ahead - 1));
-    b_.barrier();
-    if (async)
-      copies(inK(iop(KOp::IAdd, {kb, c(ahead * kMatTileK)})), slot(step, ahead));
-    std::vector<int> next;
+    int now = b_.varGet(KType::I32, slotVar);
+    int after = iop(KOp::IAdd, {now, c(1)});
+    int next = select(KType::I32, lt(after, c(stages_)), after, c(0));
+    std::vector<int> carriedValues;
     if (carried)
-      next = fetch(inK(iop(KOp::IAdd, {kb, c(kMatTileK)})));
-    int now = slot(step, 0);
+      carriedValues = fetch(inK(iop(KOp::IAdd, {kb, c(kMatTileK)})));
+    // Every fragment of the step, then the products of all but the last 16 k; the
+    // barrier comes before the last products, so that the subgroups meet while the
+    // earlier products run and start the next step on loaded fragments.
+    std::vector<std::vector<int>> as, bf;
     for (int64_t kk = 0; kk < kMatTileK; kk += kMat) {
-      std::vector<int> as, bf;
+      as.emplace_back();
+      bf.emplace_back();
       for (int64_t i = 0; i < kMatFragsM; ++i) {
         int row = iop(KOp::IAdd, {warpRow_, c(i * kMat)});
         int at = iop(KOp::IAdd, {aBase(now), iop(KOp::IMul, {row, c(aStride_)})});
-        as.push_back(b_.matLoad(KType::MatA, 0, iop(KOp::IAdd, {at, c(kk)}), aStride_, false));
+        as.back().push_back(
+            b_.matLoad(KType::MatA, 0, iop(KOp::IAdd, {at, c(kk)}), aStride_, false));
       }
       for (size_t g = 0; g < bs.size(); ++g)
         for (int64_t j = 0; j < fragsN_; ++j) {
           int col = iop(KOp::IAdd, {warpCol_, c(j * kMat)});
           int at = kContiguous_ ? iop(KOp::IAdd, {iop(KOp::IMul, {col, c(bStride_)}), c(kk)})
                                 : iop(KOp::IAdd, {c(kk * bStride_), col});
-          bf.push_back(b_.matLoad(KType::MatB, 1, iop(KOp::IAdd, {bBase(now, g), at}), bStride_,
-                                  kContiguous_));
+          bf.back().push_back(b_.matLoad(KType::MatB, 1, iop(KOp::IAdd, {bBase(now, g), at}),
+                                         bStride_, kContiguous_));
         }
+    }
+    auto products = [&](size_t piece) {
       for (int64_t g = 0; g < together; ++g)
         for (int64_t i = 0; i < kMatFragsM; ++i)
           for (int64_t j = 0; j < fragsN_; ++j) {
             int var = sums[(g * kMatFragsM + i) * fragsN_ + j];
-            b_.varSet(var, b_.matMulAdd(as[i], bf[g * fragsN_ + j], b_.varGet(KType::MatC, var)));
+            b_.varSet(var, b_.matMulAdd(as[piece][i], bf[piece][g * fragsN_ + j],
+                                        b_.varGet(KType::MatC, var)));
           }
-    }
+    };
+    for (size_t piece = 0; piece + 1 < as.size(); ++piece)
+      products(piece);
+    // The next step's carried values and (waited for) copies, then the barrier: past it
+    // they are visible, and every subgroup has loaded this step's fragments, which
+    // frees its slabs for the copies of the step stages_ ahead.
     if (carried)
-      store(slot(step, 1), next);
+      store(next, carriedValues);
+    if (async)
+      b_.copyWait(static_cast<int>(stages_ - 2));
+    b_.barrier();
+    if (async)
+      copies(inK(iop(KOp::IAdd, {kb, c(stages_ * kMatTileK)})), now);
+    products(as.size() - 1);
+    b_.varSet(slotVar, next);
     el_.popScope();
     b_.loopEnd();
     if (async) // the copies past K, which nothing reads
@@ -1057,37 +1158,107 @@ private:
 
   // Each fragment's sums of siblings `group` (matrixSums) through the subgroup's part of
   // the scratch array to the stored values: every invocation takes 8 of the fragment's
-  // 256 elements.
+  // 256 elements. Where K is split, the workgroup's sums go to its split's place among
+  // the tile's partial sums and it counts itself in; the last of the tile's workgroups
+  // to count adds the splits' sums in split order (so every run adds them alike) into
+  // the scratch array, fragment by fragment, for the same epilogue, and leaves the
+  // tile's count at zero for the next run.
   void matrixEpilogue(const KernelStores &stores, const std::vector<int> &siblingOf,
                       const std::vector<int> &group, const std::vector<int> &sums) {
-    int64_t frags = kMatFragsM * fragsN_;
+    int64_t frags = kMatFragsM * fragsN_, together = static_cast<int64_t>(group.size());
+    auto scratchAt = [&](int64_t g, int e) {
+      return iop(KOp::IAdd, {scratch_, iop(KOp::IAdd, {c(g * kMat * kMat), e})});
+    };
+    auto stage = [&](int64_t i, int64_t j) {
+      b_.barrier(); // the last fragment's elements are read
+      for (int64_t g = 0; g < together; ++g)
+        b_.matStore(2, scratchAt(g, c(0)), kMat,
+                    b_.varGet(KType::MatC, sums[g * frags + i * fragsN_ + j]));
+      b_.barrier();
+    };
+    if (splits_ == 1) {
+      for (int64_t i = 0; i < kMatFragsM; ++i)
+        for (int64_t j = 0; j < fragsN_; ++j) {
+          stage(i, j);
+          fragmentValues(stores, siblingOf, group, i, j);
+        }
+      return;
+    }
+    // Element e of fragment (i, j) of sibling group[g]'s sums in split `split`.
+    auto partial = [&](int split, int64_t g, int64_t i, int64_t j, int e) {
+      int row = iop(KOp::IAdd, {iop(KOp::IMul, {tileId_, c(splits_)}), split});
+      row = iop(KOp::IAdd, {iop(KOp::IMul, {row, c(together)}), c(g)});
+      int m = iop(KOp::IAdd, {warpRow_, iop(KOp::IAdd, {c(i * kMat), iop(KOp::IDiv, {e, c(kMat)})})});
+      int n = iop(KOp::IAdd, {warpCol_, iop(KOp::IAdd, {c(j * kMat), iop(KOp::IRem, {e, c(kMat)})})});
+      int inTile = iop(KOp::IAdd, {iop(KOp::IMul, {m, c(tn_)}), n});
+      return iop(KOp::IAdd, {iop(KOp::IMul, {row, c(tm_ * tn_)}), inTile});
+    };
+    for (int64_t i = 0; i < kMatFragsM; ++i)
+      for (int64_t j = 0; j < fragsN_; ++j) {
+        stage(i, j);
+        int e = b_.loopBegin(warpLane_, c(kMat * kMat), c(kMatSubgroup));
+        for (int64_t g = 0; g < together; ++g)
+          b_.store(partials_, partial(split_, g, i, j, e),
+                   b_.sharedLoad(2, KType::F32, scratchAt(g, e)));
+        b_.loopEnd();
+      }
+    b_.fence();
+    b_.barrier();
+    b_.ifBegin(lt(lane_, c(1)));
+    int before = b_.atomicAdd(counters_, tileId_, c(1));
+    b_.sharedStore(last_, c(0), b_.op(KOp::Cast, KType::F32, {before}));
+    b_.ifEnd();
+    b_.barrier();
+    int counted = b_.sharedLoad(last_, KType::F32, c(0));
+    b_.ifBegin(
+        b_.op(KOp::Not, KType::Bool,
+              {b_.op(KOp::FLt, KType::Bool, {counted, el_.f(static_cast<float>(splits_ - 1))})}));
+    b_.fence();
     for (int64_t i = 0; i < kMatFragsM; ++i)
       for (int64_t j = 0; j < fragsN_; ++j) {
         b_.barrier(); // the last fragment's elements are read
-        for (size_t g = 0; g < group.size(); ++g)
-          b_.matStore(2, iop(KOp::IAdd, {scratch_, c(static_cast<int64_t>(g) * kMat * kMat)}), kMat,
-                      b_.varGet(KType::MatC, sums[g * frags + i * fragsN_ + j]));
-        b_.barrier();
-        int fm = iop(KOp::IAdd, {m0_, iop(KOp::IAdd, {warpRow_, c(i * kMat)})});
-        int fn = iop(KOp::IAdd, {n0_, iop(KOp::IAdd, {warpCol_, c(j * kMat)})});
-        el_.setAnchorValues([this, fm, fn, group](int id, const std::vector<int> &coords) {
-          int64_t g = std::find(group.begin(), group.end(), anchorSibling(id)) - group.begin();
-          size_t r = coords.size();
-          int mi = iop(KOp::ISub, {coords[r - 2], fm}), ni = iop(KOp::ISub, {coords[r - 1], fn});
-          int at = iop(KOp::IAdd, {iop(KOp::IMul, {mi, c(kMat)}), ni});
-          return b_.sharedLoad(
-              2, KType::F32, iop(KOp::IAdd, {scratch_, iop(KOp::IAdd, {c(g * kMat * kMat), at})}));
-        });
-        // A loop, not 8 copies of the epilogue: the copies made the kernel 3 times as
-        // long and its PTX twice as slow to generate.
         int e = b_.loopBegin(warpLane_, c(kMat * kMat), c(kMatSubgroup));
-        el_.pushScope();
-        int m = iop(KOp::IAdd, {fm, iop(KOp::IDiv, {e, c(kMat)})});
-        int col = iop(KOp::IAdd, {fn, iop(KOp::IRem, {e, c(kMat)})});
-        storeElement(stores, siblingOf, group, m, col);
-        el_.popScope();
+        for (int64_t g = 0; g < together; ++g) {
+          int sum = b_.varNew(KType::F32, el_.f(0));
+          int sp = b_.loopBegin(c(0), c(splits_), c(1));
+          b_.varSet(sum, el_.fop(KOp::FAdd, {b_.varGet(KType::F32, sum),
+                                             b_.load(partials_, KType::F32, partial(sp, g, i, j, e))}));
+          b_.loopEnd();
+          b_.sharedStore(2, scratchAt(g, e), b_.varGet(KType::F32, sum));
+        }
         b_.loopEnd();
+        b_.barrier();
+        fragmentValues(stores, siblingOf, group, i, j);
       }
+    b_.ifBegin(lt(lane_, c(1)));
+    b_.store(counters_, tileId_, c(0));
+    b_.ifEnd();
+    b_.ifEnd();
+  }
+
+  // The stored values of fragment (i, j) of the subgroup's part of the tile, from the
+  // sums of siblings `group` in its part of the scratch array.
+  void fragmentValues(const KernelStores &stores, const std::vector<int> &siblingOf,
+                      const std::vector<int> &group, int64_t i, int64_t j) {
+    int fm = iop(KOp::IAdd, {m0_, iop(KOp::IAdd, {warpRow_, c(i * kMat)})});
+    int fn = iop(KOp::IAdd, {n0_, iop(KOp::IAdd, {warpCol_, c(j * kMat)})});
+    el_.setAnchorValues([this, fm, fn, group](int id, const std::vector<int> &coords) {
+      int64_t g = std::find(group.begin(), group.end(), anchorSibling(id)) - group.begin();
+      size_t r = coords.size();
+      int mi = iop(KOp::ISub, {coords[r - 2], fm}), ni = iop(KOp::ISub, {coords[r - 1], fn});
+      int at = iop(KOp::IAdd, {iop(KOp::IMul, {mi, c(kMat)}), ni});
+      return b_.sharedLoad(
+          2, KType::F32, iop(KOp::IAdd, {scratch_, iop(KOp::IAdd, {c(g * kMat * kMat), at})}));
+    });
+    // A loop, not 8 copies of the epilogue: the copies made the kernel 3 times as
+    // long and its PTX twice as slow to generate.
+    int e = b_.loopBegin(warpLane_, c(kMat * kMat), c(kMatSubgroup));
+    el_.pushScope();
+    int m = iop(KOp::IAdd, {fm, iop(KOp::IDiv, {e, c(kMat)})});
+    int col = iop(KOp::IAdd, {fn, iop(KOp::IRem, {e, c(kMat)})});
+    storeElement(stores, siblingOf, group, m, col);
+    el_.popScope();
+    b_.loopEnd();
   }
 
   // The kernel's stored values, element by element of the tile, with each sibling's
@@ -1173,6 +1344,7 @@ private:
   bool gemv_ = false;       // few rows: the invocations spread over K
   bool separable_ = false;  // no stored value needs two siblings
   bool perSibling_ = false; // each workgroup computes one sibling's tile
+  bool spare_ = false;      // the grid may count workgroups past the last tile
   int64_t halfRope_ = 0;    // a half-mode rope's row length D, when tiles take half rows
   int sibling_ = -1;        // which, when perSibling_
   int64_t rg_ = 1, cg_ = 1, ks_ = 1, vn_ = 1, vk_ = 1, unroll_ = 1, tm_ = 1, tn_ = 1;

@@ -66,6 +66,8 @@ public:
     }
     annotate("kernel", 1);
     annotate("maxntidx", kWorkgroupSize);
+    if (k_.resident > 0)
+      annotate("minctasm", k_.resident);
 
     declareShared();
     auto *entry = llvm::BasicBlock::Create(ctx_, "entry", fn_);

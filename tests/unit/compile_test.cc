@@ -803,6 +803,32 @@ TEST_P(EndToEnd, TensorCoreMatmulsMatch) {
       {{1, 3}, {129, 300}, {300, 129}});
 }
 
+TEST_P(EndToEnd, TensorCoreMatmulsThatSplitKMatch) {
+  // Tensor-core tiles too few to fill a GPU, over long K, split K across workgroups (on
+  // CUDA; Vulkan runs SIMT tiles): a symbolic M whose grid counts spare workgroups, K
+  // off the step (3000) with an epilogue; B along K with K not a multiple of 8 (carried
+  // in registers); siblings with workgroups of their own and of different widths; gate
+  // and up in one workgroup; a batch. Three runs of one plan: each leaves the tiles'
+  // counts at zero for the next.
+  run(
+      R"(graph @tcsplit(%a: f16[t, 3000], %w: f16[3000, 200], %r: f16[t, 200], %wt: f16[136, 4100], %x: f16[t, 4100], %xq: f16[t, 2048], %wq: f16[2048, 128], %wk: f16[2048, 64], %xg: f16[t, 2048], %wg: f16[2048, 72], %wu: f16[2048, 72], %ba: f16[2, 40, 1024], %bb: f16[1024, 48]) -> (f16[t, 200], f16[t, 136], f16[t, 128], f16[t, 64], f16[t, 72], f16[2, 40, 48]) {
+  dim t in [1, 300]
+  %y = matmul %a, %w : f16[t, 200]
+  %ys = silu %y : f16[t, 200]
+  %yr = add %ys, %r : f16[t, 200]
+  %yt = matmul %x, %wt {transpose_b = true} : f16[t, 136]
+  %q = matmul %xq, %wq : f16[t, 128]
+  %k = matmul %xq, %wk : f16[t, 64]
+  %gate = matmul %xg, %wg : f16[t, 72]
+  %up = matmul %xg, %wu : f16[t, 72]
+  %act = silu %gate : f16[t, 72]
+  %m = mul %act, %up : f16[t, 72]
+  %bm = matmul %ba, %bb : f16[2, 40, 48]
+  return %yr, %yt, %q, %k, %m, %bm
+})",
+      {{1}, {300}, {129}});
+}
+
 TEST_P(EndToEnd, SiblingMatmulsShareAKernel) {
   // Gate and up meet in silu(gate) * up; sibling matmuls of different widths (grouped
   // query heads) share a kernel.
