@@ -25,9 +25,10 @@
 // the tile, its sums held in matrix registers, while later steps' slabs travel to the
 // other stages of the shared arrays (see matrixSums). Siblings that a stored value mixes
 // (gate and up, at most kMatMaxMixed) share each slab of A and take 128 columns each;
-// others get workgroups of their own. The epilogue then passes each sum through shared
-// memory a fragment at a time and stores the kernel's values element by element, as
-// above. A half-mode rope (its pairs lie outside a fragment) and more mixed siblings
+// others get workgroups of their own. Tiles too few to fill a GPU split K across
+// workgroups (see splitMatrixK and matrixEpilogue). The epilogue then passes each sum
+// through shared memory a fragment at a time and stores the kernel's values element by
+// element, as above. A half-mode rope (its pairs lie outside a fragment) and more mixed siblings
 // keep the SIMT tile.
 #include <algorithm>
 #include <functional>
@@ -845,9 +846,9 @@ private:
       ir::TensorType sums{ir::DType::F32,
                           {ir::Dim::of(tilesPerSplit() * splits_ * together * tm_ * tn_)}};
       partials_ = addScratch(anchor(0).name + "_partials", sums, runtime::BufferRole::Temp);
-      counters_ = addScratch(anchor(0).name + "_counters",
-                              {ir::DType::I32, {ir::Dim::of(tilesPerSplit())}},
-                              runtime::BufferRole::Zeroed);
+      counters_ =
+          addScratch(anchor(0).name + "_counters", {ir::DType::I32, {ir::Dim::of(tilesPerSplit())}},
+                     runtime::BufferRole::Zeroed);
     }
     // Two workgroups a multiprocessor where a subgroup's sums take 64 registers (one
     // sibling's 128 columns): sixteen subgroups to hide each other's latencies, and a
@@ -995,10 +996,11 @@ private:
   // asynchronous copies, step i + stages_'s started in step i; the others are loaded
   // into registers during the step before theirs and stored before its barrier (the
   // steps past K fetch the first again, always in bounds). One barrier a step, before
-  // its last 16 k of products: past it the next step's slabs are complete and visible,
-  // and every subgroup has loaded this step's fragments, so its slabs are free for the
-  // next copies. Loaded and stored in one iteration, the values in registers never meet
-  // in a phi, where LLVM would fold the loads into one at the loop's top.
+  // its last 16 k of products (after all of them where registers carry an operand):
+  // past it the next step's slabs are complete and visible, and every subgroup has
+  // loaded this step's fragments, so its slabs are free for the next copies. Loaded and
+  // stored in one iteration, the values in registers never meet in a phi, where LLVM
+  // would fold the loads into one at the loop's top.
   std::vector<int> matrixSums(const std::vector<int> &group) {
     struct Factor {
       int id, async;
@@ -1135,7 +1137,10 @@ private:
                                         b_.varGet(KType::MatC, var)));
           }
     };
-    for (size_t piece = 0; piece + 1 < as.size(); ++piece)
+    // Where registers carry an operand, all the products come first: they hide the
+    // loads that its stores wait for.
+    size_t early = carried ? as.size() : as.size() - 1;
+    for (size_t piece = 0; piece < early; ++piece)
       products(piece);
     // The next step's carried values and (waited for) copies, then the barrier: past it
     // they are visible, and every subgroup has loaded this step's fragments, which
@@ -1147,7 +1152,8 @@ private:
     b_.barrier();
     if (async)
       copies(inK(iop(KOp::IAdd, {kb, c(stages_ * kMatTileK)})), now);
-    products(as.size() - 1);
+    for (size_t piece = early; piece < as.size(); ++piece)
+      products(piece);
     b_.varSet(slotVar, next);
     el_.popScope();
     b_.loopEnd();
@@ -1188,8 +1194,10 @@ private:
     auto partial = [&](int split, int64_t g, int64_t i, int64_t j, int e) {
       int row = iop(KOp::IAdd, {iop(KOp::IMul, {tileId_, c(splits_)}), split});
       row = iop(KOp::IAdd, {iop(KOp::IMul, {row, c(together)}), c(g)});
-      int m = iop(KOp::IAdd, {warpRow_, iop(KOp::IAdd, {c(i * kMat), iop(KOp::IDiv, {e, c(kMat)})})});
-      int n = iop(KOp::IAdd, {warpCol_, iop(KOp::IAdd, {c(j * kMat), iop(KOp::IRem, {e, c(kMat)})})});
+      int m =
+          iop(KOp::IAdd, {warpRow_, iop(KOp::IAdd, {c(i * kMat), iop(KOp::IDiv, {e, c(kMat)})})});
+      int n =
+          iop(KOp::IAdd, {warpCol_, iop(KOp::IAdd, {c(j * kMat), iop(KOp::IRem, {e, c(kMat)})})});
       int inTile = iop(KOp::IAdd, {iop(KOp::IMul, {m, c(tn_)}), n});
       return iop(KOp::IAdd, {iop(KOp::IMul, {row, c(tm_ * tn_)}), inTile});
     };
@@ -1221,8 +1229,9 @@ private:
         for (int64_t g = 0; g < together; ++g) {
           int sum = b_.varNew(KType::F32, el_.f(0));
           int sp = b_.loopBegin(c(0), c(splits_), c(1));
-          b_.varSet(sum, el_.fop(KOp::FAdd, {b_.varGet(KType::F32, sum),
-                                             b_.load(partials_, KType::F32, partial(sp, g, i, j, e))}));
+          b_.varSet(sum,
+                    el_.fop(KOp::FAdd, {b_.varGet(KType::F32, sum),
+                                        b_.load(partials_, KType::F32, partial(sp, g, i, j, e))}));
           b_.loopEnd();
           b_.sharedStore(2, scratchAt(g, e), b_.varGet(KType::F32, sum));
         }
@@ -1247,8 +1256,8 @@ private:
       size_t r = coords.size();
       int mi = iop(KOp::ISub, {coords[r - 2], fm}), ni = iop(KOp::ISub, {coords[r - 1], fn});
       int at = iop(KOp::IAdd, {iop(KOp::IMul, {mi, c(kMat)}), ni});
-      return b_.sharedLoad(
-          2, KType::F32, iop(KOp::IAdd, {scratch_, iop(KOp::IAdd, {c(g * kMat * kMat), at})}));
+      return b_.sharedLoad(2, KType::F32,
+                           iop(KOp::IAdd, {scratch_, iop(KOp::IAdd, {c(g * kMat * kMat), at})}));
     });
     // A loop, not 8 copies of the epilogue: the copies made the kernel 3 times as
     // long and its PTX twice as slow to generate.

@@ -335,6 +335,16 @@ TEST(KernelIrVerifier, ChecksAtomics) {
       << verifyError(readOnly);
 }
 
+TEST(KernelIrVerifier, ChecksTheOccupancyHint) {
+  Kernel k = scaleKernel();
+  EXPECT_EQ(printKernel(k).find("resident"), std::string::npos) << printKernel(k);
+  k.resident = 2;
+  EXPECT_FALSE(verifyKernel(k).failed()) << verifyKernel(k).message();
+  EXPECT_NE(printKernel(k).find(") dims=1 resident=2 {\n"), std::string::npos) << printKernel(k);
+  k.resident = -1;
+  EXPECT_NE(verifyError(k).find("resident is negative"), std::string::npos) << verifyError(k);
+}
+
 TEST(KernelIrPrinter, IndentsRegionsAndListsSharedArrays) {
   std::string text = printKernel(regionKernel());
   for (const char *line :
