@@ -28,8 +28,8 @@
 // others get workgroups of their own. Tiles too few to fill a GPU split K across
 // workgroups (see splitMatrixK and matrixEpilogue). The epilogue then passes each sum
 // through shared memory a fragment at a time and stores the kernel's values element by
-// element, as above. A half-mode rope (its pairs lie outside a fragment) and more mixed siblings
-// keep the SIMT tile.
+// element, as above. A half-mode rope (its pairs lie outside a fragment) and more mixed
+// siblings keep the SIMT tile.
 #include <algorithm>
 #include <functional>
 #include <numeric>
@@ -716,17 +716,35 @@ private:
       epilogue(stores, siblingOf, active);
       return;
     }
-    int64_t tile = tm_ * tn_;
+    int64_t together = static_cast<int64_t>(active.size()), tile = tm_ * tn_;
     // Element e of sibling active[a]'s sums in split `split` of the tile.
-    auto at = [&](int split, size_t a, int e) {
-      int row = iop(KOp::IAdd, {iop(KOp::IMul, {tileId_, c(splits_)}), split});
-      row = iop(KOp::IAdd, {iop(KOp::IMul, {row, c(together())}), c(static_cast<int64_t>(a))});
-      return iop(KOp::IAdd, {iop(KOp::IMul, {row, c(tile)}), e});
+    auto at = [&](int split, int64_t a, int e) {
+      return iop(KOp::IAdd, {partialBase(split, a, together), e});
     };
     int e = b_.loopBegin(lane_, c(tile), c(kWorkgroupSize));
-    for (size_t a = 0; a < active.size(); ++a)
+    for (int64_t a = 0; a < together; ++a)
       b_.store(partials_, at(split_, a, e), b_.sharedLoad(active[a], KType::F32, e));
     b_.loopEnd();
+    beginLastOfTile();
+    e = b_.loopBegin(lane_, c(tile), c(kWorkgroupSize));
+    for (int64_t a = 0; a < together; ++a)
+      b_.sharedStore(active[a], e, splitSum([&](int sp) { return at(sp, a, e); }));
+    b_.loopEnd();
+    b_.barrier();
+    epilogue(stores, siblingOf, active);
+    endLastOfTile();
+  }
+
+  // Where K is split: element 0 of sibling g's sums (of `together` a workgroup) in split
+  // `split` of the workgroup's tile, in the partial buffer.
+  int partialBase(int split, int64_t g, int64_t together) {
+    int row = iop(KOp::IAdd, {iop(KOp::IMul, {tileId_, c(splits_)}), split});
+    row = iop(KOp::IAdd, {iop(KOp::IMul, {row, c(together)}), c(g)});
+    return iop(KOp::IMul, {row, c(tm_ * tn_)});
+  }
+  // After the workgroup's sums are in the partial buffer: it counts itself in, and the
+  // tile's last workgroup to count goes on (to endLastOfTile) after a fence.
+  void beginLastOfTile() {
     b_.fence();
     b_.barrier();
     b_.ifBegin(lt(lane_, c(1)));
@@ -739,22 +757,22 @@ private:
         b_.op(KOp::Not, KType::Bool,
               {b_.op(KOp::FLt, KType::Bool, {counted, el_.f(static_cast<float>(splits_ - 1))})}));
     b_.fence();
-    e = b_.loopBegin(lane_, c(tile), c(kWorkgroupSize));
-    for (size_t a = 0; a < active.size(); ++a) {
-      int sum = b_.varNew(KType::F32, el_.f(0));
-      int sp = b_.loopBegin(c(0), c(splits_), c(1));
-      b_.varSet(sum, el_.fop(KOp::FAdd, {b_.varGet(KType::F32, sum),
-                                         b_.load(partials_, KType::F32, at(sp, a, e))}));
-      b_.loopEnd();
-      b_.sharedStore(active[a], e, b_.varGet(KType::F32, sum));
-    }
-    b_.loopEnd();
+  }
+  // The last workgroup leaves the tile's count at zero for the next run.
+  void endLastOfTile() {
     b_.ifBegin(lt(lane_, c(1)));
     b_.store(counters_, tileId_, c(0));
     b_.ifEnd();
-    b_.barrier();
-    epilogue(stores, siblingOf, active);
     b_.ifEnd();
+  }
+  // The sum over the splits, in split order, of the partial sums at(split).
+  int splitSum(const std::function<int(int)> &at) {
+    int sum = b_.varNew(KType::F32, el_.f(0));
+    int sp = b_.loopBegin(c(0), c(splits_), c(1));
+    b_.varSet(sum, el_.fop(KOp::FAdd,
+                           {b_.varGet(KType::F32, sum), b_.load(partials_, KType::F32, at(sp))}));
+    b_.loopEnd();
+    return b_.varGet(KType::F32, sum);
   }
 
   // Lanes between an invocation and the one holding the next slice of K.
@@ -1192,14 +1210,12 @@ private:
     }
     // Element e of fragment (i, j) of sibling group[g]'s sums in split `split`.
     auto partial = [&](int split, int64_t g, int64_t i, int64_t j, int e) {
-      int row = iop(KOp::IAdd, {iop(KOp::IMul, {tileId_, c(splits_)}), split});
-      row = iop(KOp::IAdd, {iop(KOp::IMul, {row, c(together)}), c(g)});
       int m =
           iop(KOp::IAdd, {warpRow_, iop(KOp::IAdd, {c(i * kMat), iop(KOp::IDiv, {e, c(kMat)})})});
       int n =
           iop(KOp::IAdd, {warpCol_, iop(KOp::IAdd, {c(j * kMat), iop(KOp::IRem, {e, c(kMat)})})});
       int inTile = iop(KOp::IAdd, {iop(KOp::IMul, {m, c(tn_)}), n});
-      return iop(KOp::IAdd, {iop(KOp::IMul, {row, c(tm_ * tn_)}), inTile});
+      return iop(KOp::IAdd, {partialBase(split, g, together), inTile});
     };
     for (int64_t i = 0; i < kMatFragsM; ++i)
       for (int64_t j = 0; j < fragsN_; ++j) {
@@ -1210,39 +1226,19 @@ private:
                    b_.sharedLoad(2, KType::F32, scratchAt(g, e)));
         b_.loopEnd();
       }
-    b_.fence();
-    b_.barrier();
-    b_.ifBegin(lt(lane_, c(1)));
-    int before = b_.atomicAdd(counters_, tileId_, c(1));
-    b_.sharedStore(last_, c(0), b_.op(KOp::Cast, KType::F32, {before}));
-    b_.ifEnd();
-    b_.barrier();
-    int counted = b_.sharedLoad(last_, KType::F32, c(0));
-    b_.ifBegin(
-        b_.op(KOp::Not, KType::Bool,
-              {b_.op(KOp::FLt, KType::Bool, {counted, el_.f(static_cast<float>(splits_ - 1))})}));
-    b_.fence();
+    beginLastOfTile();
     for (int64_t i = 0; i < kMatFragsM; ++i)
       for (int64_t j = 0; j < fragsN_; ++j) {
         b_.barrier(); // the last fragment's elements are read
         int e = b_.loopBegin(warpLane_, c(kMat * kMat), c(kMatSubgroup));
-        for (int64_t g = 0; g < together; ++g) {
-          int sum = b_.varNew(KType::F32, el_.f(0));
-          int sp = b_.loopBegin(c(0), c(splits_), c(1));
-          b_.varSet(sum,
-                    el_.fop(KOp::FAdd, {b_.varGet(KType::F32, sum),
-                                        b_.load(partials_, KType::F32, partial(sp, g, i, j, e))}));
-          b_.loopEnd();
-          b_.sharedStore(2, scratchAt(g, e), b_.varGet(KType::F32, sum));
-        }
+        for (int64_t g = 0; g < together; ++g)
+          b_.sharedStore(2, scratchAt(g, e),
+                         splitSum([&](int sp) { return partial(sp, g, i, j, e); }));
         b_.loopEnd();
         b_.barrier();
         fragmentValues(stores, siblingOf, group, i, j);
       }
-    b_.ifBegin(lt(lane_, c(1)));
-    b_.store(counters_, tileId_, c(0));
-    b_.ifEnd();
-    b_.ifEnd();
+    endLastOfTile();
   }
 
   // The stored values of fragment (i, j) of the subgroup's part of the tile, from the
