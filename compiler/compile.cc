@@ -96,7 +96,7 @@ std::string renamePtx(const std::string &ptx, const std::string &from, const std
 }
 
 Expected<runtime::Executable> compileGraph(const ir::Graph &g, const CompileOptions &opts) {
-  auto lowered = lowerGraph(g, {opts.matrixUnits});
+  auto lowered = lowerGraph(g, {opts.matrixUnits, opts.matrixUnits && opts.smArch == "sm_90"});
   if (!lowered)
     return lowered.error();
   runtime::Executable exe = std::move(lowered->exe);

@@ -35,6 +35,22 @@ const char *opName(KOp op) {
     return "mat_store";
   case KOp::MatMulAdd:
     return "mat_mul_add";
+  case KOp::WgZero:
+    return "wg_zero";
+  case KOp::WgDesc:
+    return "wg_desc";
+  case KOp::WgMulAdd:
+    return "wg_mul_add";
+  case KOp::WgFence:
+    return "wg_fence";
+  case KOp::WgCommit:
+    return "wg_commit";
+  case KOp::WgWait:
+    return "wg_wait";
+  case KOp::WgStore:
+    return "wg_store";
+  case KOp::ProxyFence:
+    return "proxy_fence";
   case KOp::CopyAsync:
     return "copy_async";
   case KOp::CopyCommit:
@@ -161,11 +177,18 @@ const char *typeName(KType t) {
     return "mat_b";
   case KType::MatC:
     return "mat_c";
+  case KType::MatW:
+    return "mat_w";
+  case KType::MatDesc:
+    return "mat_desc";
   }
   return "?";
 }
 
-bool isMatrix(KType t) { return t == KType::MatA || t == KType::MatB || t == KType::MatC; }
+bool isMatrix(KType t) {
+  return t == KType::MatA || t == KType::MatB || t == KType::MatC || t == KType::MatW ||
+         t == KType::MatDesc;
+}
 
 const char *memTypeName(MemType m) {
   switch (m) {
@@ -183,7 +206,7 @@ const char *memTypeName(MemType m) {
 
 // Operand and result types an op requires. `Any` marks the operands of Select and Cast, and the
 // value of Store, which are checked separately.
-enum class Want : uint8_t { Bool, I32, F32, MatA, MatB, MatC, Any };
+enum class Want : uint8_t { Bool, I32, F32, MatA, MatB, MatC, MatW, MatDesc, Any };
 
 struct Signature {
   std::vector<Want> operands;
@@ -193,6 +216,7 @@ struct Signature {
 Signature signatureOf(KOp op) {
   constexpr Want B = Want::Bool, I = Want::I32, F = Want::F32, A = Want::Any;
   constexpr Want MA = Want::MatA, MB = Want::MatB, MC = Want::MatC;
+  constexpr Want MW = Want::MatW, MD = Want::MatDesc;
   switch (op) {
   case KOp::GlobalId:
   case KOp::LocalId:
@@ -274,6 +298,19 @@ Signature signatureOf(KOp op) {
     return {{I, MC}, A};
   case KOp::MatMulAdd:
     return {{MA, MB, MC}, MC};
+  case KOp::WgZero:
+    return {{}, MW};
+  case KOp::WgDesc:
+    return {{I}, MD};
+  case KOp::WgMulAdd:
+    return {{MD, MD, MW}, MW};
+  case KOp::WgFence:
+  case KOp::WgCommit:
+  case KOp::WgWait:
+  case KOp::ProxyFence:
+    return {{}, A};
+  case KOp::WgStore:
+    return {{I, MW}, A};
   case KOp::CopyAsync:
     return {{I, I, B}, A};
   case KOp::CopyCommit:
@@ -306,6 +343,10 @@ bool matches(Want w, KType t) {
     return t == KType::MatB;
   case Want::MatC:
     return t == KType::MatC;
+  case Want::MatW:
+    return t == KType::MatW;
+  case Want::MatDesc:
+    return t == KType::MatDesc;
   case Want::Any:
     return true;
   }
@@ -326,6 +367,10 @@ const char *wantName(Want w) {
     return "mat_b";
   case Want::MatC:
     return "mat_c";
+  case Want::MatW:
+    return "mat_w";
+  case Want::MatDesc:
+    return "mat_desc";
   case Want::Any:
     return "any";
   }
@@ -484,6 +529,15 @@ private:
     case KOp::MatStore:
     case KOp::MatMulAdd:
       return verifyMatrix(id, in);
+    case KOp::WgZero:
+    case KOp::WgDesc:
+    case KOp::WgMulAdd:
+    case KOp::WgFence:
+    case KOp::WgCommit:
+    case KOp::WgWait:
+    case KOp::WgStore:
+    case KOp::ProxyFence:
+      return verifyWarpgroup(id, in);
     case KOp::CopyAsync:
     case KOp::CopyCommit:
     case KOp::CopyWait:
@@ -499,9 +553,9 @@ private:
         return failAt(id, "lane mask " + std::to_string(in.imm) + " is outside [1, 2^30)");
       return Status::ok();
     case KOp::VarNew:
-      if (in.type == KType::MatA || in.type == KType::MatB)
+      if (in.type == KType::MatA || in.type == KType::MatB || in.type == KType::MatDesc)
         return failAt(id, std::string("a variable of ") + typeName(in.type) +
-                              " (only sums, mat_c, live in variables)");
+                              " (only sums, mat_c and mat_w, live in variables)");
       if (argType(0) != in.type)
         return failAt(id, std::string("variable of ") + typeName(in.type) + " starts as " +
                               typeName(argType(0)));
@@ -619,6 +673,47 @@ private:
     return Status::ok();
   }
 
+  // Warpgroup ops: the whole warpgroup takes part (no guard), descriptors name f16 arrays
+  // at whole core matrices with offsets the descriptor's 14-bit fields hold, and stores
+  // name an f32 array.
+  Status verifyWarpgroup(int id, const KInst &in) {
+    if (k_.guard >= 0)
+      return failAt(id, "warpgroup op in a guarded kernel (some invocations would not take part)");
+    switch (in.op) {
+    case KOp::WgDesc: {
+      if (Status s = inRange(id, "shared array", in.buffer, k_.shared.size()); s.failed())
+        return s;
+      if (k_.shared[in.buffer].elem != MemType::F16)
+        return failAt(id, std::string("shared array ") + std::to_string(in.buffer) + " is " +
+                              memTypeName(k_.shared[in.buffer].elem) + ", expected f16");
+      for (int64_t bytes : {in.imm & 0xffffffff, in.imm >> 32})
+        if (bytes <= 0 || bytes % 16 != 0 || bytes >= (int64_t{1} << 18))
+          return failAt(id, "core matrices lie " + std::to_string(bytes) +
+                                " bytes apart, not a positive multiple of 16 below 2^18");
+      return Status::ok();
+    }
+    case KOp::WgMulAdd:
+      if (in.imm != 0 && in.imm != 1)
+        return failAt(id, "B's layout " + std::to_string(in.imm) + " is neither 0 nor 1");
+      return Status::ok();
+    case KOp::WgWait:
+      if (in.imm < 0 || in.imm > 7)
+        return failAt(id, "waits for " + std::to_string(in.imm) + " batches, not 0 to 7");
+      return Status::ok();
+    case KOp::WgStore:
+      if (Status s = inRange(id, "shared array", in.buffer, k_.shared.size()); s.failed())
+        return s;
+      if (k_.shared[in.buffer].elem != MemType::F32)
+        return failAt(id, std::string("shared array ") + std::to_string(in.buffer) + " is " +
+                              memTypeName(k_.shared[in.buffer].elem) + ", expected f32");
+      if (in.imm < 0 || in.imm >= 8)
+        return failAt(id, "column block " + std::to_string(in.imm) + " is outside [0, 8)");
+      return Status::ok();
+    default:
+      return Status::ok();
+    }
+  }
+
   Status verifyCopy(int id, const KInst &in) {
     if (id < k_.guardEnd)
       return failAt(id, "side effect in the prologue");
@@ -700,6 +795,14 @@ std::string printInst(const Kernel &k, int id) {
     return "copy_commit";
   case KOp::CopyWait:
     return "copy_wait " + std::to_string(in.imm);
+  case KOp::WgStore:
+    return "wg_store " + shared + "[" + arg(0) + "], " + arg(1) + ", columns " +
+           std::to_string(16 * in.imm) + "+16";
+  case KOp::WgWait:
+    return "wg_wait " + std::to_string(in.imm);
+  case KOp::WgFence:
+  case KOp::WgCommit:
+  case KOp::ProxyFence:
   case KOp::Barrier:
   case KOp::Fence:
   case KOp::LoopEnd:
@@ -732,6 +835,17 @@ std::string printInst(const Kernel &k, int id) {
     return s + " " + shared + "[" + arg(0) + "], rows " + std::to_string(in.imm) + " apart";
   case KOp::ShuffleXor:
     return s + " " + arg(0) + ", " + std::to_string(in.imm);
+  case KOp::WgDesc:
+    return s + " " + shared + "[" + arg(0) + "], k " + std::to_string(in.imm & 0xffffffff) +
+           " mn " + std::to_string(in.imm >> 32);
+  case KOp::WgMulAdd:
+    return s + " " + arg(0) + ", " + arg(1) + (in.imm != 0 ? " mn" : " k") + ", " + arg(2);
+  case KOp::WgZero:
+  case KOp::WgFence:
+  case KOp::WgCommit:
+  case KOp::WgWait:
+  case KOp::WgStore:
+  case KOp::ProxyFence:
   case KOp::SharedStore:
   case KOp::MatStore:
   case KOp::MatZero:
@@ -904,6 +1018,8 @@ bool isPure(const Kernel &k, const KInst &in) {
   case KOp::ShuffleXor: // the same operand gives the same value, where both execute
   case KOp::MatZero:
   case KOp::MatMulAdd:
+  case KOp::WgZero:
+  case KOp::WgDesc:
     return true;
   case KOp::Store:
   case KOp::AtomicAdd:
@@ -916,6 +1032,12 @@ bool isPure(const Kernel &k, const KInst &in) {
   case KOp::CopyAsync:
   case KOp::CopyCommit:
   case KOp::CopyWait:
+  case KOp::WgMulAdd: // starts work that a WgWait finishes
+  case KOp::WgFence:
+  case KOp::WgCommit:
+  case KOp::WgWait:
+  case KOp::WgStore:
+  case KOp::ProxyFence:
   case KOp::Barrier:
   case KOp::VarNew:
   case KOp::VarGet:

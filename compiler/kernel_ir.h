@@ -25,6 +25,15 @@
 // compile options say the target has matrix units). MatA and MatB values come straight
 // from MatLoad or MatLoadT; MatC values live across loop iterations in variables.
 //
+// Warpgroup matrices (sm_90a's wgmma; the lowering uses them only where the compile
+// options say the target has them): the 128 invocations of four consecutive subgroups,
+// the first a multiple of four, hold a 64 x 128 tile of f32 sums together (MatW),
+// subgroup w of them its rows [16w, 16w + 16). A product reads both factors straight from
+// shared memory, named by descriptors (MatDesc), and runs asynchronously: WgMulAdd's
+// result may be read (WgStore, or a WgMulAdd of another batch) only after a WgWait that
+// covers its batch, and the shared memory it reads may be written only then. Every
+// invocation of the four subgroups executes these ops alike, as for the matrix ops.
+//
 // Parameters: buffers 0..N-1 (storage elements of `MemType`), then the dims info
 // buffer (int32 values of the graph's symbolic dims, in declaration order).
 //   SPIR-V: descriptor set 0, binding i for buffer i, binding N for the dims buffer.
@@ -48,7 +57,7 @@ constexpr int kWorkgroupSize = 256;
 constexpr int kBufferAlignment = 16;
 
 // Types of values computed in registers.
-enum class KType : uint8_t { Bool, I32, F32, MatA, MatB, MatC };
+enum class KType : uint8_t { Bool, I32, F32, MatA, MatB, MatC, MatW, MatDesc };
 
 // Element types of buffers in memory. F16 and BF16 load to and store from F32;
 // I32 loads and stores I32.
@@ -125,6 +134,27 @@ enum class KOp : uint8_t {
   MatLoadT,  // MatA or MatB from an f16 array, transposed: (r, c) at index + c * imm + r.
   MatStore,  // args: index, MatC value; into an f32 array, (r, c) at index + r * imm + c.
   MatMulAdd, // MatC: args a (MatA), b (MatB), c (MatC): a * b + c, sums in f32.
+  // Warpgroup matrices (see the file comment; SPIR-V refuses them). A descriptor names a
+  // matrix of f16 in shared array `buffer` from element args[0] (a multiple of 8) made of
+  // core matrices, each 8 rows of 8 elements in 128 consecutive bytes; its rows run along
+  // the matrix's M or N (K-major) or along K (MN-major), and `imm` holds the bytes between
+  // core matrices along K in its low 32 bits and along M or N in its high 32 (multiples
+  // of 16, below 2^18). So in a K-major A (64 x 16), element (m, k) lies at byte
+  // (m / 8) * high + (k / 8) * low + (m % 8) * 16 + (k % 8) * 2; in an MN-major B (16 x
+  // 128), element (k, n) at (n / 8) * high + (k / 8) * low + (k % 8) * 16 + (n % 8) * 2.
+  WgZero,     // MatW of zeros.
+  WgDesc,     // MatDesc (see above).
+  WgMulAdd,   // MatW: args a (MatDesc, K-major 64 x 16), b (MatDesc, 16 x 128: MN-major where
+              // `imm` is 1, else K-major), c (MatW): a * b + c, sums in f32; starts the
+              // product in the current batch.
+  WgFence,    // no operands, no result: orders the invocation's register accesses before
+              // it before the products after it (before each batch's first WgMulAdd).
+  WgCommit,   // closes the batch of products started since the last.
+  WgWait,     // waits until at most `imm` of the invocation's batches are unfinished.
+  WgStore,    // args: index, MatW value: columns [16 imm, 16 imm + 16) of the subgroup's
+              // 16 rows, into an f32 array: (r, c) at index + r * 16 + c.
+  ProxyFence, // no operands, no result: the invocation's shared-memory writes before it
+              // (stores and finished copies) become visible to the products after it.
   // Asynchronous copies (tensor-core targets; SPIR-V refuses them): CopyAsync starts a
   // copy of 16 bytes from element args[0] of buffer `buffer` to element args[1] of
   // shared array `imm` (of the buffer's element type; both at multiples of 16 bytes),
@@ -157,7 +187,15 @@ enum class KOp : uint8_t {
 inline bool hasNoResult(KOp op) {
   return op == KOp::Store || op == KOp::SharedStore || op == KOp::Barrier || op == KOp::VarSet ||
          op == KOp::LoopEnd || op == KOp::IfBegin || op == KOp::IfEnd || op == KOp::MatStore ||
-         op == KOp::CopyAsync || op == KOp::CopyCommit || op == KOp::CopyWait || op == KOp::Fence;
+         op == KOp::CopyAsync || op == KOp::CopyCommit || op == KOp::CopyWait || op == KOp::Fence ||
+         op == KOp::WgFence || op == KOp::WgCommit || op == KOp::WgWait || op == KOp::WgStore ||
+         op == KOp::ProxyFence;
+}
+
+// Whether an op is one of the warpgroup matrix ops (sm_90a).
+inline bool isWarpgroupOp(KOp op) {
+  return op == KOp::WgZero || op == KOp::WgDesc || op == KOp::WgMulAdd || op == KOp::WgFence ||
+         op == KOp::WgCommit || op == KOp::WgWait || op == KOp::WgStore || op == KOp::ProxyFence;
 }
 
 struct KInst {
@@ -235,6 +273,16 @@ public:
     emit({KOp::MatStore, KType::I32, {index, value}, stride, 0, array});
   }
   int matMulAdd(int a, int b, int c) { return emit({KOp::MatMulAdd, KType::MatC, {a, b, c}}); }
+  int wgZero() { return emit({KOp::WgZero, KType::MatW}); }
+  int wgDesc(int array, int index, int64_t alongK, int64_t alongMN) {
+    return emit({KOp::WgDesc, KType::MatDesc, {index}, alongK | alongMN << 32, 0, array});
+  }
+  int wgMulAdd(int a, int b, int c, bool bMNMajor) {
+    return emit({KOp::WgMulAdd, KType::MatW, {a, b, c}, bMNMajor ? 1 : 0});
+  }
+  void wgStore(int array, int index, int value, int64_t block) {
+    emit({KOp::WgStore, KType::I32, {index, value}, block, 0, array});
+  }
   void copyAsync(int buffer, int index, int array, int sharedIndex, int inside) {
     emit({KOp::CopyAsync, KType::I32, {index, sharedIndex, inside}, array, 0, buffer});
   }

@@ -16,6 +16,9 @@ struct LowerOptions {
   // invocations a subgroup (PTX: tensor cores on sm_80 and later): f16 matmuls of more
   // rows than a GEMV's take them.
   bool matrixUnits = false;
+  // With matrix units, the warpgroup matrix ops too (sm_90a's wgmma, PTX on sm_90): the
+  // tensor-core tiles whose operands travel by asynchronous copies take them.
+  bool warpgroupMatrix = false;
 };
 
 // A graph split into kernels, with the buffers they use; code not yet emitted.

@@ -96,6 +96,11 @@ constexpr int64_t kMinWideTiles = 128;
 constexpr int64_t kMatSplitBelow = 160;
 constexpr int64_t kMatSplitWorkgroups = 512;
 constexpr int64_t kMatMinSplitSteps = 8;
+// The warpgroup tile (LowerOptions::warpgroupMatrix): k per step, stages of slabs, and the
+// shared memory a workgroup may take on sm_90 (227 KB). Each of the two warpgroups
+// multiplies 64 rows of A by 128 columns of B a product.
+constexpr int64_t kWgTileK = 64, kWgStages = 4, kWgColumns = 128;
+constexpr int64_t kWgMaxSharedBytes = 227 * 1024;
 // Invocations in a subgroup at most (Vulkan's limit; 32 on NVIDIA).
 constexpr int64_t kMaxSubgroupSize = 128;
 // Columns (rows of B) an invocation of a GEMV over K-contiguous B sums at once, at most.
@@ -804,12 +809,12 @@ private:
     }
     if (!fixed || tiles >= kMatSplitBelow)
       return;
-    int64_t steps = (k_.offset + kMatTileK - 1) / kMatTileK;
+    int64_t steps = (k_.offset + step_ - 1) / step_;
     int64_t want = (kMatSplitWorkgroups + tiles - 1) / tiles;
     int64_t per = std::max(kMatMinSplitSteps, (steps + want - 1) / want);
     if (per >= steps)
       return;
-    kChunk_ = per * kMatTileK;
+    kChunk_ = per * step_;
     splits_ = (steps + per - 1) / per;
   }
 
@@ -832,6 +837,16 @@ private:
     int64_t width = n(widest_).max(g_.dims);
     bool filled = (width + 255) / 256 * 256 <= (width + 127) / 128 * 128;
     tn_ = together == 1 && wideTiles >= kMinWideTiles && filled ? 256 : 128;
+    wg_ = opts_.warpgroupMatrix;
+    for (int s = 0; s < static_cast<int>(anchors_.size()); ++s) {
+      const Node &a = anchor(s);
+      wg_ = wg_ && asyncBuffer(a.operands[0], a.attrBool("transpose_a"), true, s) >= 0 &&
+            asyncBuffer(a.operands[1], a.attrBool("transpose_b"), false, s) >= 0;
+    }
+    if (wg_) {
+      lowerOnWarpgroups(stores, siblingOf, addScratch, together);
+      return;
+    }
     fragsN_ = tn_ / kMatWarpsN / kMat;
     aStride_ = kMatTileK + kMatPad;
     bStride_ = kContiguous_ ? kMatTileK + kMatPad : tn_ + kMatPad;
@@ -845,29 +860,8 @@ private:
       async = async || asyncBuffer(a.operands[0], a.attrBool("transpose_a"), true, s) >= 0 ||
               asyncBuffer(a.operands[1], a.attrBool("transpose_b"), false, s) >= 0;
     }
-    int64_t warps = kWorkgroupSize / kMatSubgroup;
-    int64_t scratch = warps * together * kMat * kMat;
     splitMatrixK();
-    auto declareShared = [&](int64_t stages) {
-      stages_ = stages;
-      el_.kernel().shared = {{MemType::F16, static_cast<int>(stages * aSlab_)},
-                             {MemType::F16, static_cast<int>(stages * together * bSlab_)},
-                             {MemType::F32, static_cast<int>(scratch)}};
-      if (splits_ > 1) // whether the workgroup finishes its tile
-        el_.kernel().shared.push_back({MemType::F32, 1});
-    };
-    declareShared(async ? 3 : 2);
-    if (sharedBytes(el_.kernel()) > kMatMaxSharedBytes)
-      declareShared(2);
-    if (splits_ > 1) {
-      last_ = 3;
-      ir::TensorType sums{ir::DType::F32,
-                          {ir::Dim::of(tilesPerSplit() * splits_ * together * tm_ * tn_)}};
-      partials_ = addScratch(anchor(0).name + "_partials", sums, runtime::BufferRole::Temp);
-      counters_ =
-          addScratch(anchor(0).name + "_counters", {ir::DType::I32, {ir::Dim::of(tilesPerSplit())}},
-                     runtime::BufferRole::Zeroed);
-    }
+    declareMatrixShared(together, async ? 3 : 2, kMatMaxSharedBytes, addScratch);
     // Two workgroups a multiprocessor where a subgroup's sums take 64 registers (one
     // sibling's 128 columns): sixteen subgroups to hide each other's latencies, and a
     // bound that keeps a split's epilogue from costing the second workgroup.
@@ -879,17 +873,171 @@ private:
     warpRow_ = iop(KOp::IMul, {iop(KOp::IDiv, {warp, c(kMatWarpsN)}), c(kMatFragsM * kMat)});
     warpCol_ = iop(KOp::IMul, {iop(KOp::IRem, {warp, c(kMatWarpsN)}), c(fragsN_ * kMat)});
     scratch_ = iop(KOp::IMul, {warp, c(together * kMat * kMat)});
+    matrixTile(stores, siblingOf, [&](const std::vector<int> &group) { return matrixSums(group); });
+  }
+
+  // The shared arrays of a tensor-core tile (stages of A's slabs and of B's, the
+  // subgroups' scratch for the epilogue, and where K is split, the flag that says the
+  // workgroup finishes its tile), with `stages` or, where they would take more than
+  // `maxBytes`, one less; and where K is split, the scratch buffers.
+  void declareMatrixShared(int64_t together, int64_t stages, int64_t maxBytes,
+                           const AddScratch &addScratch) {
+    int64_t scratch = kWorkgroupSize / kMatSubgroup * together * kMat * kMat;
+    auto declare = [&](int64_t n) {
+      stages_ = n;
+      el_.kernel().shared = {{MemType::F16, static_cast<int>(n * aSlab_)},
+                             {MemType::F16, static_cast<int>(n * together * bSlab_)},
+                             {MemType::F32, static_cast<int>(scratch)}};
+      if (splits_ > 1) // whether the workgroup finishes its tile
+        el_.kernel().shared.push_back({MemType::F32, 1});
+    };
+    declare(stages);
+    if (sharedBytes(el_.kernel()) > maxBytes)
+      declare(stages - 1);
+    if (splits_ > 1) {
+      last_ = 3;
+      ir::TensorType sums{ir::DType::F32,
+                          {ir::Dim::of(tilesPerSplit() * splits_ * together * tm_ * tn_)}};
+      partials_ = addScratch(anchor(0).name + "_partials", sums, runtime::BufferRole::Temp);
+      counters_ =
+          addScratch(anchor(0).name + "_counters", {ir::DType::I32, {ir::Dim::of(tilesPerSplit())}},
+                     runtime::BufferRole::Zeroed);
+    }
+  }
+
+  // The tile's sums (by `sums`, for each group of siblings a workgroup computes
+  // together) and their epilogue, in the workgroups that hold a tile.
+  void matrixTile(const KernelStores &stores, const std::vector<int> &siblingOf,
+                  const std::function<std::vector<int>(const std::vector<int> &)> &sums) {
     if (spare_)
       b_.ifBegin(valid_);
     if (perSibling_) {
-      forEachSibling([&](int s) { matrixEpilogue(stores, siblingOf, {s}, matrixSums({s})); });
+      forEachSibling([&](int s) { matrixEpilogue(stores, siblingOf, {s}, sums({s})); });
     } else {
       std::vector<int> all(anchors_.size());
       std::iota(all.begin(), all.end(), 0);
-      matrixEpilogue(stores, siblingOf, all, matrixSums(all));
+      matrixEpilogue(stores, siblingOf, all, sums(all));
     }
     if (spare_)
       b_.ifEnd();
+  }
+
+  // The warpgroup tile: as the tensor-core tile, with A's and B's slabs in core matrices
+  // (see warpgroupSums) and each warpgroup's sums of 64 rows by 128 columns held in
+  // warpgroup registers; subgroup w of warpgroup g holds the tile's rows
+  // [64 g + 16 w, 64 g + 16 w + 16), all its columns.
+  void lowerOnWarpgroups(const KernelStores &stores, const std::vector<int> &siblingOf,
+                         const AddScratch &addScratch, int64_t together) {
+    step_ = kWgTileK;
+    fragsM_ = 1;
+    fragsN_ = tn_ / kMat;
+    aSlab_ = kMatTileM * step_;
+    bSlab_ = step_ * tn_;
+    splitMatrixK();
+    declareMatrixShared(together, kWgStages, kWgMaxSharedBytes, addScratch);
+    tileOrigin();
+    int warp = iop(KOp::IDiv, {lane_, c(kMatSubgroup)});
+    warpLane_ = iop(KOp::IRem, {lane_, c(kMatSubgroup)});
+    warpgroup_ = iop(KOp::IDiv, {warp, c(4)});
+    warpRow_ = iop(KOp::IMul, {warp, c(kMat)});
+    warpCol_ = c(0);
+    scratch_ = iop(KOp::IMul, {warp, c(together * kMat * kMat)});
+    matrixTile(stores, siblingOf,
+               [&](const std::vector<int> &group) { return warpgroupSums(group); });
+  }
+
+  // The sums of siblings `group` over the warpgroup's part of the tile: variables, tn_ /
+  // 128 a sibling, one sibling after another. Slab i of K (A's 128 x 64, each sibling's
+  // B 64 x tn_) sits in slot i % stages_ of the shared arrays, in core matrices: a slab
+  // of R rows whose C columns run along memory puts element (r, c) at byte (r / 8) * 16 C
+  // + (c / 8) * 128 + (r % 8) * 16 + (c % 8) * 2, so that chunk e of 8 elements
+  // (copied by invocation e % 256) lands at byte 16 e, and eight consecutive invocations
+  // take eight rows of one core matrix. The copies of step i + stages_ - 2 start in step
+  // i, after its barrier; by then each warpgroup has waited for its products of step i
+  // - 2, the last that read that slot (a warpgroup leaves one batch of products running
+  // from step to step).
+  std::vector<int> warpgroupSums(const std::vector<int> &group) {
+    const Node &a0 = anchor(group[0]);
+    int aId = a0.operands[0];
+    bool ta = a0.attrBool("transpose_a");
+    int aBuffer = asyncBuffer(aId, ta, true, group[0]);
+    int64_t together = static_cast<int64_t>(group.size());
+    int64_t halves = tn_ / kWgColumns;
+    bool mnMajor = !kContiguous_; // B's slab: rows of k, columns of n
+    int64_t bRows = kContiguous_ ? tn_ : step_, bCols = kContiguous_ ? step_ : tn_;
+    int kFirst = c(0), kEnd = el_.extent(k_);
+    if (splits_ > 1) {
+      kFirst = iop(KOp::IMul, {split_, c(kChunk_)});
+      int end = iop(KOp::IAdd, {kFirst, c(kChunk_)});
+      kEnd = select(KType::I32, lt(end, kEnd), end, kEnd);
+    }
+    auto aBase = [&](int at) { return iop(KOp::IMul, {at, c(aSlab_)}); };
+    auto bBase = [&](int at, int64_t g) {
+      return iop(KOp::IMul, {iop(KOp::IAdd, {iop(KOp::IMul, {at, c(together)}), c(g)}), c(bSlab_)});
+    };
+    // The copies of the step at k0 into slot `at` where it lies inside the workgroup's k,
+    // and a group of them committed either way (so that every step counts one).
+    auto copies = [&](int k0, int at) {
+      b_.ifBegin(lt(k0, kEnd));
+      el_.pushScope();
+      slabCopy(group[0], false, aId, ta, aBuffer, 0, aBase(at), kMatTileM, step_, 0, k0);
+      for (int64_t g = 0; g < together; ++g) {
+        const Node &n = anchor(group[g]);
+        bool tb = n.attrBool("transpose_b");
+        slabCopy(group[g], true, n.operands[1], tb, asyncBuffer(n.operands[1], tb, false, group[g]),
+                 1, bBase(at, g), bRows, bCols, 0, k0);
+      }
+      el_.popScope();
+      b_.ifEnd();
+      b_.copyCommit();
+    };
+    for (int64_t j = 0; j + 2 < stages_; ++j)
+      copies(iop(KOp::IAdd, {kFirst, c(j * step_)}), c(j));
+    std::vector<int> sums;
+    for (int64_t i = 0; i < together * halves; ++i)
+      sums.push_back(b_.varNew(KType::MatW, b_.wgZero()));
+    int slotVar = b_.varNew(KType::I32, c(0));
+    int kb = b_.loopBegin(kFirst, kEnd, c(step_));
+    el_.pushScope();
+    int now = b_.varGet(KType::I32, slotVar);
+    // This step's copies are done (one group a step after it may still run), visible
+    // to the products, and every invocation's are.
+    b_.copyWait(stages_ - 3);
+    b_.emit({KOp::ProxyFence, KType::I32});
+    b_.barrier();
+    int ahead = iop(KOp::IAdd, {now, c(stages_ - 2)});
+    ahead = select(KType::I32, lt(ahead, c(stages_)), ahead, iop(KOp::ISub, {ahead, c(stages_)}));
+    copies(iop(KOp::IAdd, {kb, c((stages_ - 2) * step_)}), ahead);
+    b_.emit({KOp::WgFence, KType::I32});
+    // Descriptors (see KOp::WgDesc): A's core matrices lie 128 bytes apart along k and
+    // 16 * step_ along m; B's likewise where K-major, else 16 * tn_ along k and 128
+    // along n.
+    int64_t core = 64; // elements of a core matrix
+    for (int64_t kk = 0; kk < step_ / kMat; ++kk) {
+      int aAt = iop(
+          KOp::IAdd,
+          {aBase(now), iop(KOp::IAdd, {iop(KOp::IMul, {warpgroup_, c(64 / 8 * step_ / 8 * core)}),
+                                       c(2 * kk * core)})});
+      int da = b_.wgDesc(0, aAt, 128, 16 * step_);
+      for (int64_t g = 0; g < together; ++g)
+        for (int64_t h = 0; h < halves; ++h) {
+          int64_t off = mnMajor ? 2 * kk * (tn_ / 8) * core + h * kWgColumns / 8 * core
+                                : h * kWgColumns / 8 * (step_ / 8) * core + 2 * kk * core;
+          int db = mnMajor ? b_.wgDesc(1, iop(KOp::IAdd, {bBase(now, g), c(off)}), 16 * tn_, 128)
+                           : b_.wgDesc(1, iop(KOp::IAdd, {bBase(now, g), c(off)}), 128, 16 * step_);
+          int var = sums[g * halves + h];
+          b_.varSet(var, b_.wgMulAdd(da, db, b_.varGet(KType::MatW, var), mnMajor));
+        }
+    }
+    b_.emit({KOp::WgCommit, KType::I32});
+    b_.emit({KOp::WgWait, KType::I32, {}, 1});
+    int after = iop(KOp::IAdd, {now, c(1)});
+    b_.varSet(slotVar, select(KType::I32, lt(after, c(stages_)), after, c(0)));
+    el_.popScope();
+    b_.loopEnd();
+    b_.emit({KOp::WgWait, KType::I32, {}, 0});
+    b_.copyWait(0); // the copies past K, which nothing reads
+    return sums;
   }
 
   // A slab of `rows` x `cols` of operand `id` (its element (r, c) at `coords`), from
@@ -946,6 +1094,19 @@ private:
             iop(KOp::IMul, {iop(KOp::IRem, {e, c(cols / 8)}), c(8)})};
   }
 
+  // Chunk q of the invocation's chunks of a slab.
+  int chunkId(int64_t q) { return iop(KOp::IAdd, {lane_, c(q * kWorkgroupSize)}); }
+
+  // The invocation's chunk q of a slab of `cols` columns in core matrices (see
+  // warpgroupSums): its row and first column.
+  std::pair<int, int> coreChunk(int64_t cols, int64_t q) {
+    int e = chunkId(q);
+    int row = iop(KOp::IAdd, {iop(KOp::IMul, {iop(KOp::IDiv, {e, c(cols)}), c(8)}),
+                              iop(KOp::IRem, {e, c(8)})});
+    int col = iop(KOp::IMul, {iop(KOp::IRem, {iop(KOp::IDiv, {e, c(8)}), c(cols / 8)}), c(8)});
+    return {row, col};
+  }
+
   // Puts values[first, first + count) of slabValues into shared array `array` from
   // element `base`, rows `stride` apart.
   void slabStore(int array, int base, int64_t cols, int64_t stride, const std::vector<int> &values,
@@ -980,12 +1141,12 @@ private:
     int kEnd = el_.extent(k_);
     bool kIsRow = isB && !kContiguous_;
     for (int64_t q = 0; q < rows * cols / 8 / kWorkgroupSize; ++q) {
-      auto [row, col] = slabChunk(cols, q);
+      auto [row, col] = wg_ ? coreChunk(cols, q) : slabChunk(cols, q);
       int r = iop(KOp::IAdd, {kIsRow ? k0 : isB ? n0_ : m0_, row});
       int cc = iop(KOp::IAdd, {kIsRow ? n0_ : k0, col});
       int inside = b_.emit({KOp::ConstB, KType::Bool, {}, 1});
       if (kIsRow) { // rows of k, chunks of n
-        if (needsClamp(k_, kMatTileK)) {
+        if (needsClamp(k_, step_)) {
           inside = lt(r, kEnd);
           r = clampBelow(r, k_);
         }
@@ -995,7 +1156,7 @@ private:
         const ir::Dim &extent = isB ? n(s) : m_;
         if (isB ? columnsEnd(s) : needsClamp(m_, tm_))
           r = clampBelow(r, extent);
-        if (needsClamp(k_, kMatTileK)) {
+        if (needsClamp(k_, step_)) {
           inside = lt(cc, kEnd);
           cc = select(KType::I32, inside, cc, c(k_.offset - 8));
         }
@@ -1003,7 +1164,9 @@ private:
       std::vector<int> at = isB && !kIsRow ? operandCoords(id, transposed, cc, r)
                                            : operandCoords(id, transposed, r, cc);
       int index = el_.linearize(at, g_.typeOf(id).shape);
-      b_.copyAsync(buffer, index, array, slabIndex(base, row, stride, col), inside);
+      int to = wg_ ? iop(KOp::IAdd, {base, iop(KOp::IMul, {chunkId(q), c(8)})})
+                   : slabIndex(base, row, stride, col);
+      b_.copyAsync(buffer, index, array, to, inside);
     }
   }
 
@@ -1189,19 +1352,26 @@ private:
   // tile's count at zero for the next run.
   void matrixEpilogue(const KernelStores &stores, const std::vector<int> &siblingOf,
                       const std::vector<int> &group, const std::vector<int> &sums) {
-    int64_t frags = kMatFragsM * fragsN_, together = static_cast<int64_t>(group.size());
+    int64_t frags = fragsM_ * fragsN_, together = static_cast<int64_t>(group.size());
     auto scratchAt = [&](int64_t g, int e) {
       return iop(KOp::IAdd, {scratch_, iop(KOp::IAdd, {c(g * kMat * kMat), e})});
     };
     auto stage = [&](int64_t i, int64_t j) {
       b_.barrier(); // the last fragment's elements are read
-      for (int64_t g = 0; g < together; ++g)
-        b_.matStore(2, scratchAt(g, c(0)), kMat,
-                    b_.varGet(KType::MatC, sums[g * frags + i * fragsN_ + j]));
+      for (int64_t g = 0; g < together; ++g) {
+        if (wg_) { // sums of 128 columns a variable, a fragment a block of 16
+          int64_t per = kWgColumns / kMat;
+          b_.wgStore(2, scratchAt(g, c(0)),
+                     b_.varGet(KType::MatW, sums[g * (fragsN_ / per) + j / per]), j % per);
+        } else {
+          b_.matStore(2, scratchAt(g, c(0)), kMat,
+                      b_.varGet(KType::MatC, sums[g * frags + i * fragsN_ + j]));
+        }
+      }
       b_.barrier();
     };
     if (splits_ == 1) {
-      for (int64_t i = 0; i < kMatFragsM; ++i)
+      for (int64_t i = 0; i < fragsM_; ++i)
         for (int64_t j = 0; j < fragsN_; ++j) {
           stage(i, j);
           fragmentValues(stores, siblingOf, group, i, j);
@@ -1217,7 +1387,7 @@ private:
       int inTile = iop(KOp::IAdd, {iop(KOp::IMul, {m, c(tn_)}), n});
       return iop(KOp::IAdd, {partialBase(split, g, together), inTile});
     };
-    for (int64_t i = 0; i < kMatFragsM; ++i)
+    for (int64_t i = 0; i < fragsM_; ++i)
       for (int64_t j = 0; j < fragsN_; ++j) {
         stage(i, j);
         int e = b_.loopBegin(warpLane_, c(kMat * kMat), c(kMatSubgroup));
@@ -1227,7 +1397,7 @@ private:
         b_.loopEnd();
       }
     beginLastOfTile();
-    for (int64_t i = 0; i < kMatFragsM; ++i)
+    for (int64_t i = 0; i < fragsM_; ++i)
       for (int64_t j = 0; j < fragsN_; ++j) {
         b_.barrier(); // the last fragment's elements are read
         int e = b_.loopBegin(warpLane_, c(kMat * kMat), c(kMatSubgroup));
@@ -1368,6 +1538,12 @@ private:
   // the scratch array.
   int64_t aStride_ = 0, bStride_ = 0, aSlab_ = 0, bSlab_ = 0, fragsN_ = 0, stages_ = 2;
   int warpLane_ = -1, warpRow_ = -1, warpCol_ = -1, scratch_ = -1;
+  // Where the tile takes warpgroup products (wg_): k per step, fragments of 16 x 16 a
+  // subgroup holds down the rows (kMatFragsM, or 1 in a warpgroup's tile), and the
+  // invocation's warpgroup.
+  bool wg_ = false;
+  int64_t step_ = kMatTileK, fragsM_ = kMatFragsM;
+  int warpgroup_ = -1;
 };
 
 } // namespace

@@ -55,7 +55,10 @@ options:
                              waves and the schedule's edges
   --profile=NAME           device profile for predicted times: h200 (default), h100,
                            vulkan-gpu, lavapipe
-  --sm=ARCH                PTX target for --emit=ptx: sm_80 (default) or sm_90
+  --sm=ARCH                PTX target for --emit=ptx: sm_80 (default) or sm_90; with
+                           matrix units, sm_90 lowers the tensor-core tiles whose
+                           operands are f16 buffers to warpgroup products (wgmma,
+                           emitted for sm_90a)
   --matrix-units=on|off    lower f16 matmuls of more rows than a GEMV's for tensor
                            cores (the kernel IR's matrix ops, emitted for PTX only);
                            default: on for --emit=ptx, off for the other kinds
@@ -119,7 +122,7 @@ Expected<std::string> emitKernel(const compiler::Kernel &k, const Options &o) {
 Expected<std::string> emitKernels(const ir::Graph &g, const Options &o) {
   auto start = std::chrono::steady_clock::now();
   bool matrixUnits = o.matrixUnits.empty() ? o.emit == "ptx" : o.matrixUnits == "on";
-  auto lowered = compiler::lowerGraph(g, {matrixUnits});
+  auto lowered = compiler::lowerGraph(g, {matrixUnits, matrixUnits && o.sm == "sm_90"});
   if (!lowered)
     return lowered.error();
   double lowerMs = msSince(start);

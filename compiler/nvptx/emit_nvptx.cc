@@ -7,12 +7,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <tuple>
 
 #include "compiler/nvptx/nvptx_math.h"
 #include "llvm/ADT/APFloat.h"
 #include "llvm/ADT/SmallString.h"
 #include "llvm/IR/IRBuilder.h"
+#include "llvm/IR/InlineAsm.h"
 #include "llvm/IR/IntrinsicsNVPTX.h"
 #include "llvm/IR/LLVMContext.h"
 #include "llvm/IR/LegacyPassManager.h"
@@ -223,6 +225,74 @@ private:
     return b_.CreateIntrinsic(id, {}, args);
   }
 
+  // Warpgroup sums are the 64 f32 registers of m64n128k16's accumulator; descriptors are
+  // 64-bit values.
+  llvm::Type *warpgroupSumsType() {
+    return llvm::StructType::get(ctx_, std::vector<llvm::Type *>(64, b_.getFloatTy()));
+  }
+
+  // An inline-assembly statement of no operands that orders memory (wgmma's and the
+  // proxy fences: LLVM has no intrinsics for them in version 19).
+  void asmStatement(const std::string &text) {
+    auto *type = llvm::FunctionType::get(b_.getVoidTy(), false);
+    b_.CreateCall(llvm::InlineAsm::get(type, text, "~{memory}", true));
+  }
+
+  // The shared-memory descriptor: the address and both distances, each in 16-byte units.
+  llvm::Value *wgDesc(const KInst &in) {
+    llvm::Value *addr = b_.CreatePtrToInt(sharedPtr(in), b_.getInt64Ty());
+    uint64_t alongK = static_cast<uint64_t>(in.imm) & 0xffffffffu;
+    uint64_t alongMN = static_cast<uint64_t>(in.imm) >> 32;
+    uint64_t fixed = (alongK >> 4) << 16 | (alongMN >> 4) << 32;
+    llvm::Value *start = b_.CreateLShr(b_.CreateAnd(addr, b_.getInt64(0x3ffff)), 4);
+    return b_.CreateOr(start, b_.getInt64(fixed));
+  }
+
+  // wgmma.mma_async m64n128k16 with f32 sums: the sums are tied operands, so that LLVM
+  // keeps each in one register from product to product.
+  llvm::Value *wgMulAdd(const KInst &in) {
+    llvm::Type *sums = warpgroupSumsType();
+    std::string text = "{\n.reg .pred p;\nsetp.ne.b32 p, $130, 0;\n"
+                       "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {";
+    std::string constraints;
+    for (int i = 0; i < 64; ++i) {
+      text += (i == 0 ? "$" : ", $") + std::to_string(i);
+      constraints += "=f,";
+    }
+    text += "}, $128, $129, p, 1, 1, 0, " + std::to_string(in.imm) + ";\n}";
+    for (int i = 0; i < 64; ++i)
+      constraints += std::to_string(i) + ",";
+    constraints += "l,l,r,~{memory}";
+    std::vector<llvm::Type *> types(64, b_.getFloatTy());
+    types.insert(types.end(), {b_.getInt64Ty(), b_.getInt64Ty(), b_.getInt32Ty()});
+    std::vector<llvm::Value *> args;
+    for (unsigned i = 0; i < 64; ++i)
+      args.push_back(b_.CreateExtractValue(arg(in, 2), {i}));
+    args.insert(args.end(), {arg(in, 0), arg(in, 1), b_.getInt32(1)});
+    auto *type = llvm::FunctionType::get(sums, types, false);
+    return b_.CreateCall(llvm::InlineAsm::get(type, text, constraints, true), args);
+  }
+
+  // Sums (r, c) of the subgroup's 16 rows and columns [16 imm, 16 imm + 16): invocation
+  // `lane` holds, for each 8 columns t, (lane / 4, 8t + 2 (lane % 4) + {0, 1}) in sums
+  // 4t and 4t + 1, and the same eight rows below in 4t + 2 and 4t + 3.
+  void wgStore(const KInst &in) {
+    llvm::Value *tid = sreg(llvm::Intrinsic::nvvm_read_ptx_sreg_tid_x);
+    llvm::Value *row = b_.CreateLShr(b_.CreateAnd(tid, 31), 2);
+    llvm::Value *col = b_.CreateShl(b_.CreateAnd(tid, 3), 1);
+    llvm::Value *at = b_.CreateAdd(arg(in, 0), b_.CreateAdd(b_.CreateShl(row, 4), col));
+    auto *pair = llvm::FixedVectorType::get(b_.getFloatTy(), 2);
+    for (unsigned t = 0; t < 2; ++t)
+      for (unsigned half = 0; half < 2; ++half) {
+        unsigned first = 4 * (2 * static_cast<unsigned>(in.imm) + t) + 2 * half;
+        llvm::Value *v = llvm::PoisonValue::get(pair);
+        for (unsigned e = 0; e < 2; ++e)
+          v = b_.CreateInsertElement(v, b_.CreateExtractValue(arg(in, 1), {first + e}), e);
+        llvm::Value *index = b_.CreateAdd(at, b_.getInt32(8 * t + 128 * half));
+        b_.CreateAlignedStore(v, sharedPtr(in.buffer, index), llvm::Align(8));
+      }
+  }
+
   llvm::Type *llvmType(KType t) {
     switch (t) {
     case KType::Bool:
@@ -235,6 +305,10 @@ private:
     case KType::MatB:
     case KType::MatC:
       return fragmentType(t);
+    case KType::MatW:
+      return warpgroupSumsType();
+    case KType::MatDesc:
+      return b_.getInt64Ty();
     }
     return nullptr;
   }
@@ -490,6 +564,8 @@ private:
     case KType::MatA: // the verifier refuses casts of matrices
     case KType::MatB:
     case KType::MatC:
+    case KType::MatW:
+    case KType::MatDesc:
       break;
     }
     return nullptr;
@@ -615,6 +691,27 @@ private:
       return nullptr;
     case KOp::MatMulAdd:
       return matMulAdd(in);
+    case KOp::WgZero:
+      return llvm::ConstantAggregateZero::get(warpgroupSumsType());
+    case KOp::WgDesc:
+      return wgDesc(in);
+    case KOp::WgMulAdd:
+      return wgMulAdd(in);
+    case KOp::WgFence:
+      asmStatement("wgmma.fence.sync.aligned;");
+      return nullptr;
+    case KOp::WgCommit:
+      asmStatement("wgmma.commit_group.sync.aligned;");
+      return nullptr;
+    case KOp::WgWait:
+      asmStatement("wgmma.wait_group.sync.aligned " + std::to_string(in.imm) + ";");
+      return nullptr;
+    case KOp::WgStore:
+      wgStore(in);
+      return nullptr;
+    case KOp::ProxyFence:
+      asmStatement("fence.proxy.async.shared::cta;");
+      return nullptr;
     case KOp::CopyAsync: { // cp.async.cg: 16 bytes, zeros where the source size is 0
       llvm::Value *dst = sharedPtr(static_cast<int>(in.imm), arg(in, 1));
       llvm::Value *src = elementPtr(in, memType(k_.buffers[in.buffer].elem));
@@ -726,6 +823,14 @@ Expected<std::string> emitPtx(const Kernel &k, std::string_view smArch) {
   if (std::find(kArchs.begin(), kArchs.end(), smArch) == kArchs.end())
     return makeError("emitPtx: unsupported architecture '" + std::string(smArch) +
                      "' (expected sm_80, sm_86, sm_87, sm_89 or sm_90)");
+  // Warpgroup matrix ops exist on sm_90a alone, from PTX ISA 8.0 (CUDA 12.0).
+  bool warpgroup = std::any_of(k.body.begin(), k.body.end(),
+                               [](const KInst &in) { return isWarpgroupOp(in.op); });
+  if (warpgroup && smArch != "sm_90")
+    return makeError("emitPtx: kernel @" + k.name + " uses warpgroup matrix ops, which " +
+                     std::string(smArch) + " lacks (sm_90 only)");
+  std::string cpu = warpgroup ? "sm_90a" : std::string(smArch);
+  const char *features = warpgroup ? "+ptx80" : kPtxFeatures;
   initNvptxTarget();
   std::string err;
   const llvm::Target *target = llvm::TargetRegistry::lookupTarget(kTriple, err);
@@ -737,8 +842,8 @@ Expected<std::string> emitPtx(const Kernel &k, std::string_view smArch) {
   // only adds two GVN runs (where the default runs EarlyCSE), which changed no byte of the
   // PTX of any example, bench graph or lit input and took a fifth of the decoder's time.
   std::unique_ptr<llvm::TargetMachine> tm(
-      target->createTargetMachine(kTriple, smArch, kPtxFeatures, llvm::TargetOptions(),
-                                  std::nullopt, std::nullopt, llvm::CodeGenOptLevel::Default));
+      target->createTargetMachine(kTriple, cpu, features, llvm::TargetOptions(), std::nullopt,
+                                  std::nullopt, llvm::CodeGenOptLevel::Default));
   if (!tm)
     return makeError("emitPtx: cannot create the NVPTX target machine for " + std::string(smArch));
 

@@ -156,6 +156,9 @@ Status Emitter::checkOperands() const {
       return makeError("spirv: kernel " + k_.name + ": instruction " + std::to_string(i) +
                        " is a matrix op, which SPIR-V does not emit yet (lower without matrix "
                        "units)");
+    if (isWarpgroupOp(in.op))
+      return makeError("spirv: kernel " + k_.name + ": instruction " + std::to_string(i) +
+                       " is a warpgroup matrix op (sm_90a only; lower without them)");
     if (in.op == KOp::CopyAsync || in.op == KOp::CopyCommit || in.op == KOp::CopyWait)
       return makeError("spirv: kernel " + k_.name + ": instruction " + std::to_string(i) +
                        " is an asynchronous copy, which SPIR-V does not emit yet (lower "
@@ -191,6 +194,8 @@ Id Emitter::regType(KType t) const {
   case KType::MatA: // refused by checkOperands
   case KType::MatB:
   case KType::MatC:
+  case KType::MatW:
+  case KType::MatDesc:
     break;
   }
   return tI32_;
@@ -452,6 +457,14 @@ Id Emitter::emitInst(int id) {
   case KOp::CopyAsync:
   case KOp::CopyCommit:
   case KOp::CopyWait:
+  case KOp::WgZero:
+  case KOp::WgDesc:
+  case KOp::WgMulAdd:
+  case KOp::WgFence:
+  case KOp::WgCommit:
+  case KOp::WgWait:
+  case KOp::WgStore:
+  case KOp::ProxyFence:
     break;
   }
   return Id{}; // not reached: every op returns above
@@ -679,6 +692,8 @@ Id Emitter::cast(Id v, KType from, KType to) {
   case KType::MatA: // the verifier refuses casts of matrices
   case KType::MatB:
   case KType::MatC:
+  case KType::MatW:
+  case KType::MatDesc:
     break;
   }
   return v;
