@@ -133,14 +133,16 @@ public:
     findEscapes();
     if (Status s = checkSupported(); s.failed())
       return s;
-    declareBuffers();
-    for (size_t k = 0; k < groups_.size(); ++k)
-      if (Status s = lowerKernel(static_cast<int>(k)); s.failed())
+    halfTemps_.assign(g_.nodes.size(), false);
+    if (Status s = lowerKernels(); s.failed())
+      return s;
+    // Temporaries that only tensor cores read are rounded to f16 on their way in: held
+    // as f16, they take half the bytes and asynchronous copies, with the same sums.
+    if (opts_.matrixUnits && markHalfTemps()) {
+      out_ = {};
+      if (Status s = lowerKernels(); s.failed())
         return s;
-    for (size_t i = 0; i < g_.outputs.size(); ++i)
-      if (!isCompute(g_.nodes[g_.outputs[i]]))
-        if (Status s = lowerCopy(static_cast<int>(i)); s.failed())
-          return s;
+    }
     for (Kernel &k : out_.kernels)
       compactKernel(k);
     for (const Kernel &k : out_.kernels)
@@ -150,6 +152,50 @@ public:
   }
 
 private:
+  Status lowerKernels() {
+    declareBuffers();
+    for (size_t k = 0; k < groups_.size(); ++k)
+      if (Status s = lowerKernel(static_cast<int>(k)); s.failed())
+        return s;
+    for (size_t i = 0; i < g_.outputs.size(); ++i)
+      if (!isCompute(g_.nodes[g_.outputs[i]]))
+        if (Status s = lowerCopy(static_cast<int>(i)); s.failed())
+          return s;
+    return Status::ok();
+  }
+
+  // Marks in halfTemps_ the f16 values held in f32 temporaries whose every reader is a
+  // matmul, reading it as a factor, in a kernel lowered on matrix units (which round
+  // their factors to f16); returns whether it marked any.
+  bool markHalfTemps() {
+    std::vector<bool> onMatrixUnits(groups_.size(), false);
+    for (size_t k = 0; k < groups_.size(); ++k)
+      for (const KInst &in : out_.kernels[k].body)
+        onMatrixUnits[k] = onMatrixUnits[k] || in.op == KOp::MatMulAdd || in.op == KOp::WgMulAdd;
+    std::vector<bool> candidate(g_.nodes.size(), false);
+    for (size_t id = 0; id < g_.nodes.size(); ++id) {
+      const runtime::ExecBuffer *b = memory_[id] < 0 ? nullptr : &out_.exe.buffers[memory_[id]];
+      candidate[id] = b && b->role == runtime::BufferRole::Temp &&
+                      g_.nodes[id].type.dtype == DType::F16 && b->type.dtype == DType::F32;
+    }
+    for (size_t id = 0; id < g_.nodes.size(); ++id) {
+      const Node &v = g_.nodes[id];
+      if (!isCompute(v))
+        continue;
+      for (int o : v.operands) {
+        int r = root_[o];
+        bool factor = isContraction(v) && onMatrixUnits[unit_[id]];
+        if (candidate[r] && unit_[r] != unit_[id] && !factor)
+          candidate[r] = false;
+      }
+    }
+    bool any = false;
+    for (size_t id = 0; id < g_.nodes.size(); ++id)
+      any = any || candidate[id];
+    halfTemps_ = std::move(candidate);
+    return any;
+  }
+
   // Kernels in program order of their first node: the graph's kernel blocks, and each
   // computed node outside every block alone.
   void groupKernels() {
@@ -174,21 +220,21 @@ private:
     size_t n = g_.nodes.size();
     escapes_.assign(n, false);
     readElsewhere_.assign(n, false);
-    std::vector<int> root(n, -1); // the computed or source node a view reads
+    root_.assign(n, -1);
     for (size_t id = 0; id < n; ++id) {
       const Node &v = g_.nodes[id];
-      root[id] = isView(v) ? root[v.operands[0]] : static_cast<int>(id);
+      root_[id] = isView(v) ? root_[v.operands[0]] : static_cast<int>(id);
       if (!isCompute(v))
         continue;
       for (int o : v.operands) {
-        int r = root[o];
+        int r = root_[o];
         if (isCompute(g_.nodes[r]) && unit_[r] != unit_[id])
           escapes_[r] = readElsewhere_[r] = true;
       }
     }
     for (int o : g_.outputs)
-      if (isCompute(g_.nodes[root[o]]))
-        escapes_[root[o]] = true;
+      if (isCompute(g_.nodes[root_[o]]))
+        escapes_[root_[o]] = true;
   }
 
   Status checkSupported() {
@@ -272,7 +318,7 @@ private:
       if (escapes_[id] && memory_[id] < 0) {
         memory_[id] = static_cast<int>(exe.buffers.size());
         ir::TensorType t = g_.nodes[id].type;
-        t.dtype = *temporaryType(t.dtype);
+        t.dtype = halfTemps_[id] ? DType::F16 : *temporaryType(t.dtype);
         exe.buffers.push_back({g_.nodes[id].name, t, runtime::BufferRole::Temp});
       }
   }
@@ -382,7 +428,9 @@ private:
   std::vector<int> unit_;           // per node: its kernel, or -1
   std::vector<bool> escapes_;       // per node: its value leaves its kernel
   std::vector<bool> readElsewhere_; // per node: another kernel reads its value
+  std::vector<int> root_;           // per node: the computed or source node a view reads
   std::vector<int> memory_;         // per node: the Executable buffer holding it, or -1
+  std::vector<bool> halfTemps_;     // per node: its temporary holds f16 (markHalfTemps)
   LoweredGraph out_;
 };
 
