@@ -331,6 +331,27 @@ int ElementLowering::bufferHolding(int id) {
   return readBuffer_(id);
 }
 
+// Views whose elements an index in their operand's storage reaches directly: all but an
+// explicit view, whose strides say nothing of how its operand is stored.
+static bool isPlainView(const Node &n) {
+  return ir::opCategory(n.op) == ir::Category::Layout && n.op != Op::View;
+}
+
+int ElementLowering::viewedBuffer(int id) {
+  while (isPlainView(g_.nodes[id]) && !inKernel_[id])
+    id = g_.nodes[id].operands[0];
+  return bufferHolding(id);
+}
+
+int ElementLowering::viewedIndex(int id, const std::vector<int> &coords) {
+  std::vector<int> at = coords;
+  while (isPlainView(g_.nodes[id]) && !inKernel_[id]) {
+    at = operandCoords(g_.nodes[id], at);
+    id = g_.nodes[id].operands[0];
+  }
+  return linearize(at, g_.typeOf(id).shape);
+}
+
 int ElementLowering::clamp(int v, int lo, int hi) {
   v = b_.op(KOp::Select, KType::I32, {b_.op(KOp::ILt, KType::Bool, {v, lo}), lo, v});
   return b_.op(KOp::Select, KType::I32, {b_.op(KOp::ILt, KType::Bool, {hi, v}), hi, v});

@@ -48,6 +48,12 @@ public:
   // The kernel buffer that holds node `id`'s value as the kernel reads it (contiguous,
   // row-major in its shape), or -1 where the kernel computes the value or views another.
   int bufferHolding(int id);
+  // Through views alone (no view op but reshape, permute, broadcast and slice), the
+  // node whose buffer holds the elements of node `id`, and the buffer (bufferHolding),
+  // or -1 where another op stands between them.
+  int viewedBuffer(int id);
+  // The index in viewedBuffer(id) of node `id`'s element at `coords`.
+  int viewedIndex(int id, const std::vector<int> &coords);
   // The shape a template iterates to store node `id`: its own, or for an insert_slice
   // the shape of the slice it writes (inside a kernel an insert_slice is only stored,
   // and its value at coordinates of the slice is the slice's).

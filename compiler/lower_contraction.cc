@@ -36,6 +36,7 @@
 #include <set>
 
 #include "compiler/templates.h"
+#include "ir/verifier.h"
 
 namespace kiln::compiler {
 
@@ -143,6 +144,45 @@ int unitStrideAxis(const ir::Graph &g, int id) {
     break;
   }
   return -1;
+}
+
+// Whether chunks of 8 elements of node `id` along its unit-stride axis `u`
+// (unitStrideAxis), each starting at a multiple of 8, are each 8 consecutive elements of
+// the buffer that holds it through views (ElementLowering::viewedBuffer), 16-byte
+// aligned in f16: at every step down the views the unit-stride axis keeps a static
+// extent that is a multiple of 8, a slice along it starts at a multiple of 8, and a
+// broadcast does not repeat it.
+bool alignedChunks(const ir::Graph &g, int id, int u) {
+  for (;;) {
+    const Node &n = g.nodes[id];
+    if (u < 0 || !n.type.shape[u].isStatic() || n.type.shape[u].offset % 8 != 0)
+      return false;
+    if (ir::opCategory(n.op) != ir::Category::Layout)
+      return true;
+    int x = n.operands[0];
+    int xr = g.typeOf(x).rank();
+    switch (n.op) {
+    case Op::Slice: {
+      const ir::Dim &start = n.attrDim("start");
+      if (ir::normalizeAxis(n.attrInt("axis"), xr) == u &&
+          (!start.isStatic() || start.offset % 8 != 0))
+        return false;
+      break;
+    }
+    case Op::Permute:
+      u = static_cast<int>(n.attrInts("perm")[u]);
+      break;
+    case Op::Broadcast:
+      u -= n.type.rank() - xr;
+      break;
+    case Op::Reshape:
+      u = xr - 1;
+      break;
+    default: // an explicit view
+      return false;
+    }
+    id = x;
+  }
 }
 
 class ContractionLowering {
@@ -840,8 +880,8 @@ private:
     wg_ = opts_.warpgroupMatrix;
     for (int s = 0; s < static_cast<int>(anchors_.size()); ++s) {
       const Node &a = anchor(s);
-      wg_ = wg_ && asyncBuffer(a.operands[0], a.attrBool("transpose_a"), true, s) >= 0 &&
-            asyncBuffer(a.operands[1], a.attrBool("transpose_b"), false, s) >= 0;
+      wg_ = wg_ && asyncBuffer(a.operands[0], a.attrBool("transpose_a"), true) >= 0 &&
+            asyncBuffer(a.operands[1], a.attrBool("transpose_b"), false) >= 0;
     }
     if (wg_) {
       lowerOnWarpgroups(stores, siblingOf, addScratch, together);
@@ -857,8 +897,8 @@ private:
     bool async = false;
     for (int s = 0; s < static_cast<int>(anchors_.size()); ++s) {
       const Node &a = anchor(s);
-      async = async || asyncBuffer(a.operands[0], a.attrBool("transpose_a"), true, s) >= 0 ||
-              asyncBuffer(a.operands[1], a.attrBool("transpose_b"), false, s) >= 0;
+      async = async || asyncBuffer(a.operands[0], a.attrBool("transpose_a"), true) >= 0 ||
+              asyncBuffer(a.operands[1], a.attrBool("transpose_b"), false) >= 0;
     }
     splitMatrixK();
     declareMatrixShared(together, async ? 3 : 2, kMatMaxSharedBytes, addScratch);
@@ -960,7 +1000,7 @@ private:
     const Node &a0 = anchor(group[0]);
     int aId = a0.operands[0];
     bool ta = a0.attrBool("transpose_a");
-    int aBuffer = asyncBuffer(aId, ta, true, group[0]);
+    int aBuffer = asyncBuffer(aId, ta, true);
     int64_t together = static_cast<int64_t>(group.size());
     int64_t halves = tn_ / kWgColumns;
     bool mnMajor = !kContiguous_; // B's slab: rows of k, columns of n
@@ -984,7 +1024,7 @@ private:
       for (int64_t g = 0; g < together; ++g) {
         const Node &n = anchor(group[g]);
         bool tb = n.attrBool("transpose_b");
-        slabCopy(group[g], true, n.operands[1], tb, asyncBuffer(n.operands[1], tb, false, group[g]),
+        slabCopy(group[g], true, n.operands[1], tb, asyncBuffer(n.operands[1], tb, false),
                  1, bBase(at, g), bRows, bCols, 0, k0);
       }
       el_.popScope();
@@ -1119,17 +1159,19 @@ private:
     }
   }
 
-  // Whether operand `id` of sibling s reaches the shared slabs by asynchronous copies:
-  // an f16 buffer whose rows run along the slab's chunks (k of A; k of B where the tile
-  // reads B by rows of n, which the first sibling's B sets, else n) and are a static
-  // multiple of 8 elements, so that every chunk is 16 aligned bytes of one row.
-  int asyncBuffer(int id, bool transposed, bool isA, int s) {
-    int buffer = el_.bufferHolding(id);
-    bool rowsAlongChunks = isA ? !transposed : transposed == kContiguous_;
-    if (buffer < 0 || el_.kernel().buffers[buffer].elem != MemType::F16 || !rowsAlongChunks)
+  // The buffer from which operand `id` reaches the shared slabs by asynchronous copies,
+  // or -1: an f16 buffer that holds it, directly or through views, with unit stride
+  // along the slab's chunks (k of A; k of B where the tile reads B by rows of n, which
+  // the first sibling's B sets, else n) and every chunk 16 aligned bytes of the buffer
+  // (alignedChunks).
+  int asyncBuffer(int id, bool transposed, bool isA) {
+    int rank = g_.typeOf(id).rank();
+    // The axis that chunks run along: k for A and for K-contiguous B, else n.
+    int chunkAxis = (isA ? !transposed : kContiguous_ == transposed) ? rank - 1 : rank - 2;
+    if (unitStrideAxis(g_, id) != chunkAxis || !alignedChunks(g_, id, chunkAxis))
       return -1;
-    ir::Dim row = isA || kContiguous_ ? k_ : n(s);
-    return row.isStatic() && row.offset % 8 == 0 ? buffer : -1;
+    int buffer = el_.viewedBuffer(id);
+    return buffer >= 0 && el_.kernel().buffers[buffer].elem == MemType::F16 ? buffer : -1;
   }
 
   // Starts the copies of the invocation's chunks of a slab of operand `id` (B when `isB`)
@@ -1163,7 +1205,7 @@ private:
       }
       std::vector<int> at = isB && !kIsRow ? operandCoords(id, transposed, cc, r)
                                            : operandCoords(id, transposed, r, cc);
-      int index = el_.linearize(at, g_.typeOf(id).shape);
+      int index = el_.viewedIndex(id, at);
       int to = wg_ ? iop(KOp::IAdd, {base, iop(KOp::IMul, {chunkId(q), c(8)})})
                    : slabIndex(base, row, stride, col);
       b_.copyAsync(buffer, index, array, to, inside);
@@ -1189,12 +1231,12 @@ private:
     };
     const Node &a0 = anchor(group[0]);
     Factor a{a0.operands[0], -1, a0.attrBool("transpose_a")};
-    a.async = asyncBuffer(a.id, a.transposed, true, group[0]);
+    a.async = asyncBuffer(a.id, a.transposed, true);
     std::vector<Factor> bs;
     for (int s : group) {
       const Node &n = anchor(s);
       bool tb = n.attrBool("transpose_b");
-      bs.push_back({n.operands[1], asyncBuffer(n.operands[1], tb, false, s), tb});
+      bs.push_back({n.operands[1], asyncBuffer(n.operands[1], tb, false), tb});
     }
     bool async = a.async >= 0, carried = a.async < 0;
     for (const Factor &b : bs) {

@@ -846,6 +846,29 @@ TEST_P(EndToEnd, TensorCoreMatmulsThatSplitKMatch) {
       {{1}, {300}, {129}});
 }
 
+TEST_P(EndToEnd, TensorCoreFactorsThroughViewsMatch) {
+  // Factors read through views (tests/lit/tensor-cores-views.kir): on CUDA, by copies
+  // from the buffer under a slice at 8, a head split over a broadcast B, and a permute
+  // read with transpose_a (beside a carried f32 B); through registers from a slice at 4.
+  run(R"(graph @tcv(%x: f16[t, 256], param %w: f16[128, 96], %y: f16[t, 128], param %wb: f16[32, 48], %z: f16[64, 40], %e: f16[40, 72]) -> (f16[t, 96], f16[t, 96], f16[4, t, 48], f16[64, 72], f16[40]) {
+  dim t in [1, 300]
+  %xa = slice %x {axis = 1, start = 8, end = 136} : f16[t, 128]
+  %ya = matmul %xa, %w : f16[t, 96]
+  %xu = slice %x {axis = 1, start = 4, end = 132} : f16[t, 128]
+  %yu = matmul %xu, %w : f16[t, 96]
+  %y1 = reshape %y : f16[t, 4, 32]
+  %yh = permute %y1 {perm = [1, 0, 2]} : f16[4, t, 32]
+  %bb = broadcast %wb : f16[4, 32, 48]
+  %yb = matmul %yh, %bb : f16[4, t, 48]
+  %en = neg %e : f16[40, 72]
+  %zt = permute %z {perm = [1, 0]} : f16[40, 64]
+  %zm = matmul %zt, %en {transpose_a = true} : f16[64, 72]
+  %em = reduce_max %en {axes = [1]} : f16[40]
+  return %ya, %yu, %yb, %zm, %em
+})",
+      {{1}, {129}, {300}});
+}
+
 TEST_P(EndToEnd, SiblingMatmulsShareAKernel) {
   // Gate and up meet in silu(gate) * up; sibling matmuls of different widths (grouped
   // query heads) share a kernel.
