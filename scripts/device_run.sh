@@ -87,13 +87,13 @@ for dev in "${devices[@]}"; do
   [[ $dev == cuda ]] && run llama_prefill_nk[512] $dev bench/graphs/llama_prefill_nk.kir --dims t=512
 done
 
-# KILN_NCU=1: each kernel's time in the decoder layers, GEMVs, rms_norm, softmax and the
-# elementwise chain, from Nsight Compute, at the clocks the GPU runs at by itself (the
-# PyTorch anchors' conditions): ncu's default locks them at base, which made gemv_f16
-# 30.88 us against 29.66 unlocked (H200, one call).
+# KILN_NCU=1: each kernel's time in the decoder and prefill layers, the square matmul,
+# GEMVs, rms_norm, softmax and the elementwise chain, from Nsight Compute, at the clocks
+# the GPU runs at by itself (the PyTorch anchors' conditions): ncu's default locks them
+# at base, which made gemv_f16 30.88 us against 29.66 unlocked (H200, one call).
 if [[ ${KILN_NCU:-0} == 1 ]] && command -v ncu >/dev/null; then
   for g in "examples/llama_decoder.kir --dims kv=1024" "bench/graphs/llama_decoder_nk.kir --dims kv=1024" \
-    "bench/graphs/llama_prefill_nk.kir --dims t=512" \
+    "bench/graphs/llama_prefill_nk.kir --dims t=512" bench/graphs/matmul_f16.kir \
     "bench/graphs/decode_attention.kir --dims kv=1024" "bench/graphs/decode_attention.kir --dims kv=4096" \
     bench/graphs/gemv_f16.kir bench/graphs/gemv_f16_nk.kir "examples/rmsnorm_mul.kir --dims t=8192" \
     examples/softmax_scale_mask.kir "bench/graphs/ew_chain.kir --dims n=16777216"; do
