@@ -1024,8 +1024,8 @@ private:
       for (int64_t g = 0; g < together; ++g) {
         const Node &n = anchor(group[g]);
         bool tb = n.attrBool("transpose_b");
-        slabCopy(group[g], true, n.operands[1], tb, asyncBuffer(n.operands[1], tb, false),
-                 1, bBase(at, g), bRows, bCols, 0, k0);
+        slabCopy(group[g], true, n.operands[1], tb, asyncBuffer(n.operands[1], tb, false), 1,
+                 bBase(at, g), bRows, bCols, 0, k0);
       }
       el_.popScope();
       b_.ifEnd();

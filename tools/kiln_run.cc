@@ -1,21 +1,20 @@
 // kiln-run: compiles a .kir graph, runs it on a device with seeded random inputs, and
 // checks it against the reference interpreter.
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <memory>
 
-#include "compiler/compile.h"
-#include "ir/float16.h"
 #include "ir/interpreter.h"
 #include "ir/parser.h"
 #include "passes/pass_manager.h"
 #include "passes/report.h"
 #include "runtime/cuda/cuda_device.h"
 #include "runtime/vulkan/vulkan_device.h"
+#include "tools/device_runner.h"
 #include "tools/tool_common.h"
 
 using namespace kiln;
+using tools::Runner;
 
 namespace {
 
@@ -62,33 +61,6 @@ struct Options {
   bool validate = false;
 };
 
-Expected<std::vector<int64_t>> parseDims(const ir::Graph &g, std::string_view text) {
-  std::vector<int64_t> vals(g.dims.size(), -1);
-  while (!text.empty()) {
-    size_t comma = text.find(',');
-    std::string_view item = text.substr(0, comma);
-    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
-    size_t eq = item.find('=');
-    std::string name(item.substr(0, eq));
-    int d = eq == std::string_view::npos ? -1 : g.findDim(name);
-    if (d < 0)
-      return makeError("error: --dims: '" + std::string(item) + "' does not name a dim of @" +
-                       g.name + " as NAME=VALUE");
-    std::string value(item.substr(eq + 1));
-    char *end = nullptr;
-    long long v = std::strtoll(value.c_str(), &end, 10);
-    if (value.empty() || *end != '\0')
-      return makeError("error: --dims: '" + value + "' is not an integer");
-    vals[d] = v;
-  }
-  for (size_t i = 0; i < vals.size(); ++i)
-    if (vals[i] < 0)
-      return makeError("error: --dims: no value for dim " + g.dims[i].name);
-  if (Status s = ir::checkDims(g, vals); s.failed())
-    return makeError("error: --dims: " + s.message());
-  return vals;
-}
-
 // Bytes of every value of the graph at these dims, in its dtype.
 int64_t graphBytes(const ir::Graph &g, const std::vector<int64_t> &dims) {
   int64_t total = 0;
@@ -97,64 +69,6 @@ int64_t graphBytes(const ir::Graph &g, const std::vector<int64_t> &dims) {
   return total;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-
-// Runs the graph once per iteration; returns its outputs and the median time in µs.
-struct Runner {
-  const ir::Graph &g;
-  std::unique_ptr<runtime::Plan> plan; // null: the reference interpreter
-  const runtime::Executable *exe = nullptr;
-  runtime::RunStats totals;                         // counts summed over every run (times unused)
-  std::vector<std::pair<double, double>> lastSpans; // the last run's kernels, as timed
-
-  Expected<std::vector<ir::HostTensor>> run(const std::vector<int64_t> &dims,
-                                            const std::vector<ir::HostTensor> &in, int iters,
-                                            double &us) {
-    std::vector<double> times;
-    std::vector<ir::HostTensor> outs;
-    std::vector<runtime::Bytes> bytes;
-    if (plan)
-      for (const ir::HostTensor &t : in)
-        bytes.push_back(ir::toBytes(t));
-    for (int it = 0; it < iters; ++it) {
-      auto start = std::chrono::steady_clock::now();
-      if (!plan) {
-        auto r = ir::interpret(g, dims, in);
-        if (!r)
-          return r.error();
-        outs = std::move(*r);
-        for (ir::HostTensor &t : outs) // outputs are stored in their dtype, as on a device
-          for (double &x : t.data)
-            x = ir::roundToDType(x, t.dtype);
-        times.push_back(
-            std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
-                .count());
-        continue;
-      }
-      std::vector<runtime::Bytes> outBytes;
-      runtime::RunStats stats;
-      if (Status s = plan->run(dims, bytes, outBytes, &stats); s.failed())
-        return makeError("error: " + s.message());
-      times.push_back(stats.deviceMicros > 0 ? stats.deviceMicros : stats.hostMicros);
-      totals.kernels += stats.kernels;
-      totals.barriers += stats.barriers;
-      totals.submits += stats.submits;
-      totals.rerecords += stats.rerecords;
-      lastSpans = std::move(stats.kernelSpans);
-      outs.clear();
-      for (size_t i = 0; i < outBytes.size(); ++i) {
-        const ir::TensorType &t = g.typeOf(g.outputs[i]);
-        outs.push_back(ir::fromBytes(t.dtype, ir::evalShape(t.shape, dims), outBytes[i]));
-      }
-    }
-    us = median(times);
-    return outs;
-  }
-};
-
 std::string dimsText(const ir::Graph &g, const std::vector<int64_t> &dims) {
   std::string s;
   for (size_t i = 0; i < dims.size(); ++i)
@@ -162,39 +76,13 @@ std::string dimsText(const ir::Graph &g, const std::vector<int64_t> &dims) {
   return s.empty() ? "static" : s;
 }
 
-// Whether `dev` is `kind` or `kind:N`; `index` gets N, or -1.
-bool deviceKind(const std::string &dev, const std::string &kind, int &index) {
-  index = -1;
-  if (dev == kind)
-    return true;
-  size_t n = kind.size() + 1;
-  if (!dev.starts_with(kind + ":") || dev.size() == n ||
-      dev.find_first_not_of("0123456789", n) != std::string::npos)
-    return false;
-  index = std::atoi(dev.c_str() + n);
-  return true;
-}
-
-// Refuses a --device value before any work is done.
-int checkDevice(const std::string &dev) {
-  int index;
-  if (dev != "auto" && dev != "ref" && !deviceKind(dev, "vulkan", index) &&
-      !deviceKind(dev, "cuda", index))
-    return tools::usageError("kiln-run", "unknown --device '" + dev + "'");
-  return 0;
-}
-
-// Opens the device `dev` names (auto: the best Vulkan device) and loads the graph on it,
-// compiled for it; leaves `runner.plan` null for the reference interpreter.
-Status loadOnDevice(const std::string &dev, bool validate, const ir::Graph &g, Runner &runner,
-                    runtime::Executable &exe, std::string &deviceName);
 Status writeTrace(std::FILE *f, const std::string &path, const ir::Graph &g,
                   const runtime::Executable &exe,
                   const std::vector<std::pair<double, double>> &spans,
                   const std::string &deviceName);
 
 int run(const Options &o) {
-  if (int rc = checkDevice(o.device))
+  if (int rc = tools::checkDevice(o.device, "kiln-run"))
     return rc;
   auto text = tools::readInput(o.input);
   if (!text)
@@ -206,7 +94,7 @@ int run(const Options &o) {
 
   std::vector<std::vector<int64_t>> runs;
   for (const std::string &d : o.dims) {
-    auto v = parseDims(ref, d);
+    auto v = tools::parseDims(ref, d);
     if (!v)
       return tools::fail(v.message());
     runs.push_back(*v);
@@ -239,7 +127,7 @@ int run(const Options &o) {
   Runner runner{g};
   runtime::Executable exe;
   std::string deviceName = "ref (reference interpreter)";
-  if (Status s = loadOnDevice(o.device, o.validate, g, runner, exe, deviceName); s.failed())
+  if (Status s = tools::loadOnDevice(o.device, o.validate, g, runner, exe, deviceName); s.failed())
     return tools::fail(s.message());
   std::printf("device: %s\n", deviceName.c_str());
   std::fflush(stdout);
@@ -313,24 +201,13 @@ int run(const Options &o) {
   return allPassed ? 0 : 1;
 }
 
-// The profile whose predictions fit the device best.
-const passes::DeviceProfile &profileFor(const std::string &deviceName) {
-  const char *name = deviceName.starts_with("cuda")                     ? "h200"
-                     : deviceName.find("llvmpipe") != std::string::npos ? "lavapipe"
-                                                                        : "vulkan-gpu";
-  if (deviceName.find("H100") != std::string::npos)
-    name = "h100";
-  const passes::DeviceProfile *p = passes::findDeviceProfile(name);
-  return p ? *p : passes::deviceProfiles()[0];
-}
-
 // Writes the trace to `f` (opened on `path` before the runs, so that a bad path fails
 // before any work).
 Status writeTrace(std::FILE *f, const std::string &path, const ir::Graph &g,
                   const runtime::Executable &exe,
                   const std::vector<std::pair<double, double>> &spans,
                   const std::string &deviceName) {
-  const passes::DeviceProfile &profile = profileFor(deviceName);
+  const passes::DeviceProfile &profile = tools::profileFor(deviceName);
   auto prog = passes::buildKernelProgram(g, profile);
   if (!prog)
     return makeError("error: --trace: " + prog.message());
@@ -353,52 +230,6 @@ Status writeTrace(std::FILE *f, const std::string &path, const ir::Graph &g,
   std::string doc = passes::traceDocument(events);
   bool ok = std::fwrite(doc.data(), 1, doc.size(), f) == doc.size() && std::fflush(f) == 0;
   return ok ? Status::ok() : makeError("error: --trace: cannot write " + path);
-}
-
-Status loadOnDevice(const std::string &dev, bool validate, const ir::Graph &g, Runner &runner,
-                    runtime::Executable &exe, std::string &deviceName) {
-  int index = -1;
-  bool cuda = deviceKind(dev, "cuda", index);
-  if (validate && (cuda || dev == "ref"))
-    return makeError("error: --validate: only Vulkan devices have a validation layer");
-  if (dev == "ref")
-    return Status::ok();
-  if (!cuda)
-    deviceKind(dev, "vulkan", index);
-  compiler::CompileOptions opts;
-  if (cuda) { // PTX for the device's architecture instead of SPIR-V
-    auto list = runtime::listCudaDevices();
-    if (!list)
-      return makeError("error: --device=" + dev + ": " + list.message());
-    if (list->empty() || index >= static_cast<int>(list->size()))
-      return makeError("error: --device=" + dev + ": no such CUDA device");
-    opts.spirv = false;
-    opts.ptx = true;
-    opts.matrixUnits = true;
-    opts.smArch = (*list)[index < 0 ? 0 : index].arch;
-  }
-  if (validate)
-    setenv("KILN_VK_VALIDATE", "1", 1);
-  auto device = cuda ? runtime::openCudaDevice(index) : runtime::openVulkanDevice(index);
-  if (device && validate && (*device)->describe().find("validation on") == std::string::npos)
-    return makeError("error: --validate: VK_LAYER_KHRONOS_validation is not installed");
-  if (!device && dev == "auto" && !validate) {
-    std::fprintf(stderr, "kiln-run: no Vulkan device (%s); using the reference interpreter\n",
-                 device.message().c_str());
-    return Status::ok();
-  }
-  if (!device)
-    return makeError("error: --device=" + dev + ": " + device.message());
-  auto compiled = compiler::compileGraph(g, opts);
-  if (!compiled)
-    return compiled.error();
-  exe = std::move(*compiled);
-  auto plan = (*device)->load(exe);
-  if (!plan)
-    return makeError("error: " + plan.message());
-  runner.plan = std::move(*plan);
-  deviceName = (*device)->describe();
-  return Status::ok();
 }
 
 int listDevices() {
