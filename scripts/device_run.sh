@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU-machine run (see ../shared/device.md). Here, first `bash scripts/device_pack.sh`
-# (it builds kiln-run and compile_test with LLVM linked in and packs them into
+# (it builds kiln-run, kiln-bench and compile_test with LLVM linked in and packs them into
 # build-device/pack/), and fetch the Vulkan loader into .gl/ once (device.md has the
 # recipe), with the GL vendor-neutral libraries the NVIDIA driver needs beside it
 # (without libglvnd0 its Vulkan driver is not found): `apt-get $o download libvulkan1
@@ -14,7 +14,8 @@
 # timestamps, median of --iters runs), with KILN_NCU=1 prints each kernel's time from
 # Nsight Compute, runs ../shared/bench/torch_anchors.py (or the copy in the pack),
 # bench/torch_matmul.py and bench/torch_attention.py in the same call (KILN_TORCH=0 skips
-# them), and prints a short table last. KILN_CONFORMANCE=1 runs the conformance tests
+# them), runs kiln-bench on CUDA and sets its JSON beside PyTorch's anchors
+# (bench/side_by_side.py), and prints a short table last. KILN_CONFORMANCE=1 runs the conformance tests
 # instead (the end-to-end tests and 200 generated graphs on CUDA and Vulkan; KILN_TESTS
 # narrows them, as a gtest filter), and KILN_CONFORMANCE=both runs them first and then
 # the rest.
@@ -24,8 +25,9 @@ out=${OUT:-$(mktemp -d)}
 bin=${KILN_BIN:-}
 if [[ -z $bin ]]; then
   bin=$(mktemp -d)
-  for b in kiln-run compile_test; do
-    gunzip -c "build-device/pack/$b.gz" >"$bin/$b" && chmod +x "$bin/$b"
+  for b in kiln-run kiln-bench compile_test; do
+    [[ -f build-device/pack/$b.gz ]] && gunzip -c "build-device/pack/$b.gz" >"$bin/$b" &&
+      chmod +x "$bin/$b"
   done
   cp build-device/pack/*.py "$bin/" 2>/dev/null
 fi
@@ -87,6 +89,12 @@ for dev in "${devices[@]}"; do
   [[ $dev == cuda ]] && run llama_prefill_nk[512] $dev bench/graphs/llama_prefill_nk.kir --dims t=512
 done
 
+# kiln-bench's JSON (median, bytes floor, bandwidth) for bench/side_by_side.py below.
+if [[ -x $bin/kiln-bench ]]; then
+  echo "== kiln-bench on cuda"
+  "$bin/kiln-bench" --device=cuda >"$out/kiln_bench.json" || status=1
+fi
+
 # KILN_NCU=1: each kernel's time in the decoder and prefill layers, the square matmul,
 # GEMVs, rms_norm, softmax and the elementwise chain, from Nsight Compute, at the clocks
 # the GPU runs at by itself (the PyTorch anchors' conditions): ncu's default locks them
@@ -111,7 +119,7 @@ anchors=../shared/bench/torch_anchors.py
 [[ -f $anchors ]] || anchors=$bin/torch_anchors.py
 if [[ ${KILN_TORCH:-1} != 0 && -f $anchors ]]; then
   echo "== PyTorch, same machine, same call"
-  python3 "$anchors" 2>&1 | tee "$out/torch.log"
+  OUT=$out python3 "$anchors" 2>&1 | tee "$out/torch.log"
 fi
 # The matmul's and the decode attention's own anchors (cuBLAS and SDPA through PyTorch),
 # which torch_anchors.py lacks.
@@ -122,6 +130,10 @@ if [[ ${KILN_TORCH:-1} != 0 ]]; then
 fi
 
 echo
+if [[ -f $out/kiln_bench.json && -f $out/torch_anchors.json ]]; then
+  echo "== kiln-bench beside PyTorch's anchors"
+  python3 bench/side_by_side.py "$out/kiln_bench.json" "$out/torch_anchors.json"
+fi
 echo "== kiln on $gpu (kernel time, median of 50)"
 cat "$table"
 if [[ -f $out/torch.log ]]; then

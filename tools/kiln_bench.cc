@@ -35,32 +35,35 @@ options:
   -h, --help      print this help
 )";
 
-// A benchmark: a graph file (from the repository root) and the dims it runs at.
+// A benchmark: a graph file (from the repository root), the dims it runs at, and the
+// name of the same graph in ../shared/bench/torch_anchors.py's results (bench/
+// side_by_side.py pairs them), or "".
 struct Bench {
   const char *name;
   const char *file;
   const char *dims; // "" for a graph without symbolic dims
+  const char *anchor;
 };
 
 // The graphs of the issue's list and of torch_anchors.py, and the templates' own.
 constexpr Bench kBenches[] = {
-    {"rmsnorm_mul_f16_1", "examples/rmsnorm_mul.kir", "t=1"},
-    {"rmsnorm_mul_f16_512", "examples/rmsnorm_mul.kir", "t=512"},
-    {"rmsnorm_mul_f16_8192", "examples/rmsnorm_mul.kir", "t=8192"},
-    {"rmsnorm_mul_f32_1", "bench/graphs/rmsnorm_mul_f32.kir", "t=1"},
-    {"rmsnorm_mul_f32_512", "bench/graphs/rmsnorm_mul_f32.kir", "t=512"},
-    {"rmsnorm_mul_f32_8192", "bench/graphs/rmsnorm_mul_f32.kir", "t=8192"},
-    {"ew_chain_16m", "bench/graphs/ew_chain.kir", "n=16777216"},
-    {"softmax_scale_mask", "examples/softmax_scale_mask.kir", ""},
-    {"tiny_chain", "bench/graphs/tiny_chain.kir", ""},
-    {"independent_reductions", "bench/graphs/independent_reductions.kir", ""},
-    {"gemv_f16", "bench/graphs/gemv_f16.kir", ""},
-    {"gemv_f16_nk", "bench/graphs/gemv_f16_nk.kir", ""},
-    {"decode_attention_kv1024", "bench/graphs/decode_attention.kir", "kv=1024"},
-    {"llama_decoder_kv1024", "examples/llama_decoder.kir", "kv=1024"},
-    {"llama_decoder_nk_kv1024", "bench/graphs/llama_decoder_nk.kir", "kv=1024"},
-    {"llama_prefill_nk_512", "bench/graphs/llama_prefill_nk.kir", "t=512"},
-    {"matmul_f16", "bench/graphs/matmul_f16.kir", ""},
+    {"rmsnorm_mul_f16_1", "examples/rmsnorm_mul.kir", "t=1", "rmsnorm_mul[1x4096,float16]"},
+    {"rmsnorm_mul_f16_512", "examples/rmsnorm_mul.kir", "t=512", "rmsnorm_mul[512x4096,float16]"},
+    {"rmsnorm_mul_f16_8192", "examples/rmsnorm_mul.kir", "t=8192", "rmsnorm_mul[8192x4096,float16]"},
+    {"rmsnorm_mul_f32_1", "bench/graphs/rmsnorm_mul_f32.kir", "t=1", "rmsnorm_mul[1x4096,float32]"},
+    {"rmsnorm_mul_f32_512", "bench/graphs/rmsnorm_mul_f32.kir", "t=512", "rmsnorm_mul[512x4096,float32]"},
+    {"rmsnorm_mul_f32_8192", "bench/graphs/rmsnorm_mul_f32.kir", "t=8192", "rmsnorm_mul[8192x4096,float32]"},
+    {"ew_chain_16m", "bench/graphs/ew_chain.kir", "n=16777216", "ew_chain[16M,f32]"},
+    {"softmax_scale_mask", "examples/softmax_scale_mask.kir", "", "softmax_scale_mask[32x512x512,f16]"},
+    {"tiny_chain", "bench/graphs/tiny_chain.kir", "", "tiny_chain[64 ops,4096]"},
+    {"independent_reductions", "bench/graphs/independent_reductions.kir", "", ""},
+    {"gemv_f16", "bench/graphs/gemv_f16.kir", "", ""},
+    {"gemv_f16_nk", "bench/graphs/gemv_f16_nk.kir", "", ""},
+    {"decode_attention_kv1024", "bench/graphs/decode_attention.kir", "kv=1024", ""},
+    {"llama_decoder_kv1024", "examples/llama_decoder.kir", "kv=1024", "llama7b_layer_decode[kv1024,f16]"},
+    {"llama_decoder_nk_kv1024", "bench/graphs/llama_decoder_nk.kir", "kv=1024", "llama7b_layer_decode[kv1024,f16]"},
+    {"llama_prefill_nk_512", "bench/graphs/llama_prefill_nk.kir", "t=512", "llama7b_layer_prefill[512,f16]"},
+    {"matmul_f16", "bench/graphs/matmul_f16.kir", "", ""},
 };
 
 struct Options {
@@ -140,7 +143,8 @@ Expected<std::string> runBench(const Bench &b, const Options &o, std::string &de
                 "\"achieved_gbs\": %.1f}",
                 us, static_cast<long long>(bytes), floorUs, us > 0 ? bytes / (us * 1e3) : 0.0);
   return "{\"name\": " + passes::jsonString(b.name) + ", \"graph\": " + passes::jsonString(b.file) +
-         ", \"dims\": " + passes::jsonString(b.dims) + numbers;
+         ", \"dims\": " + passes::jsonString(b.dims) + ", \"anchor\": " +
+         passes::jsonString(b.anchor) + numbers;
 }
 
 int run(const Options &o) {
