@@ -2,7 +2,6 @@
 // each one's median time, its bytes floor and the bandwidth that achieves.
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -49,20 +48,27 @@ struct Bench {
 constexpr Bench kBenches[] = {
     {"rmsnorm_mul_f16_1", "examples/rmsnorm_mul.kir", "t=1", "rmsnorm_mul[1x4096,float16]"},
     {"rmsnorm_mul_f16_512", "examples/rmsnorm_mul.kir", "t=512", "rmsnorm_mul[512x4096,float16]"},
-    {"rmsnorm_mul_f16_8192", "examples/rmsnorm_mul.kir", "t=8192", "rmsnorm_mul[8192x4096,float16]"},
+    {"rmsnorm_mul_f16_8192", "examples/rmsnorm_mul.kir", "t=8192",
+     "rmsnorm_mul[8192x4096,float16]"},
     {"rmsnorm_mul_f32_1", "bench/graphs/rmsnorm_mul_f32.kir", "t=1", "rmsnorm_mul[1x4096,float32]"},
-    {"rmsnorm_mul_f32_512", "bench/graphs/rmsnorm_mul_f32.kir", "t=512", "rmsnorm_mul[512x4096,float32]"},
-    {"rmsnorm_mul_f32_8192", "bench/graphs/rmsnorm_mul_f32.kir", "t=8192", "rmsnorm_mul[8192x4096,float32]"},
+    {"rmsnorm_mul_f32_512", "bench/graphs/rmsnorm_mul_f32.kir", "t=512",
+     "rmsnorm_mul[512x4096,float32]"},
+    {"rmsnorm_mul_f32_8192", "bench/graphs/rmsnorm_mul_f32.kir", "t=8192",
+     "rmsnorm_mul[8192x4096,float32]"},
     {"ew_chain_16m", "bench/graphs/ew_chain.kir", "n=16777216", "ew_chain[16M,f32]"},
-    {"softmax_scale_mask", "examples/softmax_scale_mask.kir", "", "softmax_scale_mask[32x512x512,f16]"},
+    {"softmax_scale_mask", "examples/softmax_scale_mask.kir", "",
+     "softmax_scale_mask[32x512x512,f16]"},
     {"tiny_chain", "bench/graphs/tiny_chain.kir", "", "tiny_chain[64 ops,4096]"},
     {"independent_reductions", "bench/graphs/independent_reductions.kir", "", ""},
     {"gemv_f16", "bench/graphs/gemv_f16.kir", "", ""},
     {"gemv_f16_nk", "bench/graphs/gemv_f16_nk.kir", "", ""},
     {"decode_attention_kv1024", "bench/graphs/decode_attention.kir", "kv=1024", ""},
-    {"llama_decoder_kv1024", "examples/llama_decoder.kir", "kv=1024", "llama7b_layer_decode[kv1024,f16]"},
-    {"llama_decoder_nk_kv1024", "bench/graphs/llama_decoder_nk.kir", "kv=1024", "llama7b_layer_decode[kv1024,f16]"},
-    {"llama_prefill_nk_512", "bench/graphs/llama_prefill_nk.kir", "t=512", "llama7b_layer_prefill[512,f16]"},
+    {"llama_decoder_kv1024", "examples/llama_decoder.kir", "kv=1024",
+     "llama7b_layer_decode[kv1024,f16]"},
+    {"llama_decoder_nk_kv1024", "bench/graphs/llama_decoder_nk.kir", "kv=1024",
+     "llama7b_layer_decode[kv1024,f16]"},
+    {"llama_prefill_nk_512", "bench/graphs/llama_prefill_nk.kir", "t=512",
+     "llama7b_layer_prefill[512,f16]"},
     {"matmul_f16", "bench/graphs/matmul_f16.kir", "", ""},
 };
 
@@ -143,8 +149,8 @@ Expected<std::string> runBench(const Bench &b, const Options &o, std::string &de
                 "\"achieved_gbs\": %.1f}",
                 us, static_cast<long long>(bytes), floorUs, us > 0 ? bytes / (us * 1e3) : 0.0);
   return "{\"name\": " + passes::jsonString(b.name) + ", \"graph\": " + passes::jsonString(b.file) +
-         ", \"dims\": " + passes::jsonString(b.dims) + ", \"anchor\": " +
-         passes::jsonString(b.anchor) + numbers;
+         ", \"dims\": " + passes::jsonString(b.dims) +
+         ", \"anchor\": " + passes::jsonString(b.anchor) + numbers;
 }
 
 int run(const Options &o) {
@@ -183,10 +189,7 @@ int main(int argc, char **argv) {
       o.device = v;
     } else if (args.value(a, "--root", v)) {
       o.root = v;
-    } else if (args.value(a, "--iters", v)) {
-      o.iters = std::atoi(std::string(v).c_str());
-      if (o.iters < 1)
-        return tools::usageError("kiln-bench", "--iters needs a positive count");
+    } else if (args.count(a, "--iters", o.iters)) {
     } else if (a.size() > 1 && a[0] == '-') {
       return tools::usageError("kiln-bench", "unknown option '" + std::string(a) + "'");
     } else {

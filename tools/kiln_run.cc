@@ -275,10 +275,7 @@ int main(int argc, char **argv) {
       o.validate = true;
     } else if (args.value(a, "--trace", v)) {
       o.trace = v;
-    } else if (args.value(a, "--iters", v)) {
-      o.iters = std::atoi(std::string(v).c_str());
-      if (o.iters < 1)
-        return tools::usageError("kiln-run", "--iters needs a positive count");
+    } else if (args.count(a, "--iters", o.iters)) {
     } else if (args.value(a, "--seed", v)) {
       o.seed = std::strtoull(std::string(v).c_str(), nullptr, 10);
     } else if (a.size() > 1 && a[0] == '-') {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -76,6 +77,18 @@ public:
       return true;
     }
     value = argv_[i_++];
+    return true;
+  }
+
+  // True when `arg` is option `name`; `count` gets its value, which must be a positive
+  // integer (else the reader's error says so).
+  bool count(std::string_view arg, std::string_view name, int &count) {
+    std::string_view v;
+    if (!value(arg, name, v))
+      return false;
+    count = std::atoi(std::string(v).c_str());
+    if (ok() && count < 1)
+      error_ = std::string(name) + " needs a positive count";
     return true;
   }
 
