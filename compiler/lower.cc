@@ -182,18 +182,14 @@ private:
       const Node &v = g_.nodes[id];
       if (!isCompute(v))
         continue;
-      for (int o : v.operands) {
-        int r = root_[o];
-        bool factor = isContraction(v) && onMatrixUnits[unit_[id]];
-        if (candidate[r] && unit_[r] != unit_[id] && !factor)
-          candidate[r] = false;
-      }
+      if (isContraction(v) && onMatrixUnits[unit_[id]])
+        continue; // reads its operands as factors on matrix units
+      for (int o : v.operands)
+        if (unit_[root_[o]] != unit_[id])
+          candidate[root_[o]] = false;
     }
-    bool any = false;
-    for (size_t id = 0; id < g_.nodes.size(); ++id)
-      any = any || candidate[id];
     halfTemps_ = std::move(candidate);
-    return any;
+    return std::find(halfTemps_.begin(), halfTemps_.end(), true) != halfTemps_.end();
   }
 
   // Kernels in program order of their first node: the graph's kernel blocks, and each

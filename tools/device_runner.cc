@@ -9,6 +9,7 @@
 #include "compiler/compile.h"
 #include "ir/float16.h"
 #include "ir/interpreter.h"
+#include "passes/pass_manager.h"
 #include "runtime/cuda/cuda_device.h"
 #include "runtime/vulkan/vulkan_device.h"
 #include "tools/tool_common.h"
@@ -109,6 +110,13 @@ int checkDevice(const std::string &dev, const char *tool) {
       !deviceKind(dev, "cuda", index))
     return tools::usageError(tool, "unknown --device '" + dev + "'");
   return 0;
+}
+
+Status runDefaultPipeline(ir::Graph &g) {
+  passes::PassManager pm;
+  if (Status s = pm.addPipeline(passes::defaultPipeline()); s.failed())
+    return s;
+  return pm.run(g);
 }
 
 Status loadOnDevice(const std::string &dev, bool validate, const ir::Graph &g, Runner &runner,

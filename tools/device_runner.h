@@ -24,8 +24,7 @@ double median(std::vector<double> v);
 // Runs the graph once per iteration; returns its outputs and the median time in µs.
 struct Runner {
   const ir::Graph &g;
-  std::unique_ptr<runtime::Plan> plan; // null: the reference interpreter
-  const runtime::Executable *exe = nullptr;
+  std::unique_ptr<runtime::Plan> plan;              // null: the reference interpreter
   runtime::RunStats totals;                         // counts summed over every run (times unused)
   std::vector<std::pair<double, double>> lastSpans; // the last run's kernels, as timed
 
@@ -42,9 +41,12 @@ bool deviceKind(const std::string &dev, const std::string &kind, int &index);
 // Refuses a --device value before any work is done: a usage error of `tool`, or 0.
 int checkDevice(const std::string &dev, const char *tool);
 
+// Runs the default pass pipeline on `g`, as a graph is before it compiles.
+Status runDefaultPipeline(ir::Graph &g);
+
 // Opens the device `dev` names (auto: the best Vulkan device, else the reference
-// interpreter) and loads `g` (through the pass pipeline) on it, compiled for it; leaves
-// `runner.plan` null for the reference interpreter.
+// interpreter) and loads `g` (already through the pass pipeline) on it, compiled for it;
+// leaves `runner.plan` null for the reference interpreter.
 Status loadOnDevice(const std::string &dev, bool validate, const ir::Graph &g, Runner &runner,
                     runtime::Executable &exe, std::string &deviceName);
 

@@ -7,7 +7,6 @@
 
 #include "ir/host_tensor.h"
 #include "ir/parser.h"
-#include "passes/pass_manager.h"
 #include "passes/report.h"
 #include "tools/device_runner.h"
 #include "tools/tool_common.h"
@@ -125,10 +124,7 @@ Expected<std::string> runBench(const Bench &b, const Options &o, std::string &de
   if (!dims)
     return makeError("error: " + std::string(b.name) + ": " + dims.message());
   ir::Graph g = ref;
-  passes::PassManager pm;
-  if (Status s = pm.addPipeline(passes::defaultPipeline()); s.failed())
-    return s;
-  if (Status s = pm.run(g); s.failed())
+  if (Status s = tools::runDefaultPipeline(g); s.failed())
     return s;
   tools::Runner runner{g};
   runtime::Executable exe;

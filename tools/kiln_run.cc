@@ -6,7 +6,6 @@
 
 #include "ir/interpreter.h"
 #include "ir/parser.h"
-#include "passes/pass_manager.h"
 #include "passes/report.h"
 #include "runtime/cuda/cuda_device.h"
 #include "runtime/vulkan/vulkan_device.h"
@@ -118,10 +117,7 @@ int run(const Options &o) {
   }
 
   ir::Graph g = ref;
-  passes::PassManager pm;
-  if (Status s = pm.addPipeline(passes::defaultPipeline()); s.failed())
-    return tools::fail(s.message());
-  if (Status s = pm.run(g); s.failed())
+  if (Status s = tools::runDefaultPipeline(g); s.failed())
     return tools::fail(s.message());
 
   Runner runner{g};
