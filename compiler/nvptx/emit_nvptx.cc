@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -23,6 +24,8 @@
 #include "llvm/IR/Verifier.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Passes/PassBuilder.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/StringSaver.h"
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Target/TargetMachine.h"
@@ -37,14 +40,31 @@ constexpr const char *kTriple = "nvptx64-nvidia-cuda";
 constexpr const char *kPtxFeatures = "+ptx78";
 constexpr std::array<std::string_view, 5> kArchs = {"sm_80", "sm_86", "sm_87", "sm_89", "sm_90"};
 
-void initNvptxTarget() {
+// KILN_LLVM_ARGS holds LLVM's own command-line options (space-separated, as llc takes
+// them: "-disable-lsr", say) for comparing code generation choices on a GPU without a
+// rebuild. They are read once, by the first kernel a process emits; an option LLVM does
+// not know fails that and every later emission with LLVM's message.
+Status initNvptxTarget() {
   static std::once_flag once;
+  static std::string argsError;
   std::call_once(once, [] {
     LLVMInitializeNVPTXTargetInfo();
     LLVMInitializeNVPTXTarget();
     LLVMInitializeNVPTXTargetMC();
     LLVMInitializeNVPTXAsmPrinter();
+    const char *args = std::getenv("KILN_LLVM_ARGS");
+    if (!args)
+      return;
+    llvm::BumpPtrAllocator alloc;
+    llvm::StringSaver saver(alloc);
+    llvm::SmallVector<const char *, 8> argv = {"KILN_LLVM_ARGS"};
+    llvm::cl::TokenizeGNUCommandLine(args, saver, argv);
+    std::string message;
+    llvm::raw_string_ostream os(message);
+    if (!llvm::cl::ParseCommandLineOptions(static_cast<int>(argv.size()), argv.data(), "", &os))
+      argsError = message.substr(0, std::min(message.find('\n'), message.find("  Try:")));
   });
+  return argsError.empty() ? Status::ok() : makeError(argsError);
 }
 
 class KernelEmitter {
@@ -831,7 +851,8 @@ Expected<std::string> emitPtx(const Kernel &k, std::string_view smArch) {
                      std::string(smArch) + " lacks (sm_90 only)");
   std::string cpu = warpgroup ? "sm_90a" : std::string(smArch);
   const char *features = warpgroup ? "+ptx80" : kPtxFeatures;
-  initNvptxTarget();
+  if (Status s = initNvptxTarget(); s.failed())
+    return s;
   std::string err;
   const llvm::Target *target = llvm::TargetRegistry::lookupTarget(kTriple, err);
   if (!target)
