@@ -6,12 +6,14 @@
 #include <bit>
 #include <cctype>
 #include <numeric>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
 #include "compiler/lower.h"
 #include "compiler/nvptx/emit_nvptx.h"
 #include "compiler/spirv/emit_spirv.h"
+#include "passes/module.h"
 
 namespace kiln::compiler {
 
@@ -67,6 +69,76 @@ std::string codeKey(const Kernel &k) {
 
 bool identifierChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
 
+// Puts the kernels in the order of the passes' queue form and gives the Executable its
+// barriers (decision 3: one dependence analysis, on byte ranges, synchronizes every
+// backend). Each barrier keeps the buffers of the ranges it guards; the kernels that copy
+// returned views come last, after a barrier for every buffer written before them.
+Status placeQueueBarriers(const ir::Graph &g, LoweredGraph &l) {
+  passes::Module m{g};
+  if (Status s = m.ensureSchedule(); s.failed())
+    return s;
+  const passes::KernelProgram &prog = *m.program;
+  const passes::QueueForm &queue = m.schedule->queue;
+  std::vector<int> kernelOfFirst(g.nodes.size(), -1);
+  for (size_t k = 0; k < l.firstNodes.size(); ++k)
+    if (l.firstNodes[k] >= 0)
+      kernelOfFirst[l.firstNodes[k]] = static_cast<int>(k);
+  std::vector<int> order; // lowered kernel indices, in the queue's order
+  for (int unit : queue.order) {
+    const std::vector<int> &nodes = prog.kernels[unit].nodes;
+    int k = nodes.empty() ? -1 : kernelOfFirst[*std::min_element(nodes.begin(), nodes.end())];
+    if (k < 0)
+      return makeError("error: kiln bug: the passes' kernel " + prog.kernels[unit].name +
+                       " matches no lowered kernel");
+    order.push_back(k);
+  }
+  size_t programKernels = order.size();
+  for (size_t k = 0; k < l.firstNodes.size(); ++k)
+    if (l.firstNodes[k] < 0)
+      order.push_back(static_cast<int>(k));
+  std::vector<int> seen = order;
+  std::sort(seen.begin(), seen.end());
+  if (order.size() != l.kernels.size() ||
+      std::adjacent_find(seen.begin(), seen.end()) != seen.end())
+    return makeError("error: kiln bug: the passes schedule " + std::to_string(programKernels) +
+                     " kernels where lowering made " + std::to_string(l.kernels.size()));
+
+  std::vector<runtime::QueueBarrier> barriers;
+  for (const passes::Barrier &b : queue.barriers) {
+    std::set<int> buffers;
+    for (const passes::Access &a : b.guards) {
+      int buffer =
+          a.buffer < static_cast<int>(l.bufferOfNode.size()) ? l.bufferOfNode[a.buffer] : -1;
+      if (buffer < 0)
+        return makeError("error: kiln bug: a barrier guards %" + prog.valueNames[a.buffer] +
+                         ", which no buffer holds");
+      buffers.insert(buffer);
+    }
+    barriers.push_back({b.position, {buffers.begin(), buffers.end()}});
+  }
+  if (programKernels > 0 && programKernels < order.size()) {
+    std::set<int> written;
+    for (size_t i = 0; i < programKernels; ++i) {
+      const runtime::ExecKernel &k = l.exe.kernels[order[i]];
+      for (size_t p = 0; p < k.buffers.size(); ++p)
+        if (k.writes.empty() || k.writes[p])
+          written.insert(k.buffers[p]);
+    }
+    barriers.push_back({static_cast<int>(programKernels), {written.begin(), written.end()}});
+  }
+
+  std::vector<runtime::ExecKernel> exeKernels;
+  std::vector<Kernel> kernels;
+  for (int k : order) {
+    exeKernels.push_back(std::move(l.exe.kernels[k]));
+    kernels.push_back(std::move(l.kernels[k]));
+  }
+  l.exe.kernels = std::move(exeKernels);
+  l.kernels = std::move(kernels);
+  l.exe.barriers = std::move(barriers);
+  return Status::ok();
+}
+
 } // namespace
 
 std::vector<size_t> firstOfSameCode(const std::vector<Kernel> &kernels) {
@@ -99,6 +171,8 @@ Expected<runtime::Executable> compileGraph(const ir::Graph &g, const CompileOpti
   auto lowered = lowerGraph(g, {opts.matrixUnits, opts.matrixUnits && opts.smArch == "sm_90"});
   if (!lowered)
     return lowered.error();
+  if (Status s = placeQueueBarriers(g, *lowered); s.failed())
+    return s;
   runtime::Executable exe = std::move(lowered->exe);
   std::vector<Status> failed(lowered->kernels.size());
   std::vector<size_t> same(lowered->kernels.size());

@@ -148,6 +148,10 @@ public:
     for (const Kernel &k : out_.kernels)
       if (Status s = verifyKernel(k); s.failed())
         return makeError("error: kiln bug: lowering made an invalid kernel: " + s.message());
+    for (const Group &grp : groups_)
+      out_.firstNodes.push_back(grp.nodes.front());
+    out_.firstNodes.resize(out_.kernels.size(), -1);
+    out_.bufferOfNode = memory_;
     return std::move(out_);
   }
 

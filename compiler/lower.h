@@ -25,6 +25,11 @@ struct LowerOptions {
 struct LoweredGraph {
   runtime::Executable exe;     // kernels carry buffers and grids, no code yet
   std::vector<Kernel> kernels; // parallel to exe.kernels
+  // Per kernel: the first graph node it computes, in program order; -1 for a kernel that
+  // copies a returned view or source into its output buffer (these come last).
+  std::vector<int> firstNodes;
+  // Per graph node: the Executable buffer that holds its value between kernels, or -1.
+  std::vector<int> bufferOfNode;
 };
 
 // Lowers a canonicalized graph: each kernel of the fusion pass (a computed node outside

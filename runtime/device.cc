@@ -1,34 +1,7 @@
 // What every backend shares: buffer sizes and the checks made before a run.
 #include "runtime/device.h"
 
-#include <algorithm>
-#include <set>
-
 namespace kiln::runtime {
-
-std::vector<QueueBarrier> queueBarriers(const Executable &exe) {
-  std::vector<QueueBarrier> out;
-  std::set<int> read, written; // since the last barrier
-  for (size_t i = 0; i < exe.kernels.size(); ++i) {
-    const ExecKernel &k = exe.kernels[i];
-    std::set<int> reads, writes;
-    for (size_t p = 0; p < k.buffers.size(); ++p) {
-      bool w = k.writes.empty() || k.writes[p];
-      (w ? writes : reads).insert(k.buffers[p]);
-    }
-    auto meets = [](const std::set<int> &a, const std::set<int> &b) {
-      return std::any_of(a.begin(), a.end(), [&](int x) { return b.count(x) > 0; });
-    };
-    if (meets(reads, written) || meets(writes, written) || meets(writes, read)) {
-      out.push_back({static_cast<int>(i), {written.begin(), written.end()}});
-      read.clear();
-      written.clear();
-    }
-    read.insert(reads.begin(), reads.end());
-    written.insert(writes.begin(), writes.end());
-  }
-  return out;
-}
 
 int64_t invocations(const ExecKernel &k, std::span<const int64_t> dims) {
   int64_t n = 1;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,14 +31,6 @@ struct ExecKernel {
   int64_t dynamicShared = 0;   // bytes of shared memory a CUDA launch provides (0: the PTX's own)
 };
 
-struct Executable {
-  std::vector<ir::SymDim> dims; // the dims buffer holds their values as int32, in this order
-  std::vector<ExecBuffer> buffers;
-  std::vector<int> inputs;  // buffer indices the caller provides (inputs and params), in order
-  std::vector<int> outputs; // buffer indices the caller reads back, in order
-  std::vector<ExecKernel> kernels; // run in this order, each after those it conflicts with
-};
-
 // A barrier of a queue that runs an Executable's kernels in order: it sits before kernel
 // `before`, waits for every earlier kernel, and makes their writes to `buffers` visible.
 struct QueueBarrier {
@@ -45,10 +38,16 @@ struct QueueBarrier {
   std::vector<int> buffers; // Executable::buffers indices, ascending
 };
 
-// The fewest barriers, in kernel order, that order every pair of kernels that touch a
-// buffer one of them writes: one before a kernel that reads or writes a buffer a kernel
-// since the last barrier wrote, or writes one such a kernel read. Each makes visible
-// what was written since the one before it, so no write waits for two barriers.
-std::vector<QueueBarrier> queueBarriers(const Executable &exe);
+struct Executable {
+  std::vector<ir::SymDim> dims; // the dims buffer holds their values as int32, in this order
+  std::vector<ExecBuffer> buffers;
+  std::vector<int> inputs;  // buffer indices the caller provides (inputs and params), in order
+  std::vector<int> outputs; // buffer indices the caller reads back, in order
+  std::vector<ExecKernel> kernels; // run in this order, each after those it conflicts with
+  // Where a queue that runs the kernels in order (Vulkan) needs barriers, ascending: the
+  // compiler places them from the passes' queue form (passes/schedule.h). None (an
+  // Executable built by hand): a barrier before every kernel but the first.
+  std::optional<std::vector<QueueBarrier>> barriers;
+};
 
 } // namespace kiln::runtime

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <set>
 #include <thread>
 
 #include <unistd.h>
@@ -23,6 +24,24 @@ constexpr const char *kEntryPoint = "main";
 constexpr uint64_t kFenceTimeoutNs = 60ull * 1000 * 1000 * 1000;
 constexpr uint32_t kCapabilityStorageBuffer16BitAccess = 4433;
 constexpr uint32_t kCapabilityGroupNonUniformShuffle = 65;
+
+// The barriers the compiler placed, or for an Executable without them, one before every
+// kernel but the first, making visible every buffer an earlier kernel may write.
+std::vector<QueueBarrier> barriersOf(const Executable &exe) {
+  if (exe.barriers)
+    return *exe.barriers;
+  std::vector<QueueBarrier> out;
+  std::set<int> written;
+  for (size_t i = 0; i < exe.kernels.size(); ++i) {
+    const ExecKernel &k = exe.kernels[i];
+    if (i > 0)
+      out.push_back({static_cast<int>(i), {written.begin(), written.end()}});
+    for (size_t p = 0; p < k.buffers.size(); ++p)
+      if (k.writes.empty() || k.writes[p])
+        written.insert(k.buffers[p]);
+  }
+  return out;
+}
 
 // Workgroups in x and y for `invocations`: one row while the device allows, else rows of
 // equal width (the shader linearizes the id, and its guard drops the surplus).
@@ -232,6 +251,19 @@ Status VulkanPlan::checkExecutable() const {
     if (most > std::numeric_limits<int32_t>::max())
       return makeError("vulkan: kernel " + k.name + " may need " + std::to_string(most) +
                        " invocations, more than 32-bit ids can number");
+  }
+  int last = 0;
+  for (const QueueBarrier &b : exe_.barriers.value_or(std::vector<QueueBarrier>{})) {
+    if (b.before <= last || b.before >= static_cast<int>(exe_.kernels.size()))
+      return makeError("vulkan: a barrier before kernel " + std::to_string(b.before) +
+                       " is out of order or outside kernels 1.." +
+                       std::to_string(exe_.kernels.size() - 1));
+    last = b.before;
+    for (int buffer : b.buffers)
+      if (buffer < 0 || buffer >= static_cast<int>(exe_.buffers.size()))
+        return makeError("vulkan: the barrier before kernel " + std::to_string(b.before) +
+                         " names buffer " + std::to_string(buffer) + " of " +
+                         std::to_string(exe_.buffers.size()));
   }
   return Status::ok();
 }
@@ -498,7 +530,7 @@ Status VulkanPlan::record() {
     api_.vkCmdResetQueryPool(cb, timestamps_, 0, static_cast<uint32_t>(queries()));
     api_.vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, timestamps_, 0);
   }
-  std::vector<QueueBarrier> placed = queueBarriers(exe_);
+  std::vector<QueueBarrier> placed = barriersOf(exe_);
   auto next = placed.begin();
   for (size_t i = 0; i < exe_.kernels.size(); ++i) {
     if (next != placed.end() && next->before == static_cast<int>(i)) {

@@ -22,6 +22,7 @@
 #include "ir/parser.h"
 #include "ir/printer.h"
 #include "ir/random_graph.h"
+#include "passes/module.h"
 #include "passes/pass_manager.h"
 #include "runtime/cuda/cuda_device.h"
 #include "runtime/vulkan/vulkan_device.h"
@@ -252,6 +253,98 @@ TEST(Compile, TheDecoderLowersToItsSevenKernelsAndAssembles) {
   if (ptxas.empty() || val.empty())
     GTEST_SKIP() << "SKIPPED: " << (ptxas.empty() ? "ptxas" : "spirv-val")
                  << " not found (the in-process SPIR-V validation ran)";
+}
+
+// Every pair of kernels that touch a buffer one of them writes has a barrier between
+// them, and where the first writes it, one between them that lists it: the executable's
+// barriers checked by buffer, apart from the passes' byte ranges they come from.
+void expectOrdered(const runtime::Executable &exe) {
+  ASSERT_TRUE(exe.barriers.has_value());
+  const std::vector<runtime::QueueBarrier> &barriers = *exe.barriers;
+  auto touches = [&](size_t k, int buffer, bool writes) {
+    const runtime::ExecKernel &kernel = exe.kernels[k];
+    for (size_t p = 0; p < kernel.buffers.size(); ++p)
+      if (kernel.buffers[p] == buffer && (!writes || kernel.writes.empty() || kernel.writes[p]))
+        return true;
+    return false;
+  };
+  for (size_t i = 0; i < exe.kernels.size(); ++i)
+    for (size_t j = i + 1; j < exe.kernels.size(); ++j)
+      for (int b : exe.kernels[i].buffers) {
+        bool firstWrites = touches(i, b, true);
+        if (!(firstWrites && touches(j, b, false)) && !touches(j, b, true))
+          continue;
+        bool between = false, lists = false;
+        for (const runtime::QueueBarrier &bar : barriers)
+          if (bar.before > static_cast<int>(i) && bar.before <= static_cast<int>(j)) {
+            between = true;
+            lists = lists || std::count(bar.buffers.begin(), bar.buffers.end(), b) > 0;
+          }
+        EXPECT_TRUE(between && (lists || !firstWrites))
+            << exe.kernels[i].name << " and " << exe.kernels[j].name << " on "
+            << exe.buffers[b].name;
+      }
+}
+
+// The executable's kernels and barriers are the passes' queue form (decision 3): the
+// decoder's seven kernels in its order with a barrier per wave, eight independent
+// reductions with none, and a returned input's copy after what the others wrote.
+TEST(Compile, QueueBarriersComeFromThePassesSchedule) {
+  ir::Graph g = prepare(readExample("llama_decoder.kir"));
+  CompileOptions none;
+  none.spirv = false;
+  auto exe = compileGraph(g, none);
+  ASSERT_TRUE(exe) << exe.message();
+  passes::Module m{g};
+  ASSERT_FALSE(m.ensureSchedule().failed());
+  ASSERT_EQ(exe->barriers->size(), m.schedule->queue.barriers.size());
+  for (size_t i = 0; i < exe->barriers->size(); ++i)
+    EXPECT_EQ((*exe->barriers)[i].before, m.schedule->queue.barriers[i].position);
+  for (size_t i = 0; i < exe->kernels.size(); ++i)
+    EXPECT_EQ(exe->kernels[i].name,
+              "kiln_llama_decoder_" + std::to_string(m.schedule->queue.order[i]));
+  expectOrdered(*exe);
+
+  // The third matmul needs nothing from the first two: it runs beside the first, and
+  // one barrier orders the second after the first.
+  auto reordered = compileGraph(
+      prepare(
+          R"(graph @reorder(%x: f32[4, 64], %z: f32[4, 64], %w1: f32[64, 64], %w2: f32[64, 64], %w3: f32[64, 64]) -> (f32[4, 64], f32[4, 64]) {
+  %a = matmul %x, %w1 : f32[4, 64]
+  %b = matmul %a, %w2 : f32[4, 64]
+  %c = matmul %z, %w3 : f32[4, 64]
+  return %b, %c
+})"),
+      none);
+  ASSERT_TRUE(reordered) << reordered.message();
+  std::vector<std::string> names;
+  for (const runtime::ExecKernel &k : reordered->kernels)
+    names.push_back(k.name);
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"kiln_reorder_0", "kiln_reorder_2", "kiln_reorder_1"}));
+  ASSERT_EQ(reordered->barriers->size(), 1u);
+  EXPECT_EQ((*reordered->barriers)[0].before, 2);
+  EXPECT_EQ(reordered->buffers[(*reordered->barriers)[0].buffers.at(0)].name, "a");
+  expectOrdered(*reordered);
+
+  auto independent =
+      compileGraph(prepare(readExample("../bench/graphs/independent_reductions.kir")), none);
+  ASSERT_TRUE(independent) << independent.message();
+  EXPECT_EQ(independent->kernels.size(), 8u);
+  EXPECT_TRUE(independent->barriers->empty());
+
+  auto copied =
+      compileGraph(prepare(R"(graph @copy(%x: f32[64], %y: f32[64]) -> (f32[64], f32[64]) {
+  %a = exp %x : f32[64]
+  %b = add %a, %y : f32[64]
+  return %b, %x
+})"),
+                   none);
+  ASSERT_TRUE(copied) << copied.message();
+  ASSERT_EQ(copied->kernels.size(), 2u);
+  ASSERT_EQ(copied->barriers->size(), 1u);
+  EXPECT_EQ((*copied->barriers)[0].before, 1);
+  expectOrdered(*copied);
 }
 
 // f16 matmuls of more rows than a GEMV's take tensor cores where the options ask for

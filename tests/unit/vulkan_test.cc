@@ -702,41 +702,19 @@ TEST_F(VulkanTest, BadArgumentsAreErrors) {
   EXPECT_NE(mismatch.message().find("lists 1 buffers but its SPIR-V binds 3"), std::string::npos)
       << mismatch.message();
 
+  Executable badBarrier = exe;
+  badBarrier.barriers = std::vector<QueueBarrier>{{0, {}}};
+  Expected<std::unique_ptr<Plan>> unordered = device_->load(badBarrier);
+  ASSERT_FALSE(unordered);
+  EXPECT_NE(unordered.message().find("a barrier before kernel 0 is out of order"),
+            std::string::npos)
+      << unordered.message();
+
   Executable noSpirv = exe;
   noSpirv.kernels[0].spirv.clear();
   Expected<std::unique_ptr<Plan>> bad = device_->load(noSpirv);
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.message().find("not compiled to SPIR-V"), std::string::npos) << bad.message();
-}
-
-// Barriers only between kernels that conflict, each making visible what was written since
-// the last one; a kernel that states no writes may write any of its buffers.
-TEST(QueueBarriers, OrderOnlyConflictingKernels) {
-  Executable exe;
-  auto kernel = [](std::vector<int> buffers, std::vector<bool> writes) {
-    ExecKernel k;
-    k.buffers = std::move(buffers);
-    k.writes = std::move(writes);
-    return k;
-  };
-  exe.kernels = {kernel({0, 1}, {false, true}),           // x -> a
-                 kernel({0, 2}, {false, true}),           // x -> b: independent of the first
-                 kernel({1, 2, 3}, {false, false, true}), // a, b -> c: after both
-                 kernel({0}, {true}),                     // writes x, which only the first two read
-                 kernel({3, 4}, {false, true}),           // c -> d
-                 kernel({4, 5}, {}),                      // states nothing: d may be written
-                 kernel({6}, {false}),                    // reads w
-                 kernel({6}, {true})};                    // writes w: after the reader
-  std::vector<QueueBarrier> got = queueBarriers(exe);
-  ASSERT_EQ(got.size(), 4u);
-  EXPECT_EQ(got[0].before, 2);
-  EXPECT_EQ(got[0].buffers, (std::vector<int>{1, 2}));
-  EXPECT_EQ(got[1].before, 4);
-  EXPECT_EQ(got[1].buffers, (std::vector<int>{0, 3}));
-  EXPECT_EQ(got[2].before, 5);
-  EXPECT_EQ(got[2].buffers, (std::vector<int>{4}));
-  EXPECT_EQ(got[3].before, 7);
-  EXPECT_EQ(got[3].buffers, (std::vector<int>{4, 5}));
 }
 
 // With KILN_VK_VALIDATE=1 the validation layer (synchronization checks included) watches
@@ -812,12 +790,24 @@ TEST_F(VulkanValidation, CorrectRunHasNoMessages) {
   EXPECT_EQ(z->at(999), want);
 }
 
-// The check is live: an executable that hides the first kernel's write to e gets no
-// barrier before the second kernel, and synchronization validation reports the hazard
-// (the layer reports it when the commands are recorded, at load).
+// The same with the barrier the compiler would place stated: before the second kernel,
+// for e.
+TEST_F(VulkanValidation, AStatedBarrierOrdersTheKernels) {
+  Executable exe = dependentKernels();
+  exe.barriers = std::vector<QueueBarrier>{{1, {1}}};
+  Expected<std::vector<float>> z = runTwice(exe);
+  ASSERT_TRUE(z) << z.message();
+  float want = static_cast<float>(static_cast<_Float16>(std::erf(0.5f)));
+  EXPECT_EQ(z->at(0), want);
+  EXPECT_EQ(z->at(999), want);
+}
+
+// The check is live: an executable that states no barriers gets none before the second
+// kernel, and synchronization validation reports the hazard (the layer reports it when
+// the commands are recorded, at load).
 TEST_F(VulkanValidation, AMissingBarrierIsReported) {
   Executable exe = dependentKernels();
-  exe.kernels[0].writes = {false, false};
+  exe.barriers = std::vector<QueueBarrier>{};
   Expected<std::vector<float>> z = runTwice(exe);
   ASSERT_FALSE(z) << "synchronization validation said nothing about a missing barrier";
   EXPECT_NE(z.message().find("SYNC-HAZARD-READ-AFTER-WRITE"), std::string::npos) << z.message();
