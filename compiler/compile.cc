@@ -71,9 +71,10 @@ bool identifierChar(char c) { return std::isalnum(static_cast<unsigned char>(c))
 
 // Puts the kernels in the order of the passes' queue form and gives the Executable its
 // barriers (decision 3: one dependence analysis, on byte ranges, synchronizes every
-// backend). Each barrier keeps the buffers of the ranges it guards; the kernels that copy
-// returned views come last, after a barrier for every buffer written before them.
-Status placeQueueBarriers(const ir::Graph &g, LoweredGraph &l) {
+// backend) and its arena. Each barrier keeps the buffers of the ranges it guards; the
+// kernels that copy returned views come last, after a barrier for every buffer written
+// before them. Temporaries that share arena bytes live in waves the barriers separate.
+Status schedule(const ir::Graph &g, LoweredGraph &l) {
   passes::Module m{g};
   if (Status s = m.ensureSchedule(); s.failed())
     return s;
@@ -127,6 +128,24 @@ Status placeQueueBarriers(const ir::Graph &g, LoweredGraph &l) {
     barriers.push_back({static_cast<int>(programKernels), {written.begin(), written.end()}});
   }
 
+  // Temporaries share one arena where their waves allow: the passes' memory plan, in the
+  // bytes the executable holds them in.
+  std::vector<int64_t> most, bytes(g.nodes.size(), 0);
+  for (const ir::SymDim &d : g.dims)
+    most.push_back(d.hi);
+  for (size_t id = 0; id < g.nodes.size(); ++id)
+    if (int b = l.bufferOfNode[id]; b >= 0) {
+      const runtime::ExecBuffer &eb = l.exe.buffers[b];
+      bytes[id] =
+          ir::numElements(ir::evalShape(eb.type.shape, most)) * ir::dtypeBytes(eb.type.dtype);
+    }
+  passes::MemoryPlan plan = passes::planMemory(prog, bytes);
+  for (const passes::ArenaBuffer &ab : plan.buffers)
+    if (int b = l.bufferOfNode[ab.buffer];
+        b >= 0 && l.exe.buffers[b].role == runtime::BufferRole::Temp)
+      l.exe.buffers[b].arenaOffset = ab.offset;
+  l.exe.arenaBytes = plan.arenaBytes;
+
   std::vector<runtime::ExecKernel> exeKernels;
   std::vector<Kernel> kernels;
   for (int k : order) {
@@ -171,7 +190,7 @@ Expected<runtime::Executable> compileGraph(const ir::Graph &g, const CompileOpti
   auto lowered = lowerGraph(g, {opts.matrixUnits, opts.matrixUnits && opts.smArch == "sm_90"});
   if (!lowered)
     return lowered.error();
-  if (Status s = placeQueueBarriers(g, *lowered); s.failed())
+  if (Status s = schedule(g, *lowered); s.failed())
     return s;
   runtime::Executable exe = std::move(lowered->exe);
   std::vector<Status> failed(lowered->kernels.size());

@@ -30,7 +30,7 @@ bool mayShare(const ArenaBuffer &a, const ArenaBuffer &b, const Reachability &hb
 
 } // namespace
 
-MemoryPlan planMemory(const KernelProgram &prog) {
+MemoryPlan planMemory(const KernelProgram &prog, std::span<const int64_t> bytes) {
   MemoryPlan m;
   const DependenceGraph &d = prog.deps;
   // Buffers that kernels write and the caller does not own, with every kernel that
@@ -53,7 +53,7 @@ MemoryPlan planMemory(const KernelProgram &prog) {
       }
   for (auto &[buffer, ab] : byBuffer) {
     ab.writers.erase(std::unique(ab.writers.begin(), ab.writers.end()), ab.writers.end());
-    ab.bytes = prog.layouts[buffer].range.end;
+    ab.bytes = bytes.empty() ? prog.layouts[buffer].range.end : bytes[buffer];
     ab.firstWave = ab.lastWave = d.asap[ab.kernels.front()];
     for (int k : ab.kernels) {
       ab.firstWave = std::min(ab.firstWave, d.asap[k]);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "passes/schedule.h"
@@ -31,7 +32,9 @@ struct MemoryPlan {
 // kernel writes goes in the arena. Lifetimes are in the kernel DAG's waves, and two
 // buffers may share bytes when their waves do not overlap: the queue form's barriers
 // order them; addArenaHazards gives the other forms the same order.
-MemoryPlan planMemory(const KernelProgram &prog);
+// `bytes`, when given, holds per graph node the bytes a runtime keeps its value in (the
+// compiler's temporaries may hold f16 values as f32); otherwise the graph's dtypes count.
+MemoryPlan planMemory(const KernelProgram &prog, std::span<const int64_t> bytes = {});
 
 // Makes reuse of arena bytes a hazard like any other: every kernel also reads or writes
 // the arena ranges of its buffers (as buffer "%arena"), and the dependence graph is

@@ -18,6 +18,9 @@ struct ExecBuffer {
   std::string name;
   ir::TensorType type; // storage dtype and shape (symbolic dims allowed)
   BufferRole role = BufferRole::Temp;
+  // A Temp's bytes within the plan's arena, which it shares with temporaries of other
+  // waves (the passes' memory plan); -1: memory of its own.
+  int64_t arenaOffset = -1;
 };
 
 struct ExecKernel {
@@ -48,6 +51,7 @@ struct Executable {
   // compiler places them from the passes' queue form (passes/schedule.h). None (an
   // Executable built by hand): a barrier before every kernel but the first.
   std::optional<std::vector<QueueBarrier>> barriers;
+  int64_t arenaBytes = 0; // at the largest dims; buffers with an arenaOffset lie within
 };
 
 } // namespace kiln::runtime

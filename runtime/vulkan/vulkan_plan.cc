@@ -158,6 +158,7 @@ private:
     Buffer *out;
     int64_t bytes;
     VkBufferUsageFlags usage;
+    int64_t arenaOffset = -1; // bytes into the arena, shared with other requests; or -1
   };
   struct Pipeline {
     VkShaderModule module = VK_NULL_HANDLE;
@@ -252,6 +253,15 @@ Status VulkanPlan::checkExecutable() const {
       return makeError("vulkan: kernel " + k.name + " may need " + std::to_string(most) +
                        " invocations, more than 32-bit ids can number");
   }
+  std::vector<int64_t> most;
+  for (const ir::SymDim &d : exe_.dims)
+    most.push_back(d.hi);
+  for (const ExecBuffer &b : exe_.buffers)
+    if (b.arenaOffset >= 0 &&
+        (b.role != BufferRole::Temp || b.arenaOffset + bufferBytes(b, most) > exe_.arenaBytes))
+      return makeError("vulkan: buffer " + b.name + " at arena offset " +
+                       std::to_string(b.arenaOffset) + " is not a temporary within the " +
+                       std::to_string(exe_.arenaBytes) + "-byte arena");
   int last = 0;
   for (const QueueBarrier &b : exe_.barriers.value_or(std::vector<QueueBarrier>{})) {
     if (b.before <= last || b.before >= static_cast<int>(exe_.kernels.size()))
@@ -268,13 +278,18 @@ Status VulkanPlan::checkExecutable() const {
   return Status::ok();
 }
 
-// Creates the requested buffers and binds them to one new allocation, each at a multiple
-// of 256 bytes: device-local memory where the device has it (the first such type the
-// buffers allow, else the first they allow), or host-visible coherent memory, mapped,
-// for staging buffers.
+// Creates the requested buffers and binds them to one new allocation: the arena first,
+// its buffers at their offsets in it (which may overlap: the compiler gave buffers of
+// different waves the same bytes), then each other buffer at a multiple of 256 bytes.
+// Device-local memory where the device has it (the first such type the buffers allow,
+// else the first they allow), or host-visible coherent memory, mapped, for staging
+// buffers.
 Status VulkanPlan::createBuffers(const std::vector<Request> &requests, bool hostVisible,
                                  VkDeviceMemory &memory) {
   VkDeviceSize total = 0;
+  for (const Request &r : requests)
+    if (r.arenaOffset >= 0)
+      total = std::max<VkDeviceSize>(total, (r.arenaOffset + r.bytes + 255) / 256 * 256);
   uint32_t allowed = ~0u;
   std::vector<VkDeviceSize> offsets;
   for (const Request &r : requests) {
@@ -288,10 +303,21 @@ Status VulkanPlan::createBuffers(const std::vector<Request> &requests, bool host
       return s;
     VkMemoryRequirements req;
     api_.vkGetBufferMemoryRequirements(ctx_->device, r.out->buffer, &req);
+    allowed &= req.memoryTypeBits;
+    if (r.arenaOffset >= 0) {
+      // Within its own 256-byte-aligned span of the arena, where the plan put nothing else.
+      auto offset = static_cast<VkDeviceSize>(r.arenaOffset);
+      if (offset % req.alignment != 0 || offset + req.size > (offset + r.bytes + 255) / 256 * 256)
+        return makeError(
+            "vulkan: a temporary of " + std::to_string(r.bytes) + " bytes at arena offset " +
+            std::to_string(offset) + " does not fit the device's alignment of " +
+            std::to_string(req.alignment) + " bytes and size of " + std::to_string(req.size));
+      offsets.push_back(offset);
+      continue;
+    }
     VkDeviceSize align = std::max<VkDeviceSize>(req.alignment, 256);
     offsets.push_back((total + align - 1) / align * align);
     total = offsets.back() + req.size;
-    allowed &= req.memoryTypeBits;
   }
   if (requests.empty())
     return Status::ok();
@@ -421,7 +447,8 @@ Status VulkanPlan::init() {
   buffers_.resize(exe_.buffers.size());
   std::vector<Request> onDevice;
   for (size_t i = 0; i < exe_.buffers.size(); ++i)
-    onDevice.push_back({&buffers_[i], bufferBytes(exe_.buffers[i], most), kStorage});
+    onDevice.push_back(
+        {&buffers_[i], bufferBytes(exe_.buffers[i], most), kStorage, exe_.buffers[i].arenaOffset});
   onDevice.push_back({&dims_, static_cast<int64_t>(exe_.dims.size()) * 4,
                       VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT});
   onDevice.push_back({&dispatches_, static_cast<int64_t>(exe_.kernels.size()) * 12,
@@ -531,6 +558,8 @@ Status VulkanPlan::record() {
     api_.vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, timestamps_, 0);
   }
   std::vector<QueueBarrier> placed = barriersOf(exe_);
+  bool arena = std::any_of(exe_.buffers.begin(), exe_.buffers.end(),
+                           [](const ExecBuffer &b) { return b.arenaOffset >= 0; });
   auto next = placed.begin();
   for (size_t i = 0; i < exe_.kernels.size(); ++i) {
     if (next != placed.end() && next->before == static_cast<int>(i)) {
@@ -546,9 +575,15 @@ Status VulkanPlan::record() {
         m.size = VK_WHOLE_SIZE;
         barriers.push_back(m);
       }
-      api_.vkCmdPipelineBarrier(
-          cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 0,
-          nullptr, static_cast<uint32_t>(barriers.size()), barriers.data(), 0, nullptr);
+      // Temporaries that share arena bytes are different buffers over the same memory:
+      // a global memory barrier orders what they wrote too.
+      auto global = zeroed<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
+      global.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
+      global.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
+      api_.vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                                VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, arena ? 1 : 0, &global,
+                                static_cast<uint32_t>(barriers.size()), barriers.data(), 0,
+                                nullptr);
       ++barriers_;
     }
     uint32_t q = static_cast<uint32_t>(2 + 2 * i);

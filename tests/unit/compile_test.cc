@@ -25,6 +25,7 @@
 #include "passes/module.h"
 #include "passes/pass_manager.h"
 #include "runtime/cuda/cuda_device.h"
+#include "runtime/device.h"
 #include "runtime/vulkan/vulkan_device.h"
 #include "tests/unit/examples.h"
 
@@ -304,6 +305,39 @@ TEST(Compile, QueueBarriersComeFromThePassesSchedule) {
     EXPECT_EQ(exe->kernels[i].name,
               "kiln_llama_decoder_" + std::to_string(m.schedule->queue.order[i]));
   expectOrdered(*exe);
+  // The temporaries share the arena as the passes planned it (in the executable's bytes:
+  // f16 values travel as f32), and no two whose kernels share a wave overlap.
+  int64_t own = 0;
+  std::vector<const runtime::ExecBuffer *> arena;
+  for (const runtime::ExecBuffer &b : exe->buffers)
+    if (b.arenaOffset >= 0) {
+      own += runtime::bufferBytes(b, std::vector<int64_t>{4096});
+      arena.push_back(&b);
+    }
+  EXPECT_EQ(arena.size(), 6u); // h, q, o, x1, g, m
+  EXPECT_LT(exe->arenaBytes, own);
+  auto waveOf = [&](const std::string &name) { // the first and last kernels that touch it
+    std::pair<int, int> span{-1, -1};
+    for (size_t k = 0; k < exe->kernels.size(); ++k)
+      for (int b : exe->kernels[k].buffers)
+        if (exe->buffers[b].name == name) {
+          span.first = span.first < 0 ? static_cast<int>(k) : span.first;
+          span.second = static_cast<int>(k);
+        }
+    return span;
+  };
+  for (const runtime::ExecBuffer *a : arena)
+    for (const runtime::ExecBuffer *b : arena) {
+      if (a == b)
+        continue;
+      int64_t aEnd = a->arenaOffset + runtime::bufferBytes(*a, std::vector<int64_t>{4096});
+      int64_t bEnd = b->arenaOffset + runtime::bufferBytes(*b, std::vector<int64_t>{4096});
+      if (a->arenaOffset < bEnd && b->arenaOffset < aEnd) { // sharing bytes: a chain of waves
+        EXPECT_TRUE(waveOf(a->name).second < waveOf(b->name).first ||
+                    waveOf(b->name).second < waveOf(a->name).first)
+            << a->name << " and " << b->name;
+      }
+    }
 
   // The third matmul needs nothing from the first two: it runs beside the first, and
   // one barrier orders the second after the first.

@@ -710,6 +710,13 @@ TEST_F(VulkanTest, BadArgumentsAreErrors) {
             std::string::npos)
       << unordered.message();
 
+  Executable outsideArena = exe;
+  outsideArena.buffers[0].arenaOffset = 0;
+  Expected<std::unique_ptr<Plan>> arena = device_->load(outsideArena);
+  ASSERT_FALSE(arena);
+  EXPECT_NE(arena.message().find("is not a temporary within the 0-byte arena"), std::string::npos)
+      << arena.message();
+
   Executable noSpirv = exe;
   noSpirv.kernels[0].spirv.clear();
   Expected<std::unique_ptr<Plan>> bad = device_->load(noSpirv);
