@@ -21,6 +21,19 @@ int64_t bufferBytes(const ExecBuffer &b, std::span<const int64_t> dims) {
   return ir::numElements(ir::evalShape(b.type.shape, dims)) * ir::dtypeBytes(b.type.dtype);
 }
 
+Status checkArena(const Executable &exe) {
+  std::vector<int64_t> most;
+  for (const ir::SymDim &d : exe.dims)
+    most.push_back(d.hi);
+  for (const ExecBuffer &b : exe.buffers)
+    if (b.arenaOffset >= 0 &&
+        (b.role != BufferRole::Temp || b.arenaOffset + bufferBytes(b, most) > exe.arenaBytes))
+      return makeError("buffer " + b.name + " at arena offset " + std::to_string(b.arenaOffset) +
+                       " is not a temporary within the " + std::to_string(exe.arenaBytes) +
+                       "-byte arena");
+  return Status::ok();
+}
+
 Status checkRunArgs(const Executable &exe, std::span<const int64_t> dims,
                     std::span<const Bytes> inputs) {
   if (dims.size() != exe.dims.size())

@@ -55,6 +55,10 @@ int64_t maxInvocations(const ExecKernel &k, std::span<const ir::SymDim> dims);
 // Byte size of a buffer at bound dims.
 int64_t bufferBytes(const ExecBuffer &b, std::span<const int64_t> dims);
 
+// An error naming the first buffer with an arena offset that is not a temporary lying
+// within the executable's arena at the largest dims.
+Status checkArena(const Executable &exe);
+
 // The checks every Plan::run makes first: one value per dim, within its range; one input
 // per Executable::inputs entry, of its byte size at those dims.
 Status checkRunArgs(const Executable &exe, std::span<const int64_t> dims,

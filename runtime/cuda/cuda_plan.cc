@@ -30,7 +30,8 @@ private:
   Executable exe_;
   std::vector<CUmodule> modules_;
   std::vector<CUfunction> functions_;
-  std::vector<CUdeviceptr> buffers_;
+  std::vector<CUdeviceptr> buffers_; // per Executable buffer: its own memory, or in the arena
+  std::vector<CUdeviceptr> owned_;   // what the plan allocated: the arena and each other buffer
   CUdeviceptr dims_ = 0;
   CUstream stream_ = nullptr;
   CUevent start_ = nullptr, stop_ = nullptr;
@@ -39,7 +40,7 @@ private:
 CudaPlan::~CudaPlan() {
   if (ctx_->enter().failed())
     return;
-  for (CUdeviceptr b : buffers_)
+  for (CUdeviceptr b : owned_)
     api_.cuMemFree(b);
   if (dims_)
     api_.cuMemFree(dims_);
@@ -89,11 +90,28 @@ Status CudaPlan::load() {
   std::vector<int64_t> most;
   for (const ir::SymDim &d : exe_.dims)
     most.push_back(d.hi);
+  // Temporaries at their offsets in one arena (the passes' memory plan: those that share
+  // bytes run in order on the one stream).
+  if (Status s = checkArena(exe_); s.failed())
+    return makeError("cuda: " + s.message());
+  CUdeviceptr arena = 0;
+  if (exe_.arenaBytes > 0) {
+    if (Status s = check(api_.cuMemAlloc(&arena, static_cast<size_t>(exe_.arenaBytes)),
+                         "cuMemAlloc of the arena");
+        s.failed())
+      return s;
+    owned_.push_back(arena);
+  }
   for (const ExecBuffer &b : exe_.buffers) {
-    CUdeviceptr p = 0;
     size_t bytes = static_cast<size_t>(std::max<int64_t>(bufferBytes(b, most), 4));
+    if (b.arenaOffset >= 0) {
+      buffers_.push_back(arena + static_cast<CUdeviceptr>(b.arenaOffset));
+      continue;
+    }
+    CUdeviceptr p = 0;
     if (Status s = check(api_.cuMemAlloc(&p, bytes), "cuMemAlloc of " + b.name); s.failed())
       return s;
+    owned_.push_back(p);
     buffers_.push_back(p);
     if (b.role == BufferRole::Zeroed)
       if (Status s = check(api_.cuMemsetD8(p, 0, bytes), "zeroing " + b.name); s.failed())

@@ -253,15 +253,8 @@ Status VulkanPlan::checkExecutable() const {
       return makeError("vulkan: kernel " + k.name + " may need " + std::to_string(most) +
                        " invocations, more than 32-bit ids can number");
   }
-  std::vector<int64_t> most;
-  for (const ir::SymDim &d : exe_.dims)
-    most.push_back(d.hi);
-  for (const ExecBuffer &b : exe_.buffers)
-    if (b.arenaOffset >= 0 &&
-        (b.role != BufferRole::Temp || b.arenaOffset + bufferBytes(b, most) > exe_.arenaBytes))
-      return makeError("vulkan: buffer " + b.name + " at arena offset " +
-                       std::to_string(b.arenaOffset) + " is not a temporary within the " +
-                       std::to_string(exe_.arenaBytes) + "-byte arena");
+  if (Status s = checkArena(exe_); s.failed())
+    return makeError("vulkan: " + s.message());
   int last = 0;
   for (const QueueBarrier &b : exe_.barriers.value_or(std::vector<QueueBarrier>{})) {
     if (b.before <= last || b.before >= static_cast<int>(exe_.kernels.size()))
