@@ -282,7 +282,8 @@ Status VulkanPlan::createBuffers(const std::vector<Request> &requests, bool host
   VkDeviceSize total = 0;
   for (const Request &r : requests)
     if (r.arenaOffset >= 0)
-      total = std::max<VkDeviceSize>(total, (r.arenaOffset + r.bytes + 255) / 256 * 256);
+      total = std::max<VkDeviceSize>(total, (r.arenaOffset + std::max<int64_t>(r.bytes, 4) + 255) /
+                                                256 * 256);
   uint32_t allowed = ~0u;
   std::vector<VkDeviceSize> offsets;
   for (const Request &r : requests) {
@@ -297,14 +298,11 @@ Status VulkanPlan::createBuffers(const std::vector<Request> &requests, bool host
     VkMemoryRequirements req;
     api_.vkGetBufferMemoryRequirements(ctx_->device, r.out->buffer, &req);
     allowed &= req.memoryTypeBits;
-    if (r.arenaOffset >= 0) {
-      // Within its own 256-byte-aligned span of the arena, where the plan put nothing else.
-      auto offset = static_cast<VkDeviceSize>(r.arenaOffset);
-      if (offset % req.alignment != 0 || offset + req.size > (offset + r.bytes + 255) / 256 * 256)
-        return makeError(
-            "vulkan: a temporary of " + std::to_string(r.bytes) + " bytes at arena offset " +
-            std::to_string(offset) + " does not fit the device's alignment of " +
-            std::to_string(req.alignment) + " bytes and size of " + std::to_string(req.size));
+    // In the arena where the device's alignment and size keep it within its own span of
+    // 256-byte blocks, where the plan put nothing else; otherwise in memory of its own.
+    auto offset = static_cast<VkDeviceSize>(r.arenaOffset);
+    if (r.arenaOffset >= 0 && offset % req.alignment == 0 &&
+        offset + req.size <= (offset + info.size + 255) / 256 * 256) {
       offsets.push_back(offset);
       continue;
     }
