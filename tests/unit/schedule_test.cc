@@ -246,5 +246,28 @@ TEST(MemoryPlan, DecoderArenaIsWithinTenPercentOfTheLowerBound) {
             1.1 * static_cast<double>(p.mem.lowerBoundBytes));
 }
 
+// Sizes a runtime gives (here twice the graph's: f16 values held as f32) replace the
+// graph's, and the plan stays sound with them.
+TEST(MemoryPlan, BytesFromTheRuntimeReplaceTheGraphs) {
+  auto g = ir::parseGraph(testing::readExample("llama_decoder.kir"));
+  ASSERT_TRUE(g) << g.message();
+  PassManager pm;
+  ASSERT_FALSE(pm.addPipeline("canonicalize,fusion").failed());
+  ASSERT_FALSE(pm.run(*g).failed());
+  auto prog = buildKernelProgram(*g, deviceProfiles()[0]);
+  ASSERT_TRUE(prog) << prog.message();
+  MemoryPlan own = planMemory(*prog);
+  std::vector<int64_t> bytes(g->nodes.size());
+  for (size_t id = 0; id < bytes.size(); ++id)
+    bytes[id] = 2 * prog->layouts[id].range.end;
+  MemoryPlan doubled = planMemory(*prog, bytes);
+  ASSERT_EQ(doubled.buffers.size(), own.buffers.size());
+  for (size_t i = 0; i < own.buffers.size(); ++i)
+    EXPECT_EQ(doubled.buffers[i].bytes, 2 * own.buffers[i].bytes) << i;
+  EXPECT_EQ(doubled.lowerBoundBytes, 2 * own.lowerBoundBytes);
+  EXPECT_GE(doubled.arenaBytes, doubled.lowerBoundBytes);
+  EXPECT_FALSE(checkMemoryPlan(*prog, doubled).failed());
+}
+
 } // namespace
 } // namespace kiln::passes
