@@ -187,7 +187,8 @@ std::string renamePtx(const std::string &ptx, const std::string &from, const std
 }
 
 Expected<runtime::Executable> compileGraph(const ir::Graph &g, const CompileOptions &opts) {
-  auto lowered = lowerGraph(g, {opts.matrixUnits, opts.matrixUnits && opts.smArch == "sm_90"});
+  auto lowered = lowerGraph(
+      g, {opts.matrixUnits, opts.matrixUnits && opts.warpgroupMatrix && opts.smArch == "sm_90"});
   if (!lowered)
     return lowered.error();
   if (Status s = schedule(g, *lowered); s.failed())

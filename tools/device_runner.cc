@@ -119,8 +119,8 @@ Status runDefaultPipeline(ir::Graph &g) {
   return pm.run(g);
 }
 
-Status loadOnDevice(const std::string &dev, bool validate, const ir::Graph &g, Runner &runner,
-                    runtime::Executable &exe, std::string &deviceName) {
+Status loadOnDevice(const std::string &dev, bool validate, bool wgmma, const ir::Graph &g,
+                    Runner &runner, runtime::Executable &exe, std::string &deviceName) {
   int index = -1;
   bool cuda = deviceKind(dev, "cuda", index);
   if (validate && (cuda || dev == "ref"))
@@ -139,6 +139,7 @@ Status loadOnDevice(const std::string &dev, bool validate, const ir::Graph &g, R
     opts.spirv = false;
     opts.ptx = true;
     opts.matrixUnits = true;
+    opts.warpgroupMatrix = wgmma;
     opts.smArch = (*list)[index < 0 ? 0 : index].arch;
   }
   if (validate)

@@ -47,8 +47,9 @@ Status runDefaultPipeline(ir::Graph &g);
 // Opens the device `dev` names (auto: the best Vulkan device, else the reference
 // interpreter) and loads `g` (already through the pass pipeline) on it, compiled for it;
 // leaves `runner.plan` null for the reference interpreter.
-Status loadOnDevice(const std::string &dev, bool validate, const ir::Graph &g, Runner &runner,
-                    runtime::Executable &exe, std::string &deviceName);
+// `wgmma`: on a CUDA device of sm_90, the warpgroup tensor-core tiles.
+Status loadOnDevice(const std::string &dev, bool validate, bool wgmma, const ir::Graph &g,
+                    Runner &runner, runtime::Executable &exe, std::string &deviceName);
 
 // The device profile whose predictions fit the device `deviceName` describes best.
 const passes::DeviceProfile &profileFor(const std::string &deviceName);

@@ -28,6 +28,8 @@ options:
   --device=D      auto (default: the best Vulkan device, else ref), ref, vulkan[:N],
                   cuda[:N]
   --iters N       timed runs per graph, after one untimed (default 20)
+  --wgmma         on a CUDA device of sm_90, warpgroup tensor-core tiles (wgmma)
+                  where a matmul's operands allow, instead of mma.sync
   --root DIR      the folder the graph files are found in: the repository root
                   (default: the current directory)
   -h, --help      print this help
@@ -74,6 +76,7 @@ constexpr Bench kBenches[] = {
 struct Options {
   std::string device = "auto";
   int iters = 20;
+  bool wgmma = false;
   std::string root = ".";
   std::vector<const Bench *> benches;
 };
@@ -129,7 +132,8 @@ Expected<std::string> runBench(const Bench &b, const Options &o, std::string &de
   tools::Runner runner{g};
   runtime::Executable exe;
   deviceName = "ref (reference interpreter)";
-  if (Status s = tools::loadOnDevice(o.device, false, g, runner, exe, deviceName); s.failed())
+  if (Status s = tools::loadOnDevice(o.device, false, o.wgmma, g, runner, exe, deviceName);
+      s.failed())
     return s;
   std::vector<ir::HostTensor> in = ir::randomInputs(ref, *dims, 1);
   double us = 0;
@@ -186,6 +190,8 @@ int main(int argc, char **argv) {
     } else if (args.value(a, "--root", v)) {
       o.root = v;
     } else if (args.count(a, "--iters", o.iters)) {
+    } else if (a == "--wgmma") {
+      o.wgmma = true;
     } else if (a.size() > 1 && a[0] == '-') {
       return tools::usageError("kiln-bench", "unknown option '" + std::string(a) + "'");
     } else {

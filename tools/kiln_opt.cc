@@ -55,10 +55,10 @@ options:
                              waves and the schedule's edges
   --profile=NAME           device profile for predicted times: h200 (default), h100,
                            vulkan-gpu, lavapipe
-  --sm=ARCH                PTX target for --emit=ptx: sm_80 (default) or sm_90; with
-                           matrix units, sm_90 lowers the tensor-core tiles whose
-                           operands are f16 buffers to warpgroup products (wgmma,
-                           emitted for sm_90a)
+  --sm=ARCH                PTX target for --emit=ptx: sm_80 (default) or sm_90
+  --wgmma                  with matrix units and --sm=sm_90, lower the tensor-core
+                           tiles whose operands are f16 buffers to warpgroup products
+                           (wgmma, emitted for sm_90a) instead of mma.sync
   --matrix-units=on|off    lower f16 matmuls of more rows than a GEMV's for tensor
                            cores (the kernel IR's matrix ops, emitted for PTX only);
                            default: on for --emit=ptx, off for the other kinds
@@ -73,6 +73,7 @@ struct Options {
   std::string emit = "ir";
   std::string sm = "sm_80";
   std::string matrixUnits; // on, off, or empty: on for PTX alone
+  bool wgmma = false;
   std::string profile = "h200";
   std::string output;
 };
@@ -122,7 +123,7 @@ Expected<std::string> emitKernel(const compiler::Kernel &k, const Options &o) {
 Expected<std::string> emitKernels(const ir::Graph &g, const Options &o) {
   auto start = std::chrono::steady_clock::now();
   bool matrixUnits = o.matrixUnits.empty() ? o.emit == "ptx" : o.matrixUnits == "on";
-  auto lowered = compiler::lowerGraph(g, {matrixUnits, matrixUnits && o.sm == "sm_90"});
+  auto lowered = compiler::lowerGraph(g, {matrixUnits, matrixUnits && o.wgmma && o.sm == "sm_90"});
   if (!lowered)
     return lowered.error();
   double lowerMs = msSince(start);
@@ -280,6 +281,8 @@ int main(int argc, char **argv) {
         return tools::usageError("kiln-opt",
                                  "--matrix-units takes on or off, not '" + std::string(v) + "'");
       o.matrixUnits = v;
+    } else if (a == "--wgmma") {
+      o.wgmma = true;
     } else if (args.value(a, "-o", v)) {
       o.output = v;
     } else if (a.size() > 1 && a[0] == '-') {

@@ -36,6 +36,8 @@ options:
                        submits, rerecords and reinstantiations summed over every
                        run and iteration; median_us of the first --dims run; and
                        runs, each --dims run's dims and median_us
+  --wgmma              on a CUDA device of sm_90, warpgroup tensor-core tiles
+                       (wgmma) where a matmul's operands allow, instead of mma.sync
   --validate           Vulkan only: run under VK_LAYER_KHRONOS_validation with
                        synchronization validation; any message it reports fails
                        the load or run (as KILN_VK_VALIDATE=1 does)
@@ -58,6 +60,7 @@ struct Options {
   bool stats = false;
   std::string trace; // file for --trace, or empty
   bool validate = false;
+  bool wgmma = false;
 };
 
 // Bytes of every value of the graph at these dims, in its dtype.
@@ -123,7 +126,8 @@ int run(const Options &o) {
   Runner runner{g};
   runtime::Executable exe;
   std::string deviceName = "ref (reference interpreter)";
-  if (Status s = tools::loadOnDevice(o.device, o.validate, g, runner, exe, deviceName); s.failed())
+  if (Status s = tools::loadOnDevice(o.device, o.validate, o.wgmma, g, runner, exe, deviceName);
+      s.failed())
     return tools::fail(s.message());
   std::printf("device: %s\n", deviceName.c_str());
   std::fflush(stdout);
@@ -269,6 +273,8 @@ int main(int argc, char **argv) {
       o.stats = true;
     } else if (a == "--validate") {
       o.validate = true;
+    } else if (a == "--wgmma") {
+      o.wgmma = true;
     } else if (args.value(a, "--trace", v)) {
       o.trace = v;
     } else if (args.count(a, "--iters", o.iters)) {

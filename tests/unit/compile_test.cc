@@ -451,6 +451,7 @@ TEST(Compile, F16MatmulsOfManyRowsTakeTensorCoresWhereAsked) {
     opts.spirv = false;
     opts.ptx = true;
     opts.matrixUnits = true;
+    opts.warpgroupMatrix = true; // taken on sm_90 alone
     opts.smArch = sm;
     auto exe = compileGraph(g, opts);
     ASSERT_TRUE(exe) << exe.message();
@@ -674,6 +675,17 @@ protected:
     auto exe = compileGraph(ref, target->opts);
     ASSERT_TRUE(exe) << exe.message();
     runAndCompare(*target, ref, *exe, bindings, "");
+    // On sm_90 the warpgroup tiles (opt-in) run too, where the graph takes any.
+    if (!target->opts.matrixUnits || target->opts.smArch != "sm_90")
+      return;
+    CompileOptions wgmma = target->opts;
+    wgmma.warpgroupMatrix = true;
+    auto wg = compileGraph(ref, wgmma);
+    ASSERT_TRUE(wg) << wg.message();
+    if (std::any_of(wg->kernels.begin(), wg->kernels.end(), [](const runtime::ExecKernel &k) {
+          return k.ptx.find("wgmma.mma_async") != std::string::npos;
+        }))
+      runAndCompare(*target, ref, *wg, bindings, " (wgmma)");
   }
   // Whether both outputs are zero to within f32 rounding at unit scale (RMS below 1e-6):
   // NMSE relative to a reference that cancelled to ~0 in float64 (the mean of a
