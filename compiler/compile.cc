@@ -14,6 +14,7 @@
 #include "compiler/nvptx/emit_nvptx.h"
 #include "compiler/spirv/emit_spirv.h"
 #include "passes/module.h"
+#include "runtime/device.h"
 
 namespace kiln::compiler {
 
@@ -117,28 +118,13 @@ Status schedule(const ir::Graph &g, LoweredGraph &l) {
     }
     barriers.push_back({b.position, {buffers.begin(), buffers.end()}});
   }
-  if (programKernels > 0 && programKernels < order.size()) {
-    std::set<int> written;
-    for (size_t i = 0; i < programKernels; ++i) {
-      const runtime::ExecKernel &k = l.exe.kernels[order[i]];
-      for (size_t p = 0; p < k.buffers.size(); ++p)
-        if (k.writes.empty() || k.writes[p])
-          written.insert(k.buffers[p]);
-    }
-    barriers.push_back({static_cast<int>(programKernels), {written.begin(), written.end()}});
-  }
 
   // Temporaries share one arena where their waves allow: the passes' memory plan, in the
   // bytes the executable holds them in.
-  std::vector<int64_t> most, bytes(g.nodes.size(), 0);
-  for (const ir::SymDim &d : g.dims)
-    most.push_back(d.hi);
+  std::vector<int64_t> most = runtime::largestDims(g.dims), bytes(g.nodes.size(), 0);
   for (size_t id = 0; id < g.nodes.size(); ++id)
-    if (int b = l.bufferOfNode[id]; b >= 0) {
-      const runtime::ExecBuffer &eb = l.exe.buffers[b];
-      bytes[id] =
-          ir::numElements(ir::evalShape(eb.type.shape, most)) * ir::dtypeBytes(eb.type.dtype);
-    }
+    if (int b = l.bufferOfNode[id]; b >= 0)
+      bytes[id] = runtime::bufferBytes(l.exe.buffers[b], most);
   passes::MemoryPlan plan = passes::planMemory(prog, bytes);
   for (const passes::ArenaBuffer &ab : plan.buffers)
     if (int b = l.bufferOfNode[ab.buffer];
@@ -154,6 +140,9 @@ Status schedule(const ir::Graph &g, LoweredGraph &l) {
   }
   l.exe.kernels = std::move(exeKernels);
   l.kernels = std::move(kernels);
+  if (programKernels > 0 && programKernels < order.size())
+    barriers.push_back({static_cast<int>(programKernels),
+                        runtime::buffersWritten({l.exe.kernels.data(), programKernels})});
   l.exe.barriers = std::move(barriers);
   return Status::ok();
 }

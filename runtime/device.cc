@@ -1,6 +1,8 @@
 // What every backend shares: buffer sizes and the checks made before a run.
 #include "runtime/device.h"
 
+#include <set>
+
 namespace kiln::runtime {
 
 int64_t invocations(const ExecKernel &k, std::span<const int64_t> dims) {
@@ -21,10 +23,24 @@ int64_t bufferBytes(const ExecBuffer &b, std::span<const int64_t> dims) {
   return ir::numElements(ir::evalShape(b.type.shape, dims)) * ir::dtypeBytes(b.type.dtype);
 }
 
-Status checkArena(const Executable &exe) {
+std::vector<int64_t> largestDims(std::span<const ir::SymDim> dims) {
   std::vector<int64_t> most;
-  for (const ir::SymDim &d : exe.dims)
+  for (const ir::SymDim &d : dims)
     most.push_back(d.hi);
+  return most;
+}
+
+std::vector<int> buffersWritten(std::span<const ExecKernel> kernels) {
+  std::set<int> written;
+  for (const ExecKernel &k : kernels)
+    for (size_t p = 0; p < k.buffers.size(); ++p)
+      if (k.writes.empty() || k.writes[p])
+        written.insert(k.buffers[p]);
+  return {written.begin(), written.end()};
+}
+
+Status checkArena(const Executable &exe) {
+  std::vector<int64_t> most = largestDims(exe.dims);
   for (const ExecBuffer &b : exe.buffers)
     if (b.arenaOffset >= 0 &&
         (b.role != BufferRole::Temp || b.arenaOffset + bufferBytes(b, most) > exe.arenaBytes))

@@ -54,6 +54,11 @@ int64_t maxInvocations(const ExecKernel &k, std::span<const ir::SymDim> dims);
 
 // Byte size of a buffer at bound dims.
 int64_t bufferBytes(const ExecBuffer &b, std::span<const int64_t> dims);
+// Each dim at the largest value of its range, where every buffer is sized.
+std::vector<int64_t> largestDims(std::span<const ir::SymDim> dims);
+// The buffers any of `kernels` may write (all of a kernel's that states no writes),
+// ascending.
+std::vector<int> buffersWritten(std::span<const ExecKernel> kernels);
 
 // An error naming the first buffer with an arena offset that is not a temporary lying
 // within the executable's arena at the largest dims.

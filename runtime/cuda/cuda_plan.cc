@@ -87,9 +87,7 @@ Status CudaPlan::load() {
     functions_.push_back(f);
   }
   // Every buffer at the largest value of each dim, so that any binding fits.
-  std::vector<int64_t> most;
-  for (const ir::SymDim &d : exe_.dims)
-    most.push_back(d.hi);
+  std::vector<int64_t> most = largestDims(exe_.dims);
   // Temporaries at their offsets in one arena (the passes' memory plan: those that share
   // bytes run in order on the one stream).
   if (Status s = checkArena(exe_); s.failed())
@@ -103,11 +101,11 @@ Status CudaPlan::load() {
     owned_.push_back(arena);
   }
   for (const ExecBuffer &b : exe_.buffers) {
-    size_t bytes = static_cast<size_t>(std::max<int64_t>(bufferBytes(b, most), 4));
     if (b.arenaOffset >= 0) {
       buffers_.push_back(arena + static_cast<CUdeviceptr>(b.arenaOffset));
       continue;
     }
+    size_t bytes = static_cast<size_t>(std::max<int64_t>(bufferBytes(b, most), 4));
     CUdeviceptr p = 0;
     if (Status s = check(api_.cuMemAlloc(&p, bytes), "cuMemAlloc of " + b.name); s.failed())
       return s;

@@ -8,7 +8,6 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
-#include <set>
 #include <thread>
 
 #include <unistd.h>
@@ -31,15 +30,8 @@ std::vector<QueueBarrier> barriersOf(const Executable &exe) {
   if (exe.barriers)
     return *exe.barriers;
   std::vector<QueueBarrier> out;
-  std::set<int> written;
-  for (size_t i = 0; i < exe.kernels.size(); ++i) {
-    const ExecKernel &k = exe.kernels[i];
-    if (i > 0)
-      out.push_back({static_cast<int>(i), {written.begin(), written.end()}});
-    for (size_t p = 0; p < k.buffers.size(); ++p)
-      if (k.writes.empty() || k.writes[p])
-        written.insert(k.buffers[p]);
-  }
+  for (size_t i = 1; i < exe.kernels.size(); ++i)
+    out.push_back({static_cast<int>(i), buffersWritten({exe.kernels.data(), i})});
   return out;
 }
 
@@ -429,9 +421,7 @@ Status VulkanPlan::init() {
   if (Status s = checkExecutable(); s.failed())
     return s;
   VkDevice d = ctx_->device;
-  std::vector<int64_t> most;
-  for (const ir::SymDim &sd : exe_.dims)
-    most.push_back(sd.hi);
+  std::vector<int64_t> most = largestDims(exe_.dims);
   constexpr VkBufferUsageFlags kStorage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT |
                                           VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
                                           VK_BUFFER_USAGE_TRANSFER_DST_BIT;
