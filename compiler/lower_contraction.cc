@@ -678,7 +678,7 @@ private:
   // Each sibling's tile into its shared array. When K is split, the slices' sums meet
   // by shuffles within each subgroup (slices sit sliceStride() lanes apart); where a
   // sibling's slices span subgroups, one invocation of each subgroup's slices leaves its
-  // sum in the last shared array, and the first slice folds them in order. The subgroup
+  // sum in the last shared array, and the workgroup folds them in order. The subgroup
   // size is known only on the device (32 on NVIDIA), so the steps test it; the tests are
   // uniform, and PTX folds them.
   void combine(const std::vector<int> &active) {
@@ -730,18 +730,18 @@ private:
       });
       b_.ifEnd();
       b_.barrier();
-      b_.ifBegin(first);
-      slots([&](int r, int j, int) {
-        int e = tileIndex(r, j);
-        int sum = b_.varNew(KType::F32, b_.sharedLoad(partial, KType::F32, e));
-        int h = b_.loopBegin(c(1), iop(KOp::IDiv, {c(ks_), perGroup}), c(1));
-        int other =
-            b_.sharedLoad(partial, KType::F32, iop(KOp::IAdd, {e, iop(KOp::IMul, {h, c(tile)})}));
-        b_.varSet(sum, el_.fop(KOp::FAdd, {b_.varGet(KType::F32, sum), other}));
-        b_.loopEnd();
-        b_.sharedStore(s, e, b_.varGet(KType::F32, sum));
-      });
-      b_.ifEnd();
+      // The invocations fold the holders' tiles an element at a time: one loop rather
+      // than one a sum keeps the kernel short (the decoder's QKV kernel: 3,928
+      // instructions to 3,622).
+      int e = b_.loopBegin(lane_, c(tile), c(kWorkgroupSize));
+      int sum = b_.varNew(KType::F32, b_.sharedLoad(partial, KType::F32, e));
+      int h = b_.loopBegin(c(1), iop(KOp::IDiv, {c(ks_), perGroup}), c(1));
+      int other =
+          b_.sharedLoad(partial, KType::F32, iop(KOp::IAdd, {e, iop(KOp::IMul, {h, c(tile)})}));
+      b_.varSet(sum, el_.fop(KOp::FAdd, {b_.varGet(KType::F32, sum), other}));
+      b_.loopEnd();
+      b_.sharedStore(s, e, b_.varGet(KType::F32, sum));
+      b_.loopEnd();
       b_.ifEnd();
       // Orders the tile's stores before the epilogue's reads, and the folds' reads of the
       // partial sums before the next sibling's stores.
