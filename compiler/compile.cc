@@ -199,7 +199,7 @@ Expected<runtime::Executable> compileGraph(const ir::Graph &g, const CompileOpti
       exe.kernels[i].spirv = std::move(*words);
     }
     if (opts.ptx && same[i] == i) {
-      auto ptx = emitPtx(k, opts.smArch);
+      auto ptx = emitPtx(k, opts.smArch, opts.quickPtx);
       if (!ptx) {
         failed[i] = makeError("error: kernel " + k.name + ": PTX: " + ptx.message());
         return;

@@ -23,6 +23,10 @@ struct CompileOptions {
   // asynchronous copies. Opt-in: on an H100 the 4096^3 f16 matmul took 750 us with them,
   // against 413 us measured with mma.sync on an H200 (docs/codegen.md).
   bool warpgroupMatrix = false;
+  // PTX of the kernels without matrix ops through a short LLVM pipeline and -O0 code
+  // generation rather than O3 (emitPtx's `quick`): the decoder's PTX about four times
+  // sooner, not yet timed on a GPU.
+  bool quickPtx = false;
 };
 
 // Runs `emit(i)` for i in [0, count) on up to one thread per core: kernels compile

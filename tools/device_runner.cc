@@ -119,18 +119,19 @@ Status runDefaultPipeline(ir::Graph &g) {
   return pm.run(g);
 }
 
-Status loadOnDevice(const std::string &dev, bool validate, bool wgmma, const ir::Graph &g,
-                    Runner &runner, runtime::Executable &exe, std::string &deviceName) {
+Status loadOnDevice(const std::string &dev, bool validate, const compiler::CompileOptions &cuda,
+                    const ir::Graph &g, Runner &runner, runtime::Executable &exe,
+                    std::string &deviceName) {
   int index = -1;
-  bool cuda = deviceKind(dev, "cuda", index);
-  if (validate && (cuda || dev == "ref"))
+  bool onCuda = deviceKind(dev, "cuda", index);
+  if (validate && (onCuda || dev == "ref"))
     return makeError("error: --validate: only Vulkan devices have a validation layer");
   if (dev == "ref")
     return Status::ok();
-  if (!cuda)
+  if (!onCuda)
     deviceKind(dev, "vulkan", index);
   compiler::CompileOptions opts;
-  if (cuda) { // PTX for the device's architecture instead of SPIR-V
+  if (onCuda) { // PTX for the device's architecture instead of SPIR-V
     auto list = runtime::listCudaDevices();
     if (!list)
       return makeError("error: --device=" + dev + ": " + list.message());
@@ -139,12 +140,13 @@ Status loadOnDevice(const std::string &dev, bool validate, bool wgmma, const ir:
     opts.spirv = false;
     opts.ptx = true;
     opts.matrixUnits = true;
-    opts.warpgroupMatrix = wgmma;
+    opts.warpgroupMatrix = cuda.warpgroupMatrix;
+    opts.quickPtx = cuda.quickPtx;
     opts.smArch = (*list)[index < 0 ? 0 : index].arch;
   }
   if (validate)
     setenv("KILN_VK_VALIDATE", "1", 1);
-  auto device = cuda ? runtime::openCudaDevice(index) : runtime::openVulkanDevice(index);
+  auto device = onCuda ? runtime::openCudaDevice(index) : runtime::openVulkanDevice(index);
   if (device && validate && (*device)->describe().find("validation on") == std::string::npos)
     return makeError("error: --validate: VK_LAYER_KHRONOS_validation is not installed");
   if (!device && dev == "auto" && !validate) {

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "compiler/compile.h"
 #include "ir/graph.h"
 #include "ir/host_tensor.h"
 #include "passes/cost_model.h"
@@ -47,9 +48,11 @@ Status runDefaultPipeline(ir::Graph &g);
 // Opens the device `dev` names (auto: the best Vulkan device, else the reference
 // interpreter) and loads `g` (already through the pass pipeline) on it, compiled for it;
 // leaves `runner.plan` null for the reference interpreter.
-// `wgmma`: on a CUDA device of sm_90, the warpgroup tensor-core tiles.
-Status loadOnDevice(const std::string &dev, bool validate, bool wgmma, const ir::Graph &g,
-                    Runner &runner, runtime::Executable &exe, std::string &deviceName);
+// `cuda`: the tool's choices for a CUDA device (warpgroupMatrix, quickPtx); the device
+// sets the rest.
+Status loadOnDevice(const std::string &dev, bool validate, const compiler::CompileOptions &cuda,
+                    const ir::Graph &g, Runner &runner, runtime::Executable &exe,
+                    std::string &deviceName);
 
 // The device profile whose predictions fit the device `deviceName` describes best.
 const passes::DeviceProfile &profileFor(const std::string &deviceName);

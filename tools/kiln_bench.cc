@@ -30,6 +30,8 @@ options:
   --iters N       timed runs per graph, after one untimed (default 20)
   --wgmma         on a CUDA device of sm_90, warpgroup tensor-core tiles (wgmma)
                   where a matmul's operands allow, instead of mma.sync
+  --quick-ptx     on a CUDA device, kernels without matrix ops through a short
+                  LLVM pipeline and -O0 code generation instead of O3
   --root DIR      the folder the graph files are found in: the repository root
                   (default: the current directory)
   -h, --help      print this help
@@ -76,7 +78,7 @@ constexpr Bench kBenches[] = {
 struct Options {
   std::string device = "auto";
   int iters = 20;
-  bool wgmma = false;
+  compiler::CompileOptions cuda; // --wgmma, --quick-ptx
   std::string root = ".";
   std::vector<const Bench *> benches;
 };
@@ -132,7 +134,7 @@ Expected<std::string> runBench(const Bench &b, const Options &o, std::string &de
   tools::Runner runner{g};
   runtime::Executable exe;
   deviceName = "ref (reference interpreter)";
-  if (Status s = tools::loadOnDevice(o.device, false, o.wgmma, g, runner, exe, deviceName);
+  if (Status s = tools::loadOnDevice(o.device, false, o.cuda, g, runner, exe, deviceName);
       s.failed())
     return s;
   std::vector<ir::HostTensor> in = ir::randomInputs(ref, *dims, 1);
@@ -191,7 +193,9 @@ int main(int argc, char **argv) {
       o.root = v;
     } else if (args.count(a, "--iters", o.iters)) {
     } else if (a == "--wgmma") {
-      o.wgmma = true;
+      o.cuda.warpgroupMatrix = true;
+    } else if (a == "--quick-ptx") {
+      o.cuda.quickPtx = true;
     } else if (a.size() > 1 && a[0] == '-') {
       return tools::usageError("kiln-bench", "unknown option '" + std::string(a) + "'");
     } else {

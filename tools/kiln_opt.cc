@@ -59,6 +59,9 @@ options:
   --wgmma                  with matrix units and --sm=sm_90, lower the tensor-core
                            tiles whose operands are f16 buffers to warpgroup products
                            (wgmma, emitted for sm_90a) instead of mma.sync
+  --quick-ptx              for --emit=ptx: kernels without matrix ops through a short
+                           LLVM pipeline and -O0 code generation instead of O3 (about
+                           four times sooner; their speed on a GPU is not yet known)
   --matrix-units=on|off    lower f16 matmuls of more rows than a GEMV's for tensor
                            cores (the kernel IR's matrix ops, emitted for PTX only);
                            default: on for --emit=ptx, off for the other kinds
@@ -74,6 +77,7 @@ struct Options {
   std::string sm = "sm_80";
   std::string matrixUnits; // on, off, or empty: on for PTX alone
   bool wgmma = false;
+  bool quickPtx = false;
   std::string profile = "h200";
   std::string output;
 };
@@ -97,7 +101,7 @@ Expected<std::string> emitKernel(const compiler::Kernel &k, const Options &o) {
   if (o.emit == "kernel-ir")
     return compiler::printKernel(k);
   if (o.emit == "ptx") {
-    auto ptx = compiler::emitPtx(k, o.sm);
+    auto ptx = compiler::emitPtx(k, o.sm, o.quickPtx);
     if (!ptx)
       return makeError("error: kernel " + k.name + ": " + ptx.message());
     return std::move(*ptx);
@@ -283,6 +287,8 @@ int main(int argc, char **argv) {
       o.matrixUnits = v;
     } else if (a == "--wgmma") {
       o.wgmma = true;
+    } else if (a == "--quick-ptx") {
+      o.quickPtx = true;
     } else if (args.value(a, "-o", v)) {
       o.output = v;
     } else if (a.size() > 1 && a[0] == '-') {

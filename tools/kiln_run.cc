@@ -38,6 +38,8 @@ options:
                        runs, each --dims run's dims and median_us
   --wgmma              on a CUDA device of sm_90, warpgroup tensor-core tiles
                        (wgmma) where a matmul's operands allow, instead of mma.sync
+  --quick-ptx          on a CUDA device, kernels without matrix ops through a short
+                       LLVM pipeline and -O0 code generation instead of O3
   --validate           Vulkan only: run under VK_LAYER_KHRONOS_validation with
                        synchronization validation; any message it reports fails
                        the load or run (as KILN_VK_VALIDATE=1 does)
@@ -60,7 +62,7 @@ struct Options {
   bool stats = false;
   std::string trace; // file for --trace, or empty
   bool validate = false;
-  bool wgmma = false;
+  compiler::CompileOptions cuda; // --wgmma, --quick-ptx
 };
 
 // Bytes of every value of the graph at these dims, in its dtype.
@@ -126,7 +128,7 @@ int run(const Options &o) {
   Runner runner{g};
   runtime::Executable exe;
   std::string deviceName = "ref (reference interpreter)";
-  if (Status s = tools::loadOnDevice(o.device, o.validate, o.wgmma, g, runner, exe, deviceName);
+  if (Status s = tools::loadOnDevice(o.device, o.validate, o.cuda, g, runner, exe, deviceName);
       s.failed())
     return tools::fail(s.message());
   std::printf("device: %s\n", deviceName.c_str());
@@ -274,7 +276,9 @@ int main(int argc, char **argv) {
     } else if (a == "--validate") {
       o.validate = true;
     } else if (a == "--wgmma") {
-      o.wgmma = true;
+      o.cuda.warpgroupMatrix = true;
+    } else if (a == "--quick-ptx") {
+      o.cuda.quickPtx = true;
     } else if (args.value(a, "--trace", v)) {
       o.trace = v;
     } else if (args.count(a, "--iters", o.iters)) {

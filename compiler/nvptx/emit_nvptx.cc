@@ -437,15 +437,27 @@ private:
     }
   }
 
-  // A load's or store's element as `base + offset`: an index `base + constant` addresses
-  // from base's element, so that loads of base, base + 1, ... share one pointer and LLVM
-  // sees them side by side (an i32 add could wrap, so it would not assume that of
+  // A load's or store's element as `base + offset`: an index `base + constant` (through
+  // any number of such adds: each unrolled step of a loop adds its own) addresses from
+  // base's element, so that loads of base, base + 1, ... share one pointer and LLVM sees
+  // them side by side (an i32 add could wrap, so it would not assume that of
   // sext(base + 1); an in-bounds index never wraps).
   std::pair<int, int64_t> address(const KInst &in) const {
-    const KInst &def = k_.body[in.args[0]];
-    if (def.op == KOp::IAdd && k_.body[def.args[1]].op == KOp::ConstI)
-      return {def.args[0], k_.body[def.args[1]].imm};
-    return {in.args[0], 0};
+    int base = in.args[0];
+    int64_t offset = 0;
+    for (;;) {
+      const KInst &def = k_.body[base];
+      if (def.op != KOp::IAdd)
+        break;
+      int side = k_.body[def.args[1]].op == KOp::ConstI   ? 1
+                 : k_.body[def.args[0]].op == KOp::ConstI ? 0
+                                                          : -1;
+      if (side < 0)
+        break;
+      offset += k_.body[def.args[side]].imm;
+      base = def.args[1 - side];
+    }
+    return {base, offset};
   }
 
   llvm::Value *elementPtr(const KInst &in, llvm::Type *elemTy) {
@@ -796,12 +808,31 @@ private:
   std::vector<Region> regions_;
 };
 
-// The O3 pipeline with GVN's load elimination (memory dependence analysis) off: its
-// backward scans over the GEMVs' long unrolled bodies took a quarter of the O3 passes'
-// time on the decoder's QKV kernel, and it changed no byte of the PTX of any example or
-// bench graph (EarlyCSE still merges repeated loads). LLVM has no option for it, so the
-// pipeline goes through its text form, where GVN reads "gvn<>".
-Status optimize(llvm::Module &m, llvm::TargetMachine &tm) {
+// The optimization pipelines. By default a kernel takes LLVM's O3 pipeline, with GVN's
+// load elimination (memory dependence analysis) off: its backward scans over the GEMVs'
+// long unrolled bodies took a quarter of the O3 passes' time on the decoder's QKV kernel,
+// and it changed no byte of the PTX of any example or bench graph (EarlyCSE still merges
+// repeated loads). LLVM has no option for it, so the pipeline goes through its text form,
+// where GVN reads "gvn<>".
+//
+// A quick emission (emitPtx's `quick`) gives a kernel without matrix ops a short pipeline
+// instead: the kernel IR already says what to unroll and how wide to load, and ptxas
+// optimizes the PTX again, so LLVM's part is the variables' SSA form (SROA), the math
+// helpers inlined, common values merged, folding, and neighbouring accesses merged into
+// vectors; code generation then runs at -O0. On the decoder (examples/llama_decoder.kir)
+// that took the PTX of all seven kernels from 255-290 ms to 51-76 ms (2 cores). ptxas for
+// sm_90 gives the decoder's loops the same global loads and stores as under O3 but 3-20%
+// more instructions (address arithmetic), which a memory-bound loop should hide; in the
+// [N, K] decoder's wo GEMV, though, 16 loads of its f32 A stay scalar where O3 merges
+// them (a reshape's index arithmetic hides that they are neighbours), and an earlier
+// short pipeline lost 6.5 us on the GPU in the QKV and wo GEMVs (docs/codegen.md). Until
+// a GPU times it, it is not the default. Tensor-core kernels always take O3: their
+// main loop grows by a third without it (209 instructions against 159 around 64 HMMA in
+// the 4096^3 matmul), and they are bound by their instructions.
+constexpr const char *kShortPipeline =
+    "always-inline,function(sroa,early-cse,instsimplify,simplifycfg,load-store-vectorizer)";
+
+Status optimize(llvm::Module &m, llvm::TargetMachine &tm, bool full) {
   llvm::LoopAnalysisManager lam;
   llvm::FunctionAnalysisManager fam;
   llvm::CGSCCAnalysisManager cgam;
@@ -813,18 +844,21 @@ Status optimize(llvm::Module &m, llvm::TargetMachine &tm) {
   pb.registerFunctionAnalyses(fam);
   pb.registerLoopAnalyses(lam);
   pb.crossRegisterProxies(lam, fam, cgam, mam);
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3)
-      .printPipeline(os, [&](llvm::StringRef c) { return pic.getPassNameForClassName(c); });
-  constexpr std::string_view gvn = "gvn<>";
-  size_t at = text.find(gvn);
-  if (at == std::string::npos || text.find(gvn, at + 1) != std::string::npos)
-    return makeError("emitPtx: LLVM's O3 pipeline does not run GVN once");
-  text.replace(at, gvn.size(), "gvn<no-memdep>");
+  std::string text = kShortPipeline;
+  if (full) {
+    text.clear();
+    llvm::raw_string_ostream os(text);
+    pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3)
+        .printPipeline(os, [&](llvm::StringRef c) { return pic.getPassNameForClassName(c); });
+    constexpr std::string_view gvn = "gvn<>";
+    size_t at = text.find(gvn);
+    if (at == std::string::npos || text.find(gvn, at + 1) != std::string::npos)
+      return makeError("emitPtx: LLVM's O3 pipeline does not run GVN once");
+    text.replace(at, gvn.size(), "gvn<no-memdep>");
+  }
   llvm::ModulePassManager mpm;
   if (llvm::Error e = pb.parsePassPipeline(mpm, text))
-    return makeError("emitPtx: LLVM cannot read back its O3 pipeline: " +
+    return makeError("emitPtx: LLVM cannot read the optimization pipeline: " +
                      llvm::toString(std::move(e)));
   mpm.run(m, mam);
   return Status::ok();
@@ -837,7 +871,7 @@ int64_t dynamicSharedBytes(const Kernel &k) {
   return bytes > kStaticSharedBytes ? bytes : 0;
 }
 
-Expected<std::string> emitPtx(const Kernel &k, std::string_view smArch) {
+Expected<std::string> emitPtx(const Kernel &k, std::string_view smArch, bool quick) {
   if (Status s = verifyKernel(k); s.failed())
     return s;
   if (std::find(kArchs.begin(), kArchs.end(), smArch) == kArchs.end())
@@ -859,12 +893,15 @@ Expected<std::string> emitPtx(const Kernel &k, std::string_view smArch) {
     return makeError("emitPtx: " + err);
   // Default TargetOptions keep IEEE division, square root and denormals, and fuse a multiply
   // and an add only where the IR says fma, so results match the reference interpreter.
-  // Code generation runs at the default level: after the O3 pipeline, the aggressive one
-  // only adds two GVN runs (where the default runs EarlyCSE), which changed no byte of the
-  // PTX of any example, bench graph or lit input and took a fifth of the decoder's time.
-  std::unique_ptr<llvm::TargetMachine> tm(
-      target->createTargetMachine(kTriple, cpu, features, llvm::TargetOptions(), std::nullopt,
-                                  std::nullopt, llvm::CodeGenOptLevel::Default));
+  // After the O3 pipeline, code generation runs at the default level (the aggressive one
+  // only adds two GVN runs, which changed no byte of the PTX of any example, bench graph
+  // or lit input and took a fifth of the decoder's time); after the short one, at -O0.
+  bool full = !quick || std::any_of(k.body.begin(), k.body.end(), [](const KInst &in) {
+    return in.op == KOp::MatMulAdd || in.op == KOp::WgMulAdd;
+  });
+  std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(
+      kTriple, cpu, features, llvm::TargetOptions(), std::nullopt, std::nullopt,
+      full ? llvm::CodeGenOptLevel::Default : llvm::CodeGenOptLevel::None));
   if (!tm)
     return makeError("emitPtx: cannot create the NVPTX target machine for " + std::string(smArch));
 
@@ -878,7 +915,7 @@ Expected<std::string> emitPtx(const Kernel &k, std::string_view smArch) {
   if (llvm::verifyModule(m, &verifyOs))
     return makeError("emitPtx: kernel @" + k.name + " gave invalid LLVM IR: " + verifyErrors);
 
-  if (Status s = optimize(m, *tm); s.failed())
+  if (Status s = optimize(m, *tm, full); s.failed())
     return s;
   llvm::SmallString<0> ptx;
   llvm::raw_svector_ostream os(ptx);

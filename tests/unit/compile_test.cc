@@ -71,6 +71,26 @@ std::string tempFile(const std::string &name, const std::string &data) {
   return path;
 }
 
+// ptxas's exit status for `ptx`, emitted for `sm` (kernel `name`).
+int assemble(const std::string &ptxas, const std::string &sm, const std::string &name,
+             const std::string &ptx) {
+  std::string path = tempFile(name + "." + sm + ".ptx", ptx);
+  std::string cmd = ptxas + " -arch=" + ptxasArch(ptx, sm) + " " + path + " -o " + path + ".cubin";
+  int status = std::system(cmd.c_str());
+  std::filesystem::remove(path);
+  std::filesystem::remove(path + ".cubin");
+  return status;
+}
+
+// Options for PTX alone, for `sm`.
+CompileOptions ptxFor(const std::string &sm) {
+  CompileOptions opts;
+  opts.spirv = false;
+  opts.ptx = true;
+  opts.smArch = sm;
+  return opts;
+}
+
 TEST(Compile, PointwiseChainBecomesOneKernel) {
   ir::Graph g = prepare(readExample("pointwise_chain.kir"));
   auto lowered = lowerGraph(g);
@@ -99,21 +119,46 @@ TEST(Compile, PtxPassesPtxasForSm80AndSm90) {
   ir::Graph g = prepare(readExample("pointwise_chain.kir"));
   std::string ptxas = findTool("ptxas", "/usr/local/cuda/bin");
   for (const char *sm : {"sm_80", "sm_90"}) {
-    CompileOptions opts;
-    opts.spirv = false;
-    opts.ptx = true;
-    opts.smArch = sm;
-    auto exe = compileGraph(g, opts);
+    auto exe = compileGraph(g, ptxFor(sm));
     ASSERT_TRUE(exe) << exe.message();
     const std::string &ptx = exe->kernels[0].ptx;
     EXPECT_THAT(ptx, HasSubstr(".entry kiln_pointwise_chain_0"));
-    if (ptxas.empty())
-      continue;
-    std::string path = tempFile(std::string(sm) + ".ptx", ptx);
-    std::string out = path + ".cubin";
-    EXPECT_EQ(std::system((ptxas + " -arch=" + sm + " " + path + " -o " + out).c_str()), 0) << sm;
-    std::filesystem::remove(path);
-    std::filesystem::remove(out);
+    if (!ptxas.empty()) {
+      EXPECT_EQ(assemble(ptxas, sm, "pointwise_chain", ptx), 0) << sm;
+    }
+  }
+  if (ptxas.empty())
+    GTEST_SKIP() << "SKIPPED: ptxas not found (PTX was emitted but not assembled)";
+}
+
+TEST(Compile, QuickPtxKeepsTheDecodersWideLoadsAndPassesPtxas) {
+  // The quick emission changes the PTX of the kernels without matrix ops, and keeps
+  // each one's 16-byte global loads and stores (the emitter's and the load-store
+  // vectorizer's), which set a memory-bound kernel's pace.
+  ir::Graph g = prepare(readExample("llama_decoder.kir"));
+  std::string ptxas = findTool("ptxas", "/usr/local/cuda/bin");
+  auto count = [](const std::string &ptx, const std::string &what) {
+    size_t n = 0;
+    for (size_t at = ptx.find(what); at != std::string::npos; at = ptx.find(what, at + 1))
+      ++n;
+    return n;
+  };
+  for (const char *sm : {"sm_80", "sm_90"}) {
+    CompileOptions opts = ptxFor(sm);
+    auto full = compileGraph(g, opts);
+    opts.quickPtx = true;
+    auto quick = compileGraph(g, opts);
+    ASSERT_TRUE(full && quick);
+    ASSERT_EQ(full->kernels.size(), quick->kernels.size());
+    for (size_t i = 0; i < full->kernels.size(); ++i) {
+      const std::string &a = full->kernels[i].ptx, &b = quick->kernels[i].ptx;
+      EXPECT_NE(a, b) << i;
+      for (const char *wide : {"ld.global.nc.v4", "st.global.v4"})
+        EXPECT_EQ(count(b, wide), count(a, wide)) << sm << " kernel " << i << ": " << wide;
+      if (!ptxas.empty()) {
+        EXPECT_EQ(assemble(ptxas, sm, quick->kernels[i].name, b), 0) << sm << " kernel " << i;
+      }
+    }
   }
   if (ptxas.empty())
     GTEST_SKIP() << "SKIPPED: ptxas not found (PTX was emitted but not assembled)";
@@ -242,12 +287,7 @@ TEST(Compile, TheDecoderLowersToItsSevenKernelsAndAssembles) {
         std::filesystem::remove(path);
       }
       if (!ptxas.empty()) {
-        std::string path = tempFile(k.name + "." + sm + ".ptx", k.ptx);
-        std::string cmd =
-            ptxas + " -arch=" + ptxasArch(k.ptx, sm) + " " + path + " -o " + path + ".cubin";
-        EXPECT_EQ(std::system(cmd.c_str()), 0) << k.name << " " << sm;
-        std::filesystem::remove(path);
-        std::filesystem::remove(path + ".cubin");
+        EXPECT_EQ(assemble(ptxas, sm, k.name, k.ptx), 0) << k.name << " " << sm;
       }
     }
   }
@@ -463,14 +503,9 @@ TEST(Compile, F16MatmulsOfManyRowsTakeTensorCoresWhereAsked) {
           k.ptx.find("wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16") != std::string::npos;
       wgN += wg && k.ptx.find(", p, 1, 1, 0, 1;") != std::string::npos;
       wgK += wg && k.ptx.find(", p, 1, 1, 0, 0;") != std::string::npos;
-      if (ptxas.empty())
-        continue;
-      std::string path = tempFile(k.name + "." + sm + ".ptx", k.ptx);
-      std::string cmd =
-          ptxas + " -arch=" + ptxasArch(k.ptx, sm) + " " + path + " -o " + path + ".cubin";
-      EXPECT_EQ(std::system(cmd.c_str()), 0) << k.name << " " << sm;
-      std::filesystem::remove(path);
-      std::filesystem::remove(path + ".cubin");
+      if (!ptxas.empty()) {
+        EXPECT_EQ(assemble(ptxas, sm, k.name, k.ptx), 0) << k.name << " " << sm;
+      }
     }
     // On sm_90 the kernels whose operands all come by copies (all three here) take
     // warpgroup products, B's layout passed as wgmma's transposition of B.
@@ -675,6 +710,14 @@ protected:
     auto exe = compileGraph(ref, target->opts);
     ASSERT_TRUE(exe) << exe.message();
     runAndCompare(*target, ref, *exe, bindings, "");
+    // On CUDA the quick PTX (opt-in) runs too.
+    if (target->opts.ptx) {
+      CompileOptions quick = target->opts;
+      quick.quickPtx = true;
+      auto q = compileGraph(ref, quick);
+      ASSERT_TRUE(q) << q.message();
+      runAndCompare(*target, ref, *q, bindings, " (quick PTX)");
+    }
     // On sm_90 the warpgroup tiles (opt-in) run too, where the graph takes any.
     if (!target->opts.matrixUnits || target->opts.smArch != "sm_90")
       return;
