@@ -2,6 +2,8 @@
 // maps, and values that live in memory become loads.
 #include "compiler/element_lowering.h"
 
+#include <algorithm>
+#include <bit>
 #include <cassert>
 #include <cmath>
 #include <numbers>
@@ -60,6 +62,30 @@ int ElementLowering::elements(const ir::Shape &shape) {
 std::vector<int> ElementLowering::delinearize(int linear, const ir::Shape &shape) {
   if (const std::vector<int> *known = find(&Scope::delinearized, std::pair{linear, shape}))
     return *known;
+  // `base + c` (0 < c < m), where base and the innermost extent past unit dims are both
+  // multiples of m = 2^k as far as their low zero bits show: base's coordinates with c
+  // added to the innermost one, which cannot carry. An unrolled loop's neighbouring
+  // elements then share a base through views (the emitter merges their loads), and the
+  // index arithmetic is done once.
+  if (const KInst &def = k_.body[linear];
+      def.op == KOp::IAdd && k_.body[def.args[1]].op == KOp::ConstI) {
+    int base = def.args[0], offset = def.args[1]; // copied: the body grows below
+    int64_t c = k_.body[offset].imm;
+    size_t inner = shape.size();
+    while (inner > 0 && shape[inner - 1].isStatic() && shape[inner - 1].offset == 1)
+      --inner;
+    if (inner > 0 && shape[inner - 1].isStatic()) {
+      int bits = std::min(lowZeroBits(k_.body, base, zeroBits_),
+                          std::countr_zero(static_cast<uint64_t>(shape[inner - 1].offset)));
+      if (c > 0 && c < int64_t{1} << bits) {
+        std::vector<int> coords = delinearize(base, shape);
+        coords[inner - 1] = iop(KOp::IAdd, {coords[inner - 1], offset});
+        scopes_.back().delinearized[{linear, shape}] = coords;
+        scopes_.back().linearized[{coords, shape}] = linear;
+        return coords;
+      }
+    }
+  }
   std::vector<int> coords(shape.size());
   int rest = linear;
   for (size_t i = shape.size(); i-- > 0;) {

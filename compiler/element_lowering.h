@@ -128,6 +128,7 @@ private:
     return nullptr;
   }
   std::vector<Scope> scopes_{1};
+  std::vector<int> zeroBits_; // lowZeroBits' memo
 };
 
 } // namespace kiln::compiler

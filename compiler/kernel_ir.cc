@@ -1,6 +1,7 @@
 // Kernel IR verifier and text printer.
 #include "compiler/kernel_ir.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdio>
@@ -926,6 +927,46 @@ int64_t sharedBytes(const Kernel &k) {
   for (const KShared &s : k.shared)
     bytes = (bytes + s.size * memTypeBytes(s.elem) + 15) / 16 * 16;
   return bytes;
+}
+
+int lowZeroBits(const std::vector<KInst> &body, int v, std::vector<int> &memo) {
+  if (memo.size() < body.size())
+    memo.resize(body.size(), -1);
+  if (memo[v] >= 0)
+    return memo[v];
+  const KInst &in = body[v];
+  auto z = [&](int i) { return lowZeroBits(body, in.args[i], memo); };
+  int bits = 0;
+  switch (in.op) {
+  case KOp::ConstI:
+    bits = in.imm == 0 ? kMaxZeroBits
+                       : std::min(kMaxZeroBits, std::countr_zero(static_cast<uint64_t>(in.imm)));
+    break;
+  case KOp::IMul:
+    bits = std::min(kMaxZeroBits, z(0) + z(1));
+    break;
+  case KOp::IAdd:
+  case KOp::ISub:
+    bits = std::min(z(0), z(1));
+    break;
+  case KOp::IRem: // x - d * (x / d): as many as x and d share
+    bits = std::min(z(0), z(1));
+    break;
+  case KOp::IDiv: // by 2^p: a shift right
+    if (const KInst &d = body[in.args[1]];
+        d.op == KOp::ConstI && d.imm > 0 && std::has_single_bit(static_cast<uint64_t>(d.imm)))
+      bits = std::max(0, z(0) - std::countr_zero(static_cast<uint64_t>(d.imm)));
+    break;
+  case KOp::Select:
+    bits = in.type == KType::I32 ? std::min(z(1), z(2)) : 0;
+    break;
+  case KOp::LoopBegin: // begin + t * step
+    bits = std::min(z(0), z(2));
+    break;
+  default:
+    break;
+  }
+  return memo[v] = bits;
 }
 
 Status verifyKernel(const Kernel &k) { return Verifier(k).run(); }

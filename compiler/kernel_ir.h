@@ -318,6 +318,13 @@ inline KType registerType(MemType m) { return m == MemType::I32 ? KType::I32 : K
 std::vector<int64_t> sharedLayout(const Kernel &k);
 int64_t sharedBytes(const Kernel &k);
 
+// Low zero bits (at most kMaxZeroBits) that every value of I32 instruction `v` of `body`
+// has, from constants through adds, multiplies, divisions and remainders by constants,
+// selects and loop counters (i32 wrapping keeps low bits); 0 where nothing is known.
+// `memo` (per instruction, -1 where not yet found; grown as the body grows) keeps them.
+constexpr int kMaxZeroBits = 16;
+int lowZeroBits(const std::vector<KInst> &body, int v, std::vector<int> &memo);
+
 // Checks the kernel's own invariants (ids defined before use, types agree, stores after
 // the prologue); the emitters may assume a verified kernel.
 Status verifyKernel(const Kernel &k);

@@ -406,35 +406,12 @@ private:
     return b_.CreateCall(nvptx::getMathFunction(m_, fn), args);
   }
 
-  // Low zero bits of every value of each I32 instruction (at most 16), from constants
-  // through adds, multiplies, selects and loop counters; i32 wrapping keeps low bits.
+  // Low zero bits of every value of each I32 instruction (see lowZeroBits).
   void findZeroBits() {
-    zeroBits_.assign(k_.body.size(), 0);
-    auto z = [&](const KInst &in, int i) { return zeroBits_[in.args[i]]; };
-    for (size_t id = 0; id < k_.body.size(); ++id) {
-      const KInst &in = k_.body[id];
-      int &bits = zeroBits_[id];
-      switch (in.op) {
-      case KOp::ConstI:
-        bits = in.imm == 0 ? 16 : std::min(16, std::countr_zero(static_cast<uint64_t>(in.imm)));
-        break;
-      case KOp::IMul:
-        bits = std::min(16, z(in, 0) + z(in, 1));
-        break;
-      case KOp::IAdd:
-      case KOp::ISub:
-        bits = std::min(z(in, 0), z(in, 1));
-        break;
-      case KOp::Select:
-        bits = in.type == KType::I32 ? std::min(z(in, 1), z(in, 2)) : 0;
-        break;
-      case KOp::LoopBegin: // begin + t * step
-        bits = std::min(z(in, 0), z(in, 2));
-        break;
-      default:
-        bits = 0;
-      }
-    }
+    std::vector<int> memo;
+    zeroBits_.resize(k_.body.size());
+    for (size_t id = 0; id < k_.body.size(); ++id)
+      zeroBits_[id] = lowZeroBits(k_.body, static_cast<int>(id), memo);
   }
 
   // A load's or store's element as `base + offset`: an index `base + constant` (through

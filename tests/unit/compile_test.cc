@@ -134,8 +134,9 @@ TEST(Compile, PtxPassesPtxasForSm80AndSm90) {
 TEST(Compile, QuickPtxKeepsTheDecodersWideLoadsAndPassesPtxas) {
   // The quick emission changes the PTX of the kernels without matrix ops, and keeps
   // each one's 16-byte global loads and stores (the emitter's and the load-store
-  // vectorizer's), which set a memory-bound kernel's pace.
-  ir::Graph g = prepare(readExample("llama_decoder.kir"));
+  // vectorizer's), which set a memory-bound kernel's pace: in both decoders, over
+  // [K, N] and [N, K] weights (the latter's wo GEMV reads its A through a permute and
+  // a reshape).
   std::string ptxas = findTool("ptxas", "/usr/local/cuda/bin");
   auto count = [](const std::string &ptx, const std::string &what) {
     size_t n = 0;
@@ -143,20 +144,24 @@ TEST(Compile, QuickPtxKeepsTheDecodersWideLoadsAndPassesPtxas) {
       ++n;
     return n;
   };
-  for (const char *sm : {"sm_80", "sm_90"}) {
-    CompileOptions opts = ptxFor(sm);
-    auto full = compileGraph(g, opts);
-    opts.quickPtx = true;
-    auto quick = compileGraph(g, opts);
-    ASSERT_TRUE(full && quick);
-    ASSERT_EQ(full->kernels.size(), quick->kernels.size());
-    for (size_t i = 0; i < full->kernels.size(); ++i) {
-      const std::string &a = full->kernels[i].ptx, &b = quick->kernels[i].ptx;
-      EXPECT_NE(a, b) << i;
-      for (const char *wide : {"ld.global.nc.v4", "st.global.v4"})
-        EXPECT_EQ(count(b, wide), count(a, wide)) << sm << " kernel " << i << ": " << wide;
-      if (!ptxas.empty()) {
-        EXPECT_EQ(assemble(ptxas, sm, quick->kernels[i].name, b), 0) << sm << " kernel " << i;
+  for (const char *file : {"llama_decoder.kir", "../bench/graphs/llama_decoder_nk.kir"}) {
+    ir::Graph g = prepare(readExample(file));
+    for (const char *sm : {"sm_80", "sm_90"}) {
+      CompileOptions opts = ptxFor(sm);
+      auto full = compileGraph(g, opts);
+      opts.quickPtx = true;
+      auto quick = compileGraph(g, opts);
+      ASSERT_TRUE(full && quick);
+      ASSERT_EQ(full->kernels.size(), quick->kernels.size());
+      for (size_t i = 0; i < full->kernels.size(); ++i) {
+        const std::string &a = full->kernels[i].ptx, &b = quick->kernels[i].ptx;
+        std::string where = std::string(file) + " " + sm + " kernel " + std::to_string(i);
+        EXPECT_NE(a, b) << where;
+        for (const char *wide : {"ld.global.nc.v4", "st.global.v4"})
+          EXPECT_EQ(count(b, wide), count(a, wide)) << where << ": " << wide;
+        if (!ptxas.empty()) {
+          EXPECT_EQ(assemble(ptxas, sm, quick->kernels[i].name, b), 0) << where;
+        }
       }
     }
   }
@@ -1108,20 +1113,23 @@ std::string shrunk(std::string text,
 }
 
 TEST_P(EndToEnd, ASmallDecoderLayerMatches) {
-  // The shape of examples/llama_decoder.kir with 2 heads of 64 and an FFN of 344, at the
-  // first, a middle and the last KV length.
-  std::string text =
-      shrunk(readExample("llama_decoder.kir"), {{"dim kv in [1, 4096]", "dim kv in [1, 64]"},
-                                                {"4096, 32, 128", "64, 2, 64"},
-                                                {"32, 128", "2, 64"},
-                                                {"32, 1, 128", "2, 1, 64"},
-                                                {"32, 128, kv", "2, 64, kv"},
-                                                {"32, kv, 128", "2, kv, 64"},
-                                                {"32, 1, kv", "2, 1, kv"},
-                                                {"11008", "344"},
-                                                {"4096", "128"},
-                                                {"0.08838834764831845", "0.125"}});
-  run(text, {{1}, {17}, {64}});
+  // The shape of examples/llama_decoder.kir, and of its [N, K] form (whose wo GEMV reads
+  // its A through a permute and a reshape, an unrolled step's neighbours from one base),
+  // with 2 heads of 64 and an FFN of 344, at the first, a middle and the last KV length.
+  for (const char *file : {"llama_decoder.kir", "../bench/graphs/llama_decoder_nk.kir"}) {
+    SCOPED_TRACE(file);
+    std::string text = shrunk(readExample(file), {{"dim kv in [1, 4096]", "dim kv in [1, 64]"},
+                                                  {"4096, 32, 128", "64, 2, 64"},
+                                                  {"32, 128", "2, 64"},
+                                                  {"32, 1, 128", "2, 1, 64"},
+                                                  {"32, 128, kv", "2, 64, kv"},
+                                                  {"32, kv, 128", "2, kv, 64"},
+                                                  {"32, 1, kv", "2, 1, kv"},
+                                                  {"11008", "344"},
+                                                  {"4096", "128"},
+                                                  {"0.08838834764831845", "0.125"}});
+    run(text, {{1}, {17}, {64}});
+  }
 }
 
 // Decode attention in one kernel (the flash-decoding template): grouped-query heads
