@@ -15,7 +15,8 @@
 # Nsight Compute, runs ../shared/bench/torch_anchors.py (or the copy in the pack),
 # bench/torch_matmul.py and bench/torch_attention.py in the same call (KILN_TORCH=0 skips
 # them), runs kiln-bench on CUDA and sets its JSON beside PyTorch's anchors
-# (bench/side_by_side.py), and prints a short table last. KILN_CONFORMANCE=1 runs the conformance tests
+# (bench/side_by_side.py) and beside a run with --quick-ptx (bench/ab.py; KILN_QUICK=0
+# skips it), and prints a short table last. KILN_CONFORMANCE=1 runs the conformance tests
 # instead (the end-to-end tests and 200 generated graphs on CUDA and Vulkan; KILN_TESTS
 # narrows them, as a gtest filter), and KILN_CONFORMANCE=both runs them first and then
 # the rest.
@@ -89,10 +90,19 @@ for dev in "${devices[@]}"; do
   [[ $dev == cuda ]] && run llama_prefill_nk[512] $dev bench/graphs/llama_prefill_nk.kir --dims t=512
 done
 
-# kiln-bench's JSON (median, bytes floor, bandwidth) for bench/side_by_side.py below.
+# kiln-bench's JSON (median, bytes floor, bandwidth) for bench/side_by_side.py below; and
+# the graphs without tensor-core kernels again with --quick-ptx (KILN_QUICK=0 skips it),
+# beside the first run (bench/ab.py).
+quick=(rmsnorm_mul_f16_1 rmsnorm_mul_f16_8192 rmsnorm_mul_f32_8192 ew_chain_16m softmax_scale_mask
+  tiny_chain independent_reductions gemv_f16 gemv_f16_nk decode_attention_kv1024
+  llama_decoder_kv1024 llama_decoder_nk_kv1024)
 if [[ -x $bin/kiln-bench ]]; then
   echo "== kiln-bench on cuda"
   "$bin/kiln-bench" --device=cuda >"$out/kiln_bench.json" || status=1
+  if [[ ${KILN_QUICK:-1} != 0 ]]; then
+    "$bin/kiln-bench" --device=cuda --quick-ptx "${quick[@]}" >"$out/kiln_bench_quick.json" ||
+      status=1
+  fi
 fi
 
 # KILN_NCU=1: each kernel's time in the decoder and prefill layers, the square matmul,
@@ -133,6 +143,10 @@ echo
 if [[ -f $out/kiln_bench.json && -f $out/torch_anchors.json ]]; then
   echo "== kiln-bench beside PyTorch's anchors"
   python3 bench/side_by_side.py "$out/kiln_bench.json" "$out/torch_anchors.json"
+fi
+if [[ -f $out/kiln_bench.json && -f $out/kiln_bench_quick.json ]]; then
+  echo "== kiln-bench: O3 PTX beside --quick-ptx"
+  python3 bench/ab.py "$out/kiln_bench.json" "$out/kiln_bench_quick.json" O3 quick
 fi
 echo "== kiln on $gpu (kernel time, median of 50)"
 cat "$table"
