@@ -24,7 +24,7 @@ struct CompileOptions {
   // against 413 us measured with mma.sync on an H200 (docs/codegen.md).
   bool warpgroupMatrix = false;
   // PTX of the kernels without matrix ops through a short LLVM pipeline and -O0 code
-  // generation rather than O3 (emitPtx's `quick`): the decoder's PTX about four times
+  // generation rather than O3 (emitPtx's `quick`): the decoder's PTX 3-4 times
   // sooner, not yet timed on a GPU.
   bool quickPtx = false;
 };

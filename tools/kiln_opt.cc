@@ -60,8 +60,8 @@ options:
                            tiles whose operands are f16 buffers to warpgroup products
                            (wgmma, emitted for sm_90a) instead of mma.sync
   --quick-ptx              for --emit=ptx: kernels without matrix ops through a short
-                           LLVM pipeline and -O0 code generation instead of O3 (about
-                           four times sooner; their speed on a GPU is not yet known)
+                           LLVM pipeline and -O0 code generation instead of O3 (3-4 times
+                           sooner; their speed on a GPU is not yet known)
   --matrix-units=on|off    lower f16 matmuls of more rows than a GEMV's for tensor
                            cores (the kernel IR's matrix ops, emitted for PTX only);
                            default: on for --emit=ptx, off for the other kinds

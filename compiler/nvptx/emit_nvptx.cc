@@ -797,15 +797,14 @@ private:
 // optimizes the PTX again, so LLVM's part is the variables' SSA form (SROA), the math
 // helpers inlined, common values merged, folding, and neighbouring accesses merged into
 // vectors; code generation then runs at -O0. On the decoder (examples/llama_decoder.kir)
-// that took the PTX of all seven kernels from 255-290 ms to 51-76 ms (2 cores). ptxas for
-// sm_90 gives the decoder's loops the same global loads and stores as under O3 but 3-20%
-// more instructions (address arithmetic), which a memory-bound loop should hide; in the
-// [N, K] decoder's wo GEMV, though, 16 loads of its f32 A stay scalar where O3 merges
-// them (a reshape's index arithmetic hides that they are neighbours), and an earlier
-// short pipeline lost 6.5 us on the GPU in the QKV and wo GEMVs (docs/codegen.md). Until
-// a GPU times it, it is not the default. Tensor-core kernels always take O3: their
-// main loop grows by a third without it (209 instructions against 159 around 64 HMMA in
-// the 4096^3 matmul), and they are bound by their instructions.
+// that took the PTX of all seven kernels from 229-247 ms to 61-74 ms (2 cores). ptxas for
+// sm_90 gives every example's and bench graph's loops the same global loads and stores
+// as under O3 but 3-20% more instructions (address arithmetic), which a memory-bound
+// loop should hide; an earlier short pipeline, though, lost 6.5 us on the GPU in the
+// QKV and wo GEMVs (docs/codegen.md), so until a GPU times this one it is not the
+// default. Tensor-core kernels always take O3: their main loop grows by a third without
+// it (209 instructions against 159 around 64 HMMA in the 4096^3 matmul), and they are
+// bound by their instructions.
 constexpr const char *kShortPipeline =
     "always-inline,function(sroa,early-cse,instsimplify,simplifycfg,load-store-vectorizer)";
 
