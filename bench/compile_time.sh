@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compile-time benchmark: the default pipeline on generated graphs, median of several
-# runs per pass, then lowering and code generation (PTX for sm_90, SPIR-V) of
+# runs per pass, then lowering and code generation (PTX for sm_90, with and without
+# --quick-ptx, and SPIR-V) of
 # examples/llama_decoder.kir, in all and per kernel. bench/compile_time.sh [NODES] [RUNS] [SEEDS...]
 # (default 10000 9 1 2 3). Needs a build in build/ (scripts/build.sh).
 set -euo pipefail
@@ -40,9 +41,10 @@ done
 
 # Kernels compile one thread per core: the figure depends on the machine's cores.
 echo "code generation of examples/llama_decoder.kir, median of $runs runs (ms, $(nproc) cores)"
-for emit in ptx spirv; do
+for emit in ptx "ptx --quick-ptx" spirv; do
   : >"$tmp/times"
   for ((i = 0; i < runs; i++)); do
+    # shellcheck disable=SC2086 # the kind and its flag
     "$bin/kiln-opt" examples/llama_decoder.kir --time-passes --emit=$emit --sm=sm_90 -o /dev/null \
       2>>"$tmp/times"
   done
