@@ -21,7 +21,9 @@ Runs benchmark graphs (all of them, or those named) on a device with random inpu
 from a fixed seed and prints one JSON object: the device, and for each graph its
 median time, its bytes floor (each input read once, a slice of one only where the
 graph reads it through slices alone; each output written once, an in-place
-insert_slice only where it writes) and the bandwidth that floor achieves.
+insert_slice only where it writes) and the bandwidth that floor achieves. Each
+graph's entry is printed as soon as it is measured, so a run that fails or is cut
+short leaves the entries it finished (and no closing brackets).
 
 options:
   --list          print the benchmarks' names, graph files and dims, and exit
@@ -158,18 +160,30 @@ Expected<std::string> runBench(const Bench &b, const Options &o, std::string &de
 int run(const Options &o) {
   if (int rc = tools::checkDevice(o.device, "kiln-bench"))
     return rc;
-  std::string items, deviceName;
+  // Each benchmark's entry goes out as soon as it is measured (the header, which names
+  // the device, once the first has opened it), so that a run cut short keeps what it
+  // finished.
+  std::string deviceName;
+  bool first = true;
+  auto header = [&] {
+    std::printf("{\"device\": %s, \"profile\": %s, \"iters\": %d, \"benchmarks\": [",
+                passes::jsonString(deviceName).c_str(),
+                passes::jsonString(tools::profileFor(deviceName).name).c_str(), o.iters);
+  };
   for (const Bench *b : o.benches) {
     std::fprintf(stderr, "kiln-bench: %s\n", b->name);
     auto item = runBench(*b, o, deviceName);
     if (!item)
       return tools::fail(item.message());
-    items += (items.empty() ? "\n  " : ",\n  ") + *item;
+    if (first)
+      header();
+    std::printf("%s%s", first ? "\n  " : ",\n  ", item->c_str());
+    std::fflush(stdout);
+    first = false;
   }
-  std::printf("{\"device\": %s, \"profile\": %s, \"iters\": %d, \"benchmarks\": [%s]}\n",
-              passes::jsonString(deviceName).c_str(),
-              passes::jsonString(tools::profileFor(deviceName).name).c_str(), o.iters,
-              items.c_str());
+  if (first)
+    header();
+  std::printf("]}\n");
   return 0;
 }
 
