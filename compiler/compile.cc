@@ -175,9 +175,12 @@ std::string renamePtx(const std::string &ptx, const std::string &from, const std
   return out;
 }
 
+LowerOptions lowerOptionsFor(const CompileOptions &opts) {
+  return {opts.matrixUnits, opts.matrixUnits && opts.warpgroupMatrix && opts.smArch == "sm_90"};
+}
+
 Expected<runtime::Executable> compileGraph(const ir::Graph &g, const CompileOptions &opts) {
-  auto lowered = lowerGraph(
-      g, {opts.matrixUnits, opts.matrixUnits && opts.warpgroupMatrix && opts.smArch == "sm_90"});
+  auto lowered = lowerGraph(g, lowerOptionsFor(opts));
   if (!lowered)
     return lowered.error();
   if (Status s = schedule(g, *lowered); s.failed())

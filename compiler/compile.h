@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "compiler/kernel_ir.h"
+#include "compiler/lower.h"
 #include "ir/graph.h"
 #include "ir/support.h"
 #include "runtime/executable.h"
@@ -28,6 +29,10 @@ struct CompileOptions {
   // sooner, not yet timed on a GPU.
   bool quickPtx = false;
 };
+
+// The lowering these options ask for: matrix units where asked, and the warpgroup tiles
+// where asked too and the target is sm_90 (the one that has them).
+LowerOptions lowerOptionsFor(const CompileOptions &opts);
 
 // Runs `emit(i)` for i in [0, count) on up to one thread per core: kernels compile
 // independently (each in an LLVM context of its own), and the results keep their order.

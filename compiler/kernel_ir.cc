@@ -929,6 +929,12 @@ int64_t sharedBytes(const Kernel &k) {
   return bytes;
 }
 
+bool usesMatrixUnits(const std::vector<KInst> &body) {
+  return std::any_of(body.begin(), body.end(), [](const KInst &in) {
+    return in.op == KOp::MatMulAdd || in.op == KOp::WgMulAdd;
+  });
+}
+
 int lowZeroBits(const std::vector<KInst> &body, int v, std::vector<int> &memo) {
   if (memo.size() < body.size())
     memo.resize(body.size(), -1);
@@ -947,9 +953,7 @@ int lowZeroBits(const std::vector<KInst> &body, int v, std::vector<int> &memo) {
     break;
   case KOp::IAdd:
   case KOp::ISub:
-    bits = std::min(z(0), z(1));
-    break;
-  case KOp::IRem: // x - d * (x / d): as many as x and d share
+  case KOp::IRem: // x - d * (x / d)
     bits = std::min(z(0), z(1));
     break;
   case KOp::IDiv: // by 2^p: a shift right

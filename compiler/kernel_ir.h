@@ -318,8 +318,11 @@ inline KType registerType(MemType m) { return m == MemType::I32 ? KType::I32 : K
 std::vector<int64_t> sharedLayout(const Kernel &k);
 int64_t sharedBytes(const Kernel &k);
 
+// Whether a kernel body multiplies on matrix units (mma.sync or warpgroup products).
+bool usesMatrixUnits(const std::vector<KInst> &body);
+
 // Low zero bits (at most kMaxZeroBits) that every value of I32 instruction `v` of `body`
-// has, from constants through adds, multiplies, divisions and remainders by constants,
+// has, from constants through adds, multiplies, remainders, divisions by powers of two,
 // selects and loop counters (i32 wrapping keeps low bits); 0 where nothing is known.
 // `memo` (per instruction, -1 where not yet found; grown as the body grows) keeps them.
 constexpr int kMaxZeroBits = 16;

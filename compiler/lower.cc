@@ -174,8 +174,7 @@ private:
   bool markHalfTemps() {
     std::vector<bool> onMatrixUnits(groups_.size(), false);
     for (size_t k = 0; k < groups_.size(); ++k)
-      for (const KInst &in : out_.kernels[k].body)
-        onMatrixUnits[k] = onMatrixUnits[k] || in.op == KOp::MatMulAdd || in.op == KOp::WgMulAdd;
+      onMatrixUnits[k] = usesMatrixUnits(out_.kernels[k].body);
     std::vector<bool> candidate(g_.nodes.size(), false);
     for (size_t id = 0; id < g_.nodes.size(); ++id) {
       const runtime::ExecBuffer *b = memory_[id] < 0 ? nullptr : &out_.exe.buffers[memory_[id]];

@@ -206,10 +206,7 @@ int main(int argc, char **argv) {
     } else if (args.value(a, "--root", v)) {
       o.root = v;
     } else if (args.count(a, "--iters", o.iters)) {
-    } else if (a == "--wgmma") {
-      o.cuda.warpgroupMatrix = true;
-    } else if (a == "--quick-ptx") {
-      o.cuda.quickPtx = true;
+    } else if (tools::codeFlag(a, o.cuda)) {
     } else if (a.size() > 1 && a[0] == '-') {
       return tools::usageError("kiln-bench", "unknown option '" + std::string(a) + "'");
     } else {

@@ -74,10 +74,8 @@ struct Options {
   std::string pipeline{passes::defaultPipeline()};
   passes::Instrumentation inst;
   std::string emit = "ir";
-  std::string sm = "sm_80";
-  std::string matrixUnits; // on, off, or empty: on for PTX alone
-  bool wgmma = false;
-  bool quickPtx = false;
+  std::string matrixUnits;       // on, off, or empty: on for PTX alone
+  compiler::CompileOptions code; // smArch (--sm), --wgmma, --quick-ptx
   std::string profile = "h200";
   std::string output;
 };
@@ -101,7 +99,7 @@ Expected<std::string> emitKernel(const compiler::Kernel &k, const Options &o) {
   if (o.emit == "kernel-ir")
     return compiler::printKernel(k);
   if (o.emit == "ptx") {
-    auto ptx = compiler::emitPtx(k, o.sm, o.quickPtx);
+    auto ptx = compiler::emitPtx(k, o.code.smArch, o.code.quickPtx);
     if (!ptx)
       return makeError("error: kernel " + k.name + ": " + ptx.message());
     return std::move(*ptx);
@@ -126,8 +124,9 @@ Expected<std::string> emitKernel(const compiler::Kernel &k, const Options &o) {
 // with its size (to stderr).
 Expected<std::string> emitKernels(const ir::Graph &g, const Options &o) {
   auto start = std::chrono::steady_clock::now();
-  bool matrixUnits = o.matrixUnits.empty() ? o.emit == "ptx" : o.matrixUnits == "on";
-  auto lowered = compiler::lowerGraph(g, {matrixUnits, matrixUnits && o.wgmma && o.sm == "sm_90"});
+  compiler::CompileOptions target = o.code;
+  target.matrixUnits = o.matrixUnits.empty() ? o.emit == "ptx" : o.matrixUnits == "on";
+  auto lowered = compiler::lowerGraph(g, compiler::lowerOptionsFor(target));
   if (!lowered)
     return lowered.error();
   double lowerMs = msSince(start);
@@ -279,16 +278,13 @@ int main(int argc, char **argv) {
         return tools::usageError("kiln-opt", "unknown --profile '" + std::string(v) + "'");
       o.profile = v;
     } else if (args.value(a, "--sm", v)) {
-      o.sm = v;
+      o.code.smArch = v;
     } else if (args.value(a, "--matrix-units", v)) {
       if (v != "on" && v != "off")
         return tools::usageError("kiln-opt",
                                  "--matrix-units takes on or off, not '" + std::string(v) + "'");
       o.matrixUnits = v;
-    } else if (a == "--wgmma") {
-      o.wgmma = true;
-    } else if (a == "--quick-ptx") {
-      o.quickPtx = true;
+    } else if (tools::codeFlag(a, o.code)) {
     } else if (args.value(a, "-o", v)) {
       o.output = v;
     } else if (a.size() > 1 && a[0] == '-') {

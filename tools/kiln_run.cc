@@ -275,10 +275,7 @@ int main(int argc, char **argv) {
       o.stats = true;
     } else if (a == "--validate") {
       o.validate = true;
-    } else if (a == "--wgmma") {
-      o.cuda.warpgroupMatrix = true;
-    } else if (a == "--quick-ptx") {
-      o.cuda.quickPtx = true;
+    } else if (tools::codeFlag(a, o.cuda)) {
     } else if (args.value(a, "--trace", v)) {
       o.trace = v;
     } else if (args.count(a, "--iters", o.iters)) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "compiler/compile.h"
 #include "ir/support.h"
 
 namespace kiln::tools {
@@ -49,6 +50,18 @@ inline int fail(const std::string &message) {
 inline int usageError(const char *tool, const std::string &message) {
   std::fprintf(stderr, "%s: error: %s (see --help)\n", tool, message.c_str());
   return 1;
+}
+
+// True when `arg` is one of the code generation flags the tools share (--wgmma,
+// --quick-ptx); it sets that choice in `opts`.
+inline bool codeFlag(std::string_view arg, compiler::CompileOptions &opts) {
+  if (arg == "--wgmma")
+    opts.warpgroupMatrix = true;
+  else if (arg == "--quick-ptx")
+    opts.quickPtx = true;
+  else
+    return false;
+  return true;
 }
 
 // Walks argv; options take values as `--name=value` or `--name value`.

@@ -408,10 +408,9 @@ private:
 
   // Low zero bits of every value of each I32 instruction (see lowZeroBits).
   void findZeroBits() {
-    std::vector<int> memo;
-    zeroBits_.resize(k_.body.size());
+    zeroBits_.clear();
     for (size_t id = 0; id < k_.body.size(); ++id)
-      zeroBits_[id] = lowZeroBits(k_.body, static_cast<int>(id), memo);
+      lowZeroBits(k_.body, static_cast<int>(id), zeroBits_);
   }
 
   // A load's or store's element as `base + offset`: an index `base + constant` (through
@@ -872,9 +871,7 @@ Expected<std::string> emitPtx(const Kernel &k, std::string_view smArch, bool qui
   // After the O3 pipeline, code generation runs at the default level (the aggressive one
   // only adds two GVN runs, which changed no byte of the PTX of any example, bench graph
   // or lit input and took a fifth of the decoder's time); after the short one, at -O0.
-  bool full = !quick || std::any_of(k.body.begin(), k.body.end(), [](const KInst &in) {
-    return in.op == KOp::MatMulAdd || in.op == KOp::WgMulAdd;
-  });
+  bool full = !quick || usesMatrixUnits(k.body);
   std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(
       kTriple, cpu, features, llvm::TargetOptions(), std::nullopt, std::nullopt,
       full ? llvm::CodeGenOptLevel::Default : llvm::CodeGenOptLevel::None));
